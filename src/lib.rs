@@ -1,0 +1,18 @@
+//! keyfs: mount an FTP directory; writes are spooled locally with a running
+//! CRC-32 and uploaded in the background, resuming only when the server's
+//! checksum proves the partial is the same file (patent CN102420875A).
+//!
+//! # Layout
+//! - [`key`]: the KEY/XCRC wire forms, pure, shared by client and server.
+//! - [`remote`]: the FTP client session (suppaftp): namespace ops, RETR at an offset, KEY/XCRC.
+//! - [`spool`]: spooled data files with a running CRC, and the upload journal.
+//! - [`upload`]: the background uploader; [`upload::resume`] is the pure decision.
+//! - [`fs`]: the filesystem core and its thin fuser adapter.
+//! - [`server`]: keyftpd, the FTP server with the KEY extension.
+
+pub mod fs;
+pub mod key;
+pub mod remote;
+pub mod server;
+pub mod spool;
+pub mod upload;

@@ -1,0 +1,1 @@
+//! keyftpd: the FTP server with the KEY extension. OWNER: server helper.

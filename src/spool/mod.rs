@@ -1,0 +1,5 @@
+//! The local spool directory: data files being written or waiting for upload
+//! (`file`, owned by the fs work) and the uploader's journal (`journal`,
+//! owned by the engine work).
+pub mod file;
+pub mod journal;
