@@ -63,6 +63,17 @@ pub struct Session {
     _private: (),
 }
 
+/// An open RETR data connection; implements `Read`.
+pub struct Download {
+    _private: (),
+}
+
+impl std::io::Read for Download {
+    fn read(&mut self, _buf: &mut [u8]) -> std::io::Result<usize> {
+        unimplemented!("engine helper")
+    }
+}
+
 impl Session {
     /// Connects, logs in, sets binary mode, reads FEAT, changes to the root.
     pub fn connect(_ep: &Endpoint, _timeout: Duration) -> Result<Session, RemoteError> {
@@ -94,17 +105,10 @@ impl Session {
     /// Starts a download at `offset` (TYPE I, REST, RETR). Read the stream,
     /// then call `finish_retr`; to stop early, drop the stream and the
     /// session (the connection is then in an unknown state).
-    pub fn retr_at(
-        &mut self,
-        _path: &str,
-        _offset: u64,
-    ) -> Result<suppaftp::types::DataStream<std::net::TcpStream>, RemoteError> {
+    pub fn retr_at(&mut self, _path: &str, _offset: u64) -> Result<Download, RemoteError> {
         unimplemented!("engine helper")
     }
-    pub fn finish_retr(
-        &mut self,
-        _stream: suppaftp::types::DataStream<std::net::TcpStream>,
-    ) -> Result<(), RemoteError> {
+    pub fn finish_retr(&mut self, _stream: Download) -> Result<(), RemoteError> {
         unimplemented!("engine helper")
     }
     /// NOOP, to check a pooled connection is alive.
