@@ -9,7 +9,9 @@
 //! - [`upload`]: the background uploader; [`upload::resume`] is the pure decision.
 //! - [`fs`]: the filesystem core and its thin fuser adapter.
 //! - [`server`]: keyftpd, the FTP server with the KEY extension.
+//! - [`faultproxy`]: a fault-injecting FTP proxy (throttle, cut after N bytes) for tests and `ftpfault`.
 
+pub mod faultproxy;
 pub mod fs;
 pub mod key;
 pub mod remote;
