@@ -60,6 +60,6 @@ mod tests {
             b.acquire(20_000); // 400 kB total, 100 kB burst
         }
         let el = t.elapsed().as_secs_f64();
-        assert!(el >= 0.7 && el < 1.5, "{el}");
+        assert!((0.7..1.5).contains(&el), "{el}");
     }
 }
