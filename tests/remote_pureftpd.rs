@@ -92,7 +92,11 @@ fn retr_at_offsets_and_rest_stor() {
     drop(d);
     drop(s);
     let mut s = Session::connect(&srv.endpoint(), T).expect("reconnect");
-    assert!(s.retr_at("missing.bin", 0).is_err());
+    let e = s.retr_at("missing.bin", 0).err().expect("missing");
+    assert_eq!(e.to_errno(), libc::ENOENT);
+    // The session stays usable after a refused RETR.
+    s.noop().expect("noop after failed RETR");
+    assert_eq!(s.size("big.bin").unwrap(), Some(300_000));
 
     // REST N + STOR truncates at N and writes the rest.
     upload(&mut s, "r.bin", 0, &data[..1000]);

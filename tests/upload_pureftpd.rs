@@ -200,5 +200,11 @@ fn journal_jobs_resume_at_start_and_wait_times_out_when_down() {
     assert_eq!(st[0].record.state, JobState::Open);
     assert!(!srv.path("open.bin").exists());
     assert!(spool.journal.data_path(open.id).exists());
+    // A new version of that path uploads; the crashed one is still kept.
+    s.up.submit(spool.job("open.bin", b"whole")).unwrap();
+    s.up.wait("open.bin", WAIT).expect("new version uploaded");
+    assert_eq!(std::fs::read(srv.path("open.bin")).unwrap(), b"whole");
+    assert!(spool.journal.data_path(open.id).exists());
+    assert_eq!(s.up.status().len(), 1);
     s.up.shutdown();
 }

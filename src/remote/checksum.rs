@@ -53,18 +53,24 @@ impl Session {
     }
 
     /// `HASH` (draft-bryan-ftpext-hash) CRC32 of `[0, end)` or of the whole
-    /// file. Selects CRC32 with `OPTS HASH CRC32` and, for a prefix, `RANG`.
+    /// file. Selects CRC32 with `OPTS HASH CRC32` and, for a prefix, `RANG`
+    /// (whose end point is inclusive). Servers differ on whether the range in
+    /// the reply is inclusive, so both readings are accepted: a wrong reading
+    /// can only make the CRCs differ, which leads to a (safe) restart.
     pub fn hash_crc32(&mut self, path: &str, end: Option<u64>) -> Result<u32, RemoteError> {
         let abs = self.abs(path)?;
         self.command("OPTS HASH CRC32", &[200])?;
         if let Some(e) = end {
-            self.command(&format!("RANG 0 {e}"), &[350])?;
+            if e == 0 {
+                return Ok(0);
+            }
+            self.command(&format!("RANG 0 {}", e - 1), &[350])?;
         }
         let r = self.with_slow_replies(|s| s.command(&format!("HASH {abs}"), &[213]))?;
         let (got_end, crc) =
             key::parse_hash_reply(&r.text).map_err(|e| RemoteError::Protocol(e.to_string()))?;
         if let Some(e) = end {
-            if got_end != e {
+            if got_end != e && got_end + 1 != e {
                 return Err(RemoteError::Protocol(format!(
                     "HASH answered range 0-{got_end}, asked 0-{e}"
                 )));

@@ -136,9 +136,11 @@ impl Shared {
         self.lock().jobs.get(&id).map(|j| j.rec.remote_path.clone())
     }
 
-    /// The upload of `p` is verified: drop the record and the spooled data.
+    /// The upload of `p` is verified: drop the record and the spooled data,
+    /// tell the fs (`on_complete`), and only then wake `wait`ers, so an
+    /// fsync returns after the fs has seen the upload finish.
     pub fn complete(&self, p: &Picked) {
-        let done = {
+        let rec = {
             let mut st = self.lock();
             st.busy_paths.remove(&p.rec.remote_path);
             if p.abort.load(Ordering::SeqCst) {
@@ -149,12 +151,21 @@ impl Shared {
             if let Err(e) = self.journal.remove(p.rec.id) {
                 log::error!("journal: cannot remove job {}: {e}", p.rec.id);
             }
-            st.jobs.remove(&p.rec.id).map(|j| j.rec)
+            st.jobs.get(&p.rec.id).map(|j| j.rec.clone())
         };
-        self.cond.notify_all();
-        if let (Some(rec), Some(cb)) = (done, &self.on_complete) {
-            cb(&rec);
+        if let (Some(rec), Some(cb)) = (&rec, &self.on_complete) {
+            cb(rec);
         }
+        let mut st = self.lock();
+        let ours = st
+            .jobs
+            .get(&p.rec.id)
+            .is_some_and(|j| Arc::ptr_eq(&j.abort, &p.abort));
+        if ours {
+            st.jobs.remove(&p.rec.id);
+        }
+        drop(st);
+        self.cond.notify_all();
     }
 
     /// The attempt stopped because the job was cancelled, replaced or renamed
@@ -201,7 +212,8 @@ impl Shared {
         self.cond.notify_all();
     }
 
-    /// Adds (or replaces) a job; other jobs for the same path are cancelled.
+    /// Adds (or replaces) a job; other queued or failed jobs for the same
+    /// path are cancelled (their data dropped).
     pub fn submit(&self, mut rec: JobRecord) -> std::io::Result<()> {
         rec.state = JobState::Queued;
         let mut st = self.lock();
@@ -209,7 +221,11 @@ impl Shared {
         let stale: Vec<u64> = st
             .jobs
             .values()
-            .filter(|j| j.rec.remote_path == rec.remote_path && j.rec.id != rec.id)
+            .filter(|j| {
+                j.rec.remote_path == rec.remote_path
+                    && j.rec.id != rec.id
+                    && j.rec.state != JobState::Open
+            })
             .map(|j| j.rec.id)
             .collect();
         for id in stale {
@@ -288,7 +304,7 @@ impl Shared {
         let ids: Vec<u64> = st
             .jobs
             .values()
-            .filter(|j| j.rec.remote_path == path)
+            .filter(|j| j.rec.remote_path == path && j.rec.state != JobState::Open)
             .map(|j| j.rec.id)
             .collect();
         for id in ids {
@@ -304,7 +320,9 @@ impl Shared {
         let prefix = format!("{}/", from.trim_end_matches('/'));
         let State { jobs, queue, .. } = &mut *st;
         let mut changed = Vec::new();
-        for j in jobs.values_mut() {
+        // Records left `Open` by a crashed daemon belong to the fs: never
+        // touched here (kept and reported, neither uploaded nor deleted).
+        for j in jobs.values_mut().filter(|j| j.rec.state != JobState::Open) {
             let new_path = if j.rec.remote_path == from {
                 to.to_string()
             } else if let Some(rest) = j.rec.remote_path.strip_prefix(&prefix) {

@@ -65,11 +65,16 @@ pub fn verify_remote(s: &mut Session, path: &str, size: u64, crc: u32) -> Result
             "server CRC {c:08X} after upload, expected {crc:08X}"
         ))),
         Ok(_) => Ok(()),
-        Err(e) if matches!(e.code(), Some(500..=504)) => {
-            log::warn!("{path}: server offers a checksum but refused it ({e}); size verified only");
+        Err(e @ RemoteError::Io(_)) => Err(e.into()),
+        Err(RemoteError::Reply { code, text }) if !(500..=504).contains(&code) => {
+            Err(VerifyError::Remote(RemoteError::Reply { code, text }))
+        }
+        Err(e) => {
+            log::warn!(
+                "{path}: server offers a checksum but did not give one ({e}); size verified only"
+            );
             Ok(())
         }
-        Err(e) => Err(e.into()),
     }
 }
 

@@ -174,11 +174,13 @@ fn prefix_check(
     }
     let server = match s.remote_crc(path, Some(n)) {
         Ok(c) => c,
-        Err(e) if e.code().is_some_and(|c| (500..600).contains(&c)) => {
-            log::warn!("{path}: prefix checksum refused ({e})");
+        // A cut connection is retried; a refused or garbled checksum only
+        // means no prefix evidence (the decision then restarts when in doubt).
+        Err(e @ RemoteError::Io(_)) => return Err(e.into()),
+        Err(e) => {
+            log::warn!("{path}: no prefix checksum ({e})");
             None
         }
-        Err(e) => return Err(e.into()),
     };
     match server {
         None => Ok(None),
