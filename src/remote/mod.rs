@@ -93,6 +93,8 @@ pub struct Session {
     root: String,
     /// Timeout for connecting and for ordinary replies and data reads/writes.
     timeout: Duration,
+    /// Timeout for replies that need the server to read a whole file.
+    slow_timeout: Duration,
 }
 
 /// An open RETR data connection; implements `Read`.

@@ -137,6 +137,7 @@ impl Session {
             features: Features::default(),
             root,
             timeout,
+            slow_timeout: timeout.max(SLOW_REPLY_MIN),
         };
         s.features = s.read_features()?;
         let root_abs = join_root(&s.root, "")?;
@@ -197,13 +198,20 @@ impl Session {
         self.raw(line)?.expect(ok)
     }
 
+    /// Sets the timeout for replies that need the server to read a whole
+    /// file (XCRC, HASH, the reply after an upload); default
+    /// max(timeout, 120 s).
+    pub fn set_slow_timeout(&mut self, d: Duration) {
+        self.slow_timeout = d.max(self.timeout);
+    }
+
     /// Runs `f` with a longer control-reply timeout (XCRC of a large file,
     /// the reply after a large upload).
     pub(crate) fn with_slow_replies<T>(
         &mut self,
         f: impl FnOnce(&mut Session) -> Result<T, RemoteError>,
     ) -> Result<T, RemoteError> {
-        let slow = self.timeout.max(SLOW_REPLY_MIN);
+        let slow = self.slow_timeout;
         self.ftp.get_ref().set_read_timeout(Some(slow))?;
         let r = f(self);
         let _ = self.ftp.get_ref().set_read_timeout(Some(self.timeout));

@@ -46,6 +46,9 @@ pub struct UploadConfig {
 pub struct Tuning {
     /// Connect, reply and data socket timeout.
     pub io_timeout: Duration,
+    /// Timeout for replies that make the server read a whole file (the
+    /// reply after an upload, XCRC): a dead server is noticed after this.
+    pub slow_reply_timeout: Duration,
     /// First reconnect delay; doubles up to `backoff_max` (with jitter).
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
@@ -57,6 +60,7 @@ impl Default for Tuning {
     fn default() -> Self {
         Tuning {
             io_timeout: Duration::from_secs(30),
+            slow_reply_timeout: Duration::from_secs(120),
             backoff_initial: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
             chunk_size: 256 * 1024,

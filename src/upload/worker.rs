@@ -124,7 +124,8 @@ fn session<'a>(
         }
     }
     if conn.is_none() {
-        let s = Session::connect(&shared.endpoint, shared.tuning.io_timeout)?;
+        let mut s = Session::connect(&shared.endpoint, shared.tuning.io_timeout)?;
+        s.set_slow_timeout(shared.tuning.slow_reply_timeout);
         *conn = Some((s, Instant::now()));
     }
     match conn.as_mut() {

@@ -39,6 +39,7 @@ impl Spool {
 pub fn tuning() -> Tuning {
     Tuning {
         io_timeout: Duration::from_secs(5),
+        slow_reply_timeout: Duration::from_secs(10),
         backoff_initial: Duration::from_millis(50),
         backoff_max: Duration::from_millis(500),
         chunk_size: 64 * 1024,
@@ -69,6 +70,17 @@ pub fn start(
     bwlimit: Option<u64>,
     policy: Policy,
 ) -> Started {
+    start_tuned(ep, spool, workers, bwlimit, policy, tuning())
+}
+
+pub fn start_tuned(
+    ep: Endpoint,
+    spool: &Spool,
+    workers: usize,
+    bwlimit: Option<u64>,
+    policy: Policy,
+    tuning: Tuning,
+) -> Started {
     let done = Arc::new(Mutex::new(Vec::new()));
     let d2 = done.clone();
     let cfg = UploadConfig {
@@ -80,7 +92,7 @@ pub fn start(
             d2.lock().unwrap().push(r.clone());
         })),
     };
-    let up = Uploader::start_tuned(cfg, spool.journal.clone(), tuning()).expect("start");
+    let up = Uploader::start_tuned(cfg, spool.journal.clone(), tuning).expect("start");
     Started { up, done }
 }
 

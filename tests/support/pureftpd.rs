@@ -129,6 +129,16 @@ impl PureFtpd {
         }
     }
 
+    /// Sends `sig` (e.g. SIGSTOP/SIGCONT) to the server's process group.
+    pub fn signal(&self, sig: i32) {
+        if let Some(pgid) = self.child.as_ref().and_then(|c| i32::try_from(c.id()).ok()) {
+            // SAFETY: kill(2) on the process group of a server we started.
+            unsafe {
+                libc::kill(-pgid, sig);
+            }
+        }
+    }
+
     /// The directory served as the user's root.
     pub fn root(&self) -> PathBuf {
         self.dir.path().join("root")
