@@ -267,12 +267,12 @@ fn store(s: &mut Session, arg: &str, append: bool) -> io::Result<()> {
         );
     }
     let resume = append || rest.is_some();
-    let bound_key = s.key.take().or(if resume {
+    let stored_key = if resume {
         meta.and_then(|m| m.key)
     } else {
         None
-    });
-    s.prompted = None;
+    };
+    let bound_key = s.key.or(stored_key);
 
     // CRC of the kept prefix: cached if the file is unchanged, else recomputed.
     let mut prefix_crc = 0u32;
@@ -296,6 +296,9 @@ fn store(s: &mut Session, arg: &str, append: bool) -> io::Result<()> {
     let Some(mut data) = open_data(s)? else {
         return Ok(());
     };
+    // The transfer starts: it uses up the session's key and any prompt.
+    s.key = None;
+    s.prompted = None;
     let opened = OpenOptions::new()
         .write(true)
         .create(true)
@@ -369,7 +372,7 @@ fn store(s: &mut Session, arg: &str, append: bool) -> io::Result<()> {
         v.display(),
         got as f64 / 1e6 / secs.max(1e-6),
         outcome,
-        key::format_stored_key(bound_key),
+        bound_key.map(|k| k.to_string()).unwrap_or("none".into()),
         state.as_str()
     );
     match outcome {

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Size of the buffer for received data: large, allocated once per transfer.
-pub const XFER_BUF: usize = 1 << 20;
+pub const XFER_BUF: usize = 256 << 10;
 
 /// Binds a passive listener on `ip`, in `range` if given.
 pub fn open_passive(ip: IpAddr, range: Option<(u16, u16)>) -> io::Result<TcpListener> {

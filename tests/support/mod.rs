@@ -1,2 +1,3 @@
 pub mod jobs;
+pub mod keyftpd;
 pub mod pureftpd;

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# keyftpd against stock FTP clients: curl and lftp upload, download and
+# resume; every file is checked by sha256. Builds nothing: the binary comes
+# from $KEYFTPD (default target/debug/keyftpd). Exits non-zero on failure.
+set -euo pipefail
+
+KEYFTPD=${KEYFTPD:-target/debug/keyftpd}
+[ -x "$KEYFTPD" ] || { echo "keyftpd binary not found: $KEYFTPD" >&2; exit 2; }
+for tool in curl lftp sha256sum; do
+    command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 2; }
+done
+
+WORK=$(mktemp -d)
+SRV_PID=""
+cleanup() {
+    if [ -n "$SRV_PID" ]; then kill "$SRV_PID" 2>/dev/null || true; wait "$SRV_PID" 2>/dev/null || true; fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+mkdir -p "$WORK/root" "$WORK/local"
+export KEYFTPD_PASSWORD=clients-pw
+"$KEYFTPD" --root "$WORK/root" --listen 127.0.0.1:0 --user tester \
+    >"$WORK/stdout" 2>"$WORK/server.log" &
+SRV_PID=$!
+
+PORT=""
+for _ in $(seq 1 100); do
+    PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/stdout" 2>/dev/null || true)
+    [ -n "$PORT" ] && break
+    kill -0 "$SRV_PID" 2>/dev/null || { cat "$WORK/server.log" >&2; echo "keyftpd exited" >&2; exit 1; }
+    sleep 0.1
+done
+[ -n "$PORT" ] || { echo "keyftpd did not report its port" >&2; exit 1; }
+URL="ftp://tester:$KEYFTPD_PASSWORD@127.0.0.1:$PORT"
+
+fail() { echo "FAIL: $*" >&2; echo "--- server log" >&2; tail -n 30 "$WORK/server.log" >&2; exit 1; }
+same() { [ "$(sha256sum <"$1" | cut -d' ' -f1)" = "$(sha256sum <"$2" | cut -d' ' -f1)" ] || fail "$3: $1 != $2"; }
+CURL=(curl -sS --fail --max-time 60)
+
+head -c 5000000 /dev/urandom >"$WORK/local/big.bin"
+head -c 1234567 "$WORK/local/big.bin" >"$WORK/local/part.bin"
+
+# curl: upload, download, list.
+"${CURL[@]}" -T "$WORK/local/big.bin" "$URL/curl/big.bin" --ftp-create-dirs || fail "curl upload"
+same "$WORK/local/big.bin" "$WORK/root/curl/big.bin" "curl upload"
+"${CURL[@]}" -o "$WORK/local/down.bin" "$URL/curl/big.bin" || fail "curl download"
+same "$WORK/local/big.bin" "$WORK/local/down.bin" "curl download"
+"${CURL[@]}" "$URL/curl/" | grep -q 'big.bin' || fail "curl list"
+
+# curl: resumed upload (-C - asks SIZE, then APPE) and resumed download (REST).
+"${CURL[@]}" -T "$WORK/local/part.bin" "$URL/curl/resume.bin" || fail "curl partial upload"
+"${CURL[@]}" -C - -T "$WORK/local/big.bin" "$URL/curl/resume.bin" || fail "curl resume upload"
+same "$WORK/local/big.bin" "$WORK/root/curl/resume.bin" "curl resumed upload"
+cp "$WORK/local/part.bin" "$WORK/local/resumed-down.bin"
+"${CURL[@]}" -C - -o "$WORK/local/resumed-down.bin" "$URL/curl/big.bin" || fail "curl resume download"
+same "$WORK/local/big.bin" "$WORK/local/resumed-down.bin" "curl resumed download"
+
+# lftp: upload, download, resumed upload (put -c: REST + STOR) and download (get -c).
+lf() {
+    timeout 120 lftp -c "set cmd:fail-exit yes; set ftp:ssl-allow no; set net:max-retries 1; set net:timeout 20; set xfer:clobber yes; open $URL; $1"
+}
+lf "mkdir -p lftp; put -O lftp $WORK/local/big.bin" >/dev/null || fail "lftp put"
+same "$WORK/local/big.bin" "$WORK/root/lftp/big.bin" "lftp put"
+cp "$WORK/local/part.bin" "$WORK/root/lftp/resume.bin"
+lf "put -c $WORK/local/big.bin -o lftp/resume.bin" >/dev/null || fail "lftp put -c"
+same "$WORK/local/big.bin" "$WORK/root/lftp/resume.bin" "lftp resumed upload"
+grep -q 'STOR /lftp/resume.bin offset=1234567' "$WORK/server.log" || fail "lftp put -c did not resume"
+lf "get lftp/big.bin -o $WORK/local/lftp-down.bin" >/dev/null || fail "lftp get"
+same "$WORK/local/big.bin" "$WORK/local/lftp-down.bin" "lftp get"
+cp "$WORK/local/part.bin" "$WORK/local/lftp-resumed.bin"
+lf "get -c lftp/big.bin -o $WORK/local/lftp-resumed.bin" >/dev/null || fail "lftp get -c"
+same "$WORK/local/big.bin" "$WORK/local/lftp-resumed.bin" "lftp resumed download"
+lf "cls -1 lftp" | grep -q 'big.bin' || fail "lftp ls"
+lf "ls -a /" | grep -q '.keyftpd' && fail "metadata visible"
+
+grep -q 'APPE /curl/resume.bin offset=1234567' "$WORK/server.log" || fail "curl -C - did not resume"
+echo "keyftpd_clients: ok (curl $(curl --version | head -1 | cut -d' ' -f2), lftp)"
