@@ -344,4 +344,26 @@ kf_tmpfs() {
     kf_register tmpfs "$dir"
 }
 
+# ---- scenario setup --------------------------------------------------------
+
+# kf_setup_keyftpd: a work dir with a server root, a keyftpd on it, and the
+# password exported for keyfs. Sets WORK, ROOT, FTP_USER, KEYFS_PASSWORD,
+# KEYFTPD_* and URL (ftp://user@127.0.0.1:PORT/).
+kf_setup_keyftpd() {
+    WORK=$(kf_tmpdir)
+    ROOT=$WORK/root
+    mkdir -p "$ROOT"
+    FTP_USER=tester
+    KEYFS_PASSWORD=$(kf_password)
+    export KEYFS_PASSWORD
+    kf_start_keyftpd "$ROOT" "$FTP_USER" "$KEYFS_PASSWORD"
+    URL="ftp://$FTP_USER@127.0.0.1:$KEYFTPD_PORT/"
+}
+
+# kf_proxy_url PORT: the keyfs URL going through ftpfault on PORT.
+kf_proxy_url() { printf 'ftp://%s@127.0.0.1:%s/\n' "$FTP_USER" "$1"; }
+
+# kf_assert_le A B MSG: fails unless A <= B (integers).
+kf_assert_le() { (($1 <= $2)) || kf_fail "$3 ($1 > $2)"; }
+
 kf_state
