@@ -268,8 +268,9 @@ kf_mount() {
         KEYFS_PID=$(kf_pid_of_mount "$mnt")
         [[ -n $KEYFS_PID ]] && kf_register pids "$KEYFS_PID"
     fi
-    local i
-    for ((i = 0; i < 200; i++)); do
+    local i limit=200 # 20 s for a foreground daemon to come up
+    [[ ${KF_FOREGROUND:-0} == 1 ]] || limit=50 # `keyfs mount` already waited
+    for ((i = 0; i < limit; i++)); do
         if kf_is_mounted "$mnt" && timeout 5 stat "$mnt" >/dev/null 2>&1; then
             kf_log "mounted $url on $mnt (pid ${KEYFS_PID:-?})"
             return 0
