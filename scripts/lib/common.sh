@@ -28,6 +28,7 @@ kf_check() {
 kf_state() {
     if [[ -z $KF_STATE ]]; then
         KF_STATE=$(mktemp -d /tmp/keyfs-state.XXXXXX)
+        KF_STATE_OWNED=1
         export KF_STATE
     fi
     mkdir -p "$KF_STATE"
@@ -115,7 +116,7 @@ kf_cleanup() {
 # Installs cleanup on exit and on INT/TERM. Call once per script.
 kf_trap_cleanup() {
     kf_state
-    trap 'kf_cleanup' EXIT
+    trap 'kf_cleanup; [[ ${KF_STATE_OWNED:-0} == 1 ]] && rm -rf "$KF_STATE"' EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
 }
