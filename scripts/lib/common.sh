@@ -73,6 +73,8 @@ kf_kill9() {
     local pid=$1
     kf_log "kill -9 $pid"
     kill -KILL "$pid" 2>/dev/null || true
+    # Reap our own child quietly (no "Killed" job message).
+    { wait "$pid"; } 2>/dev/null || true
     kf_wait_gone "$pid" 10 || kf_fail "process $pid survived kill -9"
 }
 
