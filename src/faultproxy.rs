@@ -1,1 +1,225 @@
-//! A fault-injecting FTP proxy for tests (used by the `ftpfault` binary). OWNER: harness helper.
+//! A fault-injecting FTP proxy on loopback, for tests and the `ftpfault` binary.
+//!
+//! Tests need a bad network that behaves the same way every run: a data
+//! connection cut after exactly N uploaded bytes, an upload slowed to a known
+//! rate, and a count of every byte that crossed, so a test can prove that a
+//! resume re-sent only the missing part. The proxy sits between an FTP client
+//! and a real server:
+//!
+//! - the control connection is relayed line by line; `227` (PASV) and `229`
+//!   (EPSV) replies are rewritten so the client opens its data connections to
+//!   a proxy listener, which forwards them to the server's data port
+//!   ([`control`]); active mode (PORT/EPRT) is refused with 502 so clients
+//!   fall back to passive mode and no data bypasses the proxy;
+//! - data connections are pumped in both directions, counted, throttled and,
+//!   when armed, cut once N bytes of upload data went through: the client
+//!   gets a TCP reset, the server exactly N bytes and an end of stream (or a
+//!   reset too) ([`data`]);
+//! - everything stops on [`FaultProxy::shutdown`] (or drop), and the binary
+//!   also stops by itself after a bounded time.
+//!
+//! Faults can be changed while the proxy runs ([`FaultProxy::set_faults`]).
+
+mod control;
+mod data;
+mod shared;
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use shared::Shared;
+
+/// The faults to inject. All of them may be changed while the proxy runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Cut a data connection once this many upload bytes (client to server)
+    /// went through it. `Some(0)` cuts at the first upload byte.
+    pub cut_after: Option<u64>,
+    /// How many cuts to make in total; 0 means every data connection that
+    /// reaches `cut_after`.
+    pub cuts: u64,
+    /// Also cut the control connection of the session whose data connection
+    /// was cut.
+    pub cut_control: bool,
+    /// Reset the server's side of a cut data connection too. By default the
+    /// server receives exactly `cut_after` bytes and then an end of stream
+    /// (as when the client process dies), so byte counts are exact; with a
+    /// reset, the server's kernel drops whatever it had not read yet.
+    pub reset_server: bool,
+    /// Rate limit for data connections in bytes per second, shared by all of
+    /// them, per direction.
+    pub throttle: Option<u64>,
+}
+
+/// Byte counts so far. `up` is client to server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub up_data: u64,
+    pub down_data: u64,
+    pub up_ctrl: u64,
+    pub down_ctrl: u64,
+    pub sessions: u64,
+    pub data_conns: u64,
+    pub cuts: u64,
+}
+
+impl Stats {
+    /// One line `key=value ...`, the stats file format shell tests parse.
+    pub fn to_line(&self) -> String {
+        format!(
+            "up_data={} down_data={} up_ctrl={} down_ctrl={} sessions={} data_conns={} cuts={}",
+            self.up_data,
+            self.down_data,
+            self.up_ctrl,
+            self.down_ctrl,
+            self.sessions,
+            self.data_conns,
+            self.cuts
+        )
+    }
+}
+
+/// A running proxy. Dropping it shuts it down.
+pub struct FaultProxy {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl FaultProxy {
+    /// Listens on `listen` (use port 0 for a free port) and forwards every
+    /// session to `upstream`.
+    pub fn start(listen: SocketAddr, upstream: SocketAddr, faults: Faults) -> io::Result<Self> {
+        let listener = TcpListener::bind(listen)?;
+        let addr = listener.local_addr()?;
+        listener.set_nonblocking(true)?;
+        let shared = Arc::new(Shared::new(upstream, faults));
+        let sh = Arc::clone(&shared);
+        let acceptor = thread::Builder::new()
+            .name("ftpfault-accept".into())
+            .spawn(move || accept_loop(listener, sh))?;
+        Ok(FaultProxy {
+            addr,
+            shared,
+            acceptor: Some(acceptor),
+        })
+    }
+
+    /// The address clients connect to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The byte counts so far.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats()
+    }
+
+    /// The faults now in force.
+    pub fn faults(&self) -> Faults {
+        self.shared.faults()
+    }
+
+    /// Replaces the faults; applies to bytes forwarded from now on.
+    pub fn set_faults(&self, faults: Faults) {
+        self.shared.set_faults(faults);
+    }
+
+    /// Stops accepting, closes every connection, and waits for the acceptor.
+    pub fn shutdown(&mut self) {
+        self.shared.stop();
+        if let Some(h) = self.acceptor.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    while !shared.stopped.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((client, _)) => {
+                let sh = Arc::clone(&shared);
+                let spawned = thread::Builder::new()
+                    .name("ftpfault-session".into())
+                    .spawn(move || control::run_session(client, sh));
+                if let Err(e) = spawned {
+                    log::warn!("ftpfault: cannot start session thread: {e}");
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => {
+                log::warn!("ftpfault: accept: {e}");
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// Parses a byte count or rate: a number with an optional `K`, `M` or `G`
+/// suffix (powers of 1024), e.g. `512K`, `8M`, `1000`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                _ => return Err(format!("bad size suffix in {s:?} (use K, M or G)")),
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("bad size {s:?} (expected e.g. 1000, 512K, 8M)"))?;
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert_eq!(parse_size("512K"), Ok(512 * 1024));
+        assert_eq!(parse_size("8m"), Ok(8 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert!(parse_size("").is_err());
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("K").is_err());
+        assert!(parse_size("99999999999999G").is_err());
+    }
+
+    #[test]
+    fn stats_line_format() {
+        let s = Stats {
+            up_data: 1,
+            down_data: 2,
+            up_ctrl: 3,
+            down_ctrl: 4,
+            sessions: 5,
+            data_conns: 6,
+            cuts: 7,
+        };
+        assert_eq!(
+            s.to_line(),
+            "up_data=1 down_data=2 up_ctrl=3 down_ctrl=4 sessions=5 data_conns=6 cuts=7"
+        );
+    }
+}

@@ -1,0 +1,373 @@
+# shellcheck shell=bash
+# Shared helpers for scripts/test, scripts/demo and scripts/tests/*.sh.
+#
+# Everything a script starts (processes, FUSE mounts, tmpfs mounts, temp
+# dirs) is recorded in a registry under $KF_STATE, so kf_cleanup -- run from
+# a trap, or by scripts/test after a test that was killed -- can stop and
+# unmount exactly what was started, by PID and by path, never by name.
+#
+# Source this file; it defines functions and a few variables only:
+#   KF_ROOT   repository root
+#   KF_BIN    directory holding keyfs, keyftpd, ftpfault (default target/debug)
+#   KF_STATE  registry directory (created on first use)
+
+KF_ROOT=${KF_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+KF_BIN=${KF_BIN:-${CARGO_TARGET_DIR:-$KF_ROOT/target}/debug}
+KF_STATE=${KF_STATE:-}
+KF_TIMEOUT=${KF_TIMEOUT:-60}
+
+kf_log() { printf '[%s] %s\n' "${KF_NAME:-$(basename "$0")}" "$*" >&2; }
+kf_fail() { kf_log "FAIL: $*"; exit 1; }
+
+# Runs CMD... and fails the test with MSG when it fails: kf_check MSG CMD...
+kf_check() {
+    local msg=$1; shift
+    "$@" || kf_fail "$msg"
+}
+
+kf_state() {
+    if [[ -z $KF_STATE ]]; then
+        KF_STATE=$(mktemp -d /tmp/keyfs-state.XXXXXX)
+        KF_STATE_OWNED=1
+        export KF_STATE
+    fi
+    mkdir -p "$KF_STATE"
+    touch "$KF_STATE/pids" "$KF_STATE/mounts" "$KF_STATE/tmpfs" "$KF_STATE/dirs"
+}
+
+kf_register() { # KIND VALUE
+    kf_state
+    printf '%s\n' "$2" >>"$KF_STATE/$1"
+}
+
+# A fresh temporary directory, removed at cleanup.
+kf_tmpdir() {
+    local d
+    d=$(mktemp -d /tmp/keyfs-test.XXXXXX)
+    kf_register dirs "$d"
+    printf '%s\n' "$d"
+}
+
+kf_alive() { [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null; }
+
+# Waits until PID is gone (up to SECONDS); returns 1 on timeout.
+kf_wait_gone() {
+    local pid=$1 limit=${2:-10} i
+    for ((i = 0; i < limit * 10; i++)); do
+        kf_alive "$pid" || return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# Stops PID: SIGTERM, then SIGKILL after a grace period.
+kf_stop_pid() {
+    local pid=$1
+    kf_alive "$pid" || return 0
+    kill -TERM "$pid" 2>/dev/null
+    kf_wait_gone "$pid" 5 || kill -KILL "$pid" 2>/dev/null
+    kf_wait_gone "$pid" 5 || true
+}
+
+kf_kill9() {
+    local pid=$1
+    kf_log "kill -9 $pid"
+    kill -KILL "$pid" 2>/dev/null || true
+    # Reap our own child quietly (no "Killed" job message).
+    { wait "$pid"; } 2>/dev/null || true
+    kf_wait_gone "$pid" 10 || kf_fail "process $pid survived kill -9"
+}
+
+kf_is_mounted() { grep -qs " $(realpath -m "$1") " /proc/self/mounts; }
+
+# Unmounts a FUSE mount, lazily if it stays busy.
+kf_unmount() {
+    local mnt=$1 i
+    for ((i = 0; i < 20; i++)); do
+        kf_is_mounted "$mnt" || return 0
+        fusermount3 -u "$mnt" 2>/dev/null && return 0
+        sleep 0.25
+    done
+    fusermount3 -uz "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || true
+}
+
+# Stops everything in the registry (idempotent). Safe to call from a trap.
+kf_cleanup() {
+    [[ -n $KF_STATE && -d $KF_STATE ]] || return 0
+    local line
+    # Mounts first (a daemon exits when unmounted), newest first.
+    if [[ -s $KF_STATE/mounts ]]; then
+        tac "$KF_STATE/mounts" | while read -r line; do kf_unmount "$line"; done
+    fi
+    if [[ -s $KF_STATE/pids ]]; then
+        tac "$KF_STATE/pids" | while read -r line; do kf_stop_pid "$line"; done
+    fi
+    if [[ -s $KF_STATE/tmpfs ]]; then
+        tac "$KF_STATE/tmpfs" | while read -r line; do
+            kf_is_mounted "$line" && { umount "$line" 2>/dev/null || umount -l "$line" 2>/dev/null; }
+        done
+    fi
+    if [[ -s $KF_STATE/dirs ]]; then
+        while read -r line; do
+            [[ $line == /tmp/keyfs-* ]] && ! kf_is_mounted "$line" && rm -rf --one-file-system "$line"
+        done <"$KF_STATE/dirs"
+    fi
+    : >"$KF_STATE/mounts"; : >"$KF_STATE/pids"; : >"$KF_STATE/tmpfs"; : >"$KF_STATE/dirs"
+}
+
+# Installs cleanup on exit and on INT/TERM. Call once per script.
+kf_trap_cleanup() {
+    kf_state
+    trap 'kf_cleanup; [[ ${KF_STATE_OWNED:-0} == 1 ]] && rm -rf "$KF_STATE"' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+
+# Waits for `listening on 127.0.0.1:PORT` as the first line of FILE and
+# prints PORT. Fails if PID dies or SECONDS pass.
+kf_wait_listening() {
+    local file=$1 pid=$2 limit=${3:-20} i line
+    for ((i = 0; i < limit * 20; i++)); do
+        line=$(head -n1 "$file" 2>/dev/null || true)
+        if [[ $line =~ ^listening\ on\ 127\.0\.0\.1:([0-9]+)$ ]]; then
+            printf '%s\n' "${BASH_REMATCH[1]}"
+            return 0
+        fi
+        kf_alive "$pid" || return 1
+        sleep 0.05
+    done
+    return 1
+}
+
+# Waits until a TCP port on 127.0.0.1 answers with a 220 banner.
+kf_wait_banner() {
+    local port=$1 limit=${2:-10} i banner
+    for ((i = 0; i < limit * 10; i++)); do
+        if banner=$(timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port && head -c 3 <&3" 2>/dev/null) &&
+            [[ $banner == 220 ]]; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
+kf_sha() { sha256sum "$1" | cut -d' ' -f1; }
+kf_size() { stat -c %s "$1" 2>/dev/null || echo -1; }
+
+# Makes FILE of SIZE bytes (K/M suffix allowed) of random data.
+kf_mkfile() {
+    local file=$1 size=$2
+    head -c "$size" /dev/urandom >"$file" || kf_fail "cannot create $file"
+}
+
+kf_password() { printf 'kf-%s%s' "$RANDOM" "$RANDOM"; }
+
+# ---- keyftpd ---------------------------------------------------------------
+
+# kf_start_keyftpd ROOT USER PASSWORD [PORT]: starts keyftpd (port 0 by
+# default, or PORT to come back on the same port after a crash). Sets
+# KEYFTPD_PID and KEYFTPD_PORT.
+kf_start_keyftpd() {
+    local root=$1 user=$2 pass=$3 port=${4:-0} log try
+    [[ -x $KF_BIN/keyftpd ]] || kf_fail "keyftpd not built ($KF_BIN/keyftpd)"
+    log=$(kf_tmpdir)
+    KEYFTPD_LOG=$log/err
+    for try in 1 2 3 4 5 6 7 8 9 10; do # a fixed port may take a moment to free up
+        KEYFTPD_PASSWORD=$pass RUST_LOG=${RUST_LOG:-info} \
+            "$KF_BIN/keyftpd" --root "$root" --listen "127.0.0.1:$port" --user "$user" \
+            </dev/null >"$log/out" 2>>"$log/err" &
+        KEYFTPD_PID=$!
+        kf_register pids "$KEYFTPD_PID"
+        if KEYFTPD_PORT=$(kf_wait_listening "$log/out" "$KEYFTPD_PID" 20); then
+            kf_log "keyftpd pid $KEYFTPD_PID on port $KEYFTPD_PORT"
+            return 0
+        fi
+        kf_stop_pid "$KEYFTPD_PID"
+        [[ $port == 0 ]] && break
+        sleep 0.5
+    done
+    cat "$log/err" >&2
+    kf_fail "keyftpd did not start"
+}
+
+# ---- pure-ftpd -------------------------------------------------------------
+
+# kf_start_pureftpd ROOT USER PASSWORD: a stock server in the foreground on
+# a free loopback port with one virtual user (mapped to nobody, as
+# pure-ftpd refuses uid 0). Sets PUREFTPD_PID and PUREFTPD_PORT.
+kf_start_pureftpd() {
+    local root=$1 user=$2 pass=$3 dir hash try port
+    dir=$(kf_tmpdir)
+    chown 65534:65534 "$root"
+    # A cheap hash: pure-pw's default (argon2) costs seconds per login.
+    hash=$(openssl passwd -6 "$pass") || kf_fail "openssl passwd failed"
+    printf '%s:%s:65534:65534::%s/./::::::::::::\n' "$user" "$hash" "$root" >"$dir/passwd"
+    pure-pw mkdb "$dir/pdb" -f "$dir/passwd" || kf_fail "pure-pw mkdb failed"
+    for try in 1 2 3 4 5 6 7 8; do
+        port=$((20000 + RANDOM % 30000))
+        /usr/sbin/pure-ftpd -S "127.0.0.1,$port" -l "puredb:$dir/pdb" -E -A -H -4 \
+            </dev/null >"$dir/out" 2>"$dir/err" &
+        PUREFTPD_PID=$!
+        kf_register pids "$PUREFTPD_PID"
+        if kf_wait_banner "$port" 5; then
+            PUREFTPD_PORT=$port
+            kf_log "pure-ftpd pid $PUREFTPD_PID on port $port"
+            return 0
+        fi
+        kf_stop_pid "$PUREFTPD_PID"
+    done
+    kf_fail "pure-ftpd did not start"
+}
+
+# ---- ftpfault --------------------------------------------------------------
+
+# kf_start_ftpfault UPSTREAM_PORT [ftpfault options...]: sets FTPFAULT_PID,
+# FTPFAULT_PORT and FTPFAULT_STATS (the stats file; read with kf_fault_stat).
+kf_start_ftpfault() {
+    local up=$1 dir; shift
+    dir=$(kf_tmpdir)
+    [[ -x $KF_BIN/ftpfault ]] || kf_fail "ftpfault not built ($KF_BIN/ftpfault)"
+    FTPFAULT_STATS=$dir/stats
+    "$KF_BIN/ftpfault" --listen 127.0.0.1:0 --upstream "127.0.0.1:$up" \
+        --stats "$FTPFAULT_STATS" --max-seconds "${KF_FAULT_SECONDS:-600}" "$@" \
+        >"$dir/out" 2>"$dir/err" &
+    FTPFAULT_PID=$!
+    kf_register pids "$FTPFAULT_PID"
+    FTPFAULT_PORT=$(kf_wait_listening "$dir/out" "$FTPFAULT_PID" 10) ||
+        { cat "$dir/err" >&2; kf_fail "ftpfault did not start"; }
+    kf_log "ftpfault pid $FTPFAULT_PID on port $FTPFAULT_PORT -> $up ($*)"
+}
+
+# kf_fault_stat KEY: a counter from the ftpfault stats file (0 if absent).
+kf_fault_stat() {
+    local v
+    v=$(grep -o "\b$1=[0-9]*" "$FTPFAULT_STATS" 2>/dev/null | cut -d= -f2)
+    printf '%s\n' "${v:-0}"
+}
+
+# ---- keyfs -----------------------------------------------------------------
+
+# kf_mount URL MNT [keyfs mount options...]: mounts with the daemon in the
+# background and returns once the mount answers. With KF_FOREGROUND=1 runs
+# `keyfs mount -f` as a background job instead (so its PID is known for
+# kill -9). Password from $KEYFS_PASSWORD. Sets KEYFS_PID.
+kf_mount() {
+    local url=$1 mnt=$2 log; shift 2
+    log=$(kf_tmpdir)
+    [[ -x $KF_BIN/keyfs ]] || kf_fail "keyfs not built ($KF_BIN/keyfs)"
+    mkdir -p "$mnt"
+    kf_register mounts "$mnt"
+    KEYFS_LOG=$log/err
+    if [[ ${KF_FOREGROUND:-0} == 1 ]]; then
+        RUST_LOG=${RUST_LOG:-info} "$KF_BIN/keyfs" mount "$url" "$mnt" -f "$@" \
+            </dev/null >"$log/out" 2>"$log/err" &
+        KEYFS_PID=$!
+        kf_register pids "$KEYFS_PID"
+    else
+        RUST_LOG=${RUST_LOG:-info} timeout 60 "$KF_BIN/keyfs" mount "$url" "$mnt" "$@" \
+            </dev/null >"$log/out" 2>"$log/err" ||
+            { cat "$log/err" >&2; kf_fail "keyfs mount failed"; }
+        KEYFS_PID=$(kf_pid_of_mount "$mnt")
+        [[ -n $KEYFS_PID ]] && kf_register pids "$KEYFS_PID"
+    fi
+    local i limit=200 # 20 s for a foreground daemon to come up
+    [[ ${KF_FOREGROUND:-0} == 1 ]] || limit=50 # `keyfs mount` already waited
+    for ((i = 0; i < limit; i++)); do
+        if kf_is_mounted "$mnt" && timeout 5 stat "$mnt" >/dev/null 2>&1; then
+            kf_log "mounted $url on $mnt (pid ${KEYFS_PID:-?})"
+            return 0
+        fi
+        if [[ ${KF_FOREGROUND:-0} == 1 ]] && ! kf_alive "$KEYFS_PID"; then break; fi
+        sleep 0.1
+    done
+    cat "$log/err" >&2
+    kf_fail "mount of $url on $mnt did not come up"
+}
+
+# The PID of the keyfs daemon serving MNT, found in /proc by its arguments.
+kf_pid_of_mount() {
+    local mnt=$1 p args
+    for p in /proc/[0-9]*; do
+        [[ $(readlink "$p/exe" 2>/dev/null) == "$(realpath "$KF_BIN/keyfs")" ]] || continue
+        args=$(tr '\0' '\n' <"$p/cmdline" 2>/dev/null) || continue
+        if grep -qxF -e "$mnt" -e "$(realpath -m "$mnt")" <<<"$args"; then
+            printf '%s\n' "${p#/proc/}"
+            return 0
+        fi
+    done
+}
+
+# Waits until FILE on the server has the sha256 of LOCAL (up to SECONDS).
+kf_wait_uploaded() {
+    local server=$1 local_=$2 limit=${3:-$KF_TIMEOUT} want i
+    want=$(kf_sha "$local_")
+    for ((i = 0; i < limit * 4; i++)); do
+        if [[ -f $server && $(kf_size "$server") == $(kf_size "$local_") &&
+            $(kf_sha "$server") == "$want" ]]; then
+            return 0
+        fi
+        sleep 0.25
+    done
+    kf_log "server file $server: size $(kf_size "$server"), want $(kf_size "$local_")"
+    return 1
+}
+
+# Waits until FILE exists with a size strictly between LO and HI bytes
+# (an upload in progress); returns 1 after SECONDS.
+kf_wait_size_between() {
+    local file=$1 lo=$2 hi=$3 limit=${4:-30} i s
+    for ((i = 0; i < limit * 20; i++)); do
+        s=$(kf_size "$file")
+        ((s > lo && s < hi)) && return 0
+        sleep 0.05
+    done
+    kf_log "$file: size $s, wanted between $lo and $hi"
+    return 1
+}
+
+# Waits until FILE's size stops changing for a second; prints the size.
+kf_settled_size() {
+    local file=$1 prev=-2 s i
+    for ((i = 0; i < 40; i++)); do
+        s=$(kf_size "$file")
+        [[ $s == "$prev" ]] && { printf '%s\n' "$s"; return 0; }
+        prev=$s
+        sleep 0.5
+    done
+    printf '%s\n' "$s"
+}
+
+# ---- tmpfs -----------------------------------------------------------------
+
+# kf_tmpfs DIR SIZE: mounts a small tmpfs (for ENOSPC tests) on DIR.
+kf_tmpfs() {
+    local dir=$1 size=$2
+    mkdir -p "$dir"
+    mount -t tmpfs -o "size=$size" tmpfs "$dir" || kf_fail "cannot mount tmpfs on $dir"
+    kf_register tmpfs "$dir"
+}
+
+# ---- scenario setup --------------------------------------------------------
+
+# kf_setup_keyftpd: a work dir with a server root, a keyftpd on it, and the
+# password exported for keyfs. Sets WORK, ROOT, FTP_USER, KEYFS_PASSWORD,
+# KEYFTPD_* and URL (ftp://user@127.0.0.1:PORT/).
+kf_setup_keyftpd() {
+    WORK=$(kf_tmpdir)
+    ROOT=$WORK/root
+    mkdir -p "$ROOT"
+    FTP_USER=tester
+    KEYFS_PASSWORD=$(kf_password)
+    export KEYFS_PASSWORD
+    kf_start_keyftpd "$ROOT" "$FTP_USER" "$KEYFS_PASSWORD"
+    URL="ftp://$FTP_USER@127.0.0.1:$KEYFTPD_PORT/"
+}
+
+# kf_proxy_url PORT: the keyfs URL going through ftpfault on PORT.
+kf_proxy_url() { printf 'ftp://%s@127.0.0.1:%s/\n' "$FTP_USER" "$1"; }
+
+# kf_assert_le A B MSG: fails unless A <= B (integers).
+kf_assert_le() { (($1 <= $2)) || kf_fail "$3 ($1 > $2)"; }
+
+kf_state

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# A stock server (pure-ftpd: no KEY, no XCRC) with a cut mid-upload: keyfs
+# restarts the upload from zero by default and ends byte-identical; with
+# --resume=trust-size it resumes at the server's size instead.
+set -euo pipefail
+source "$(dirname "$0")/../lib/common.sh"
+kf_trap_cleanup
+
+WORK=$(kf_tmpdir)
+ROOT=$WORK/root
+mkdir -p "$ROOT"
+FTP_USER=tester
+KEYFS_PASSWORD=$(kf_password)
+export KEYFS_PASSWORD
+kf_start_pureftpd "$ROOT" "$FTP_USER" "$KEYFS_PASSWORD"
+
+size=$((6 << 20))
+cut=$((2 << 20))
+kf_mkfile "$WORK/f.bin" "$size"
+
+# Default (safe): restart from zero after the cut.
+kf_start_ftpfault "$PUREFTPD_PORT" --cut-after "$cut" --cuts 1
+mnt=$WORK/mnt
+kf_mount "$(kf_proxy_url "$FTPFAULT_PORT")" "$mnt" --spool "$WORK/spool"
+cp "$WORK/f.bin" "$mnt/f.bin" || kf_fail "cp"
+kf_wait_uploaded "$ROOT/f.bin" "$WORK/f.bin" 90 || kf_fail "not uploaded to pure-ftpd after the cut"
+sleep 0.5
+((10#$(kf_fault_stat cuts) == 1)) || kf_fail "the cut did not happen"
+up=$(kf_fault_stat up_data)
+kf_log "safe mode: up_data=$up size=$size"
+((up >= size + cut)) || kf_fail "safe mode should have re-sent from zero (up_data $up)"
+kf_unmount "$mnt"
+kf_stop_pid "$FTPFAULT_PID"
+
+# --resume=trust-size: resume at the server's size.
+kf_start_ftpfault "$PUREFTPD_PORT" --cut-after "$cut" --cuts 1
+kf_mount "$(kf_proxy_url "$FTPFAULT_PORT")" "$mnt" --spool "$WORK/spool2" --resume=trust-size
+cp "$WORK/f.bin" "$mnt/g.bin" || kf_fail "cp g.bin"
+kf_wait_uploaded "$ROOT/g.bin" "$WORK/f.bin" 90 || kf_fail "not uploaded with trust-size"
+sleep 0.5
+up=$(kf_fault_stat up_data)
+kf_log "trust-size: up_data=$up size=$size"
+kf_assert_le "$up" $((size + 65536)) "trust-size did not resume"
+kf_unmount "$mnt"
+kf_log "ok"

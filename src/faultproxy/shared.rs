@@ -1,0 +1,204 @@
+//! State shared by every connection of one proxy: the faults in force, the
+//! byte counters, the throttle's pacing clocks, and a registry of open
+//! sockets so that shutdown can close them all (threads blocked in `read`
+//! wake up when their socket is shut down).
+
+use std::collections::HashMap;
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::{Faults, Stats};
+
+/// Direction of a byte stream: `Up` is client to server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dir {
+    Up,
+    Down,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub up_data: AtomicU64,
+    pub down_data: AtomicU64,
+    pub up_ctrl: AtomicU64,
+    pub down_ctrl: AtomicU64,
+    pub sessions: AtomicU64,
+    pub data_conns: AtomicU64,
+    pub cuts: AtomicU64,
+}
+
+pub(crate) struct Shared {
+    pub upstream: SocketAddr,
+    pub stopped: AtomicBool,
+    pub counters: Counters,
+    faults: Mutex<Faults>,
+    sockets: Mutex<HashMap<u64, TcpStream>>,
+    next_id: AtomicU64,
+    /// Per direction: the instant at which the bytes paced so far are "sent".
+    pace: [Mutex<Option<Instant>>; 2],
+}
+
+/// Locks a mutex, recovering the data if a thread panicked while holding it
+/// (the data here stays consistent: counters and plain values).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    pub fn new(upstream: SocketAddr, faults: Faults) -> Self {
+        Shared {
+            upstream,
+            stopped: AtomicBool::new(false),
+            counters: Counters::default(),
+            faults: Mutex::new(faults),
+            sockets: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            pace: [Mutex::new(None), Mutex::new(None)],
+        }
+    }
+
+    pub fn faults(&self) -> Faults {
+        lock(&self.faults).clone()
+    }
+
+    pub fn set_faults(&self, f: Faults) {
+        *lock(&self.faults) = f;
+    }
+
+    pub fn stats(&self) -> Stats {
+        let c = &self.counters;
+        let g = |a: &AtomicU64| a.load(Ordering::SeqCst);
+        Stats {
+            up_data: g(&c.up_data),
+            down_data: g(&c.down_data),
+            up_ctrl: g(&c.up_ctrl),
+            down_ctrl: g(&c.down_ctrl),
+            sessions: g(&c.sessions),
+            data_conns: g(&c.data_conns),
+            cuts: g(&c.cuts),
+        }
+    }
+
+    /// If the faults call for a cut of a data connection that has sent
+    /// `sent` upload bytes, consumes one cut and returns true.
+    pub fn take_cut(&self, sent: u64) -> bool {
+        let f = lock(&self.faults);
+        match f.cut_after {
+            Some(n) if sent >= n => {
+                let done = self.counters.cuts.load(Ordering::SeqCst);
+                if f.cuts == 0 || done < f.cuts {
+                    self.counters.cuts.fetch_add(1, Ordering::SeqCst);
+                    true
+                } else {
+                    false
+                }
+            }
+            _ => false,
+        }
+    }
+
+    /// How many more upload bytes this connection may forward before its
+    /// cut point, when a cut is still to be made.
+    pub fn bytes_to_cut(&self, sent: u64) -> Option<u64> {
+        let f = lock(&self.faults);
+        let n = f.cut_after?;
+        let done = self.counters.cuts.load(Ordering::SeqCst);
+        if f.cuts != 0 && done >= f.cuts {
+            return None;
+        }
+        Some(n.saturating_sub(sent))
+    }
+
+    pub fn cut_control(&self) -> bool {
+        lock(&self.faults).cut_control
+    }
+
+    pub fn reset_server(&self) -> bool {
+        lock(&self.faults).reset_server
+    }
+
+    /// Chunk size for one read, so a throttled stream is paced smoothly
+    /// (about 20 chunks per second).
+    pub fn chunk_len(&self, max: usize) -> usize {
+        match lock(&self.faults).throttle {
+            Some(r) if r > 0 => (r / 20).clamp(512, max as u64) as usize,
+            _ => max,
+        }
+    }
+
+    /// Sleeps as long as the throttle requires after `n` bytes went `dir`.
+    pub fn pace(&self, dir: Dir, n: usize) {
+        let rate = match lock(&self.faults).throttle {
+            Some(r) if r > 0 => r,
+            _ => return,
+        };
+        let cost = Duration::from_secs_f64(n as f64 / rate as f64);
+        let until = {
+            let mut p = lock(&self.pace[dir as usize]);
+            let now = Instant::now();
+            let start = match *p {
+                Some(t) if t > now => t,
+                _ => now,
+            };
+            let until = start + cost;
+            *p = Some(until);
+            until
+        };
+        // Sleep in short slices so a shutdown is not held up.
+        loop {
+            let now = Instant::now();
+            if now >= until || self.stopped.load(Ordering::SeqCst) {
+                return;
+            }
+            thread::sleep((until - now).min(Duration::from_millis(100)));
+        }
+    }
+
+    /// Remembers a socket so that shutdown can close it. Returns its id.
+    pub fn register(&self, s: &TcpStream) -> Option<u64> {
+        let clone = s.try_clone().ok()?;
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        lock(&self.sockets).insert(id, clone);
+        if self.stopped.load(Ordering::SeqCst) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+        Some(id)
+    }
+
+    pub fn unregister(&self, id: Option<u64>) {
+        if let Some(id) = id {
+            lock(&self.sockets).remove(&id);
+        }
+    }
+
+    /// Stops the proxy: every registered socket is shut down.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        for s in lock(&self.sockets).values() {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// Resets a TCP connection at once (RST to the peer, no FIN), even while
+/// other threads hold duplicates of the socket: `connect(AF_UNSPEC)` makes
+/// Linux disconnect the socket, which sends a reset and wakes blocked
+/// readers. A plain shutdown follows as a fallback.
+pub(crate) fn abort(s: &TcpStream) {
+    // SAFETY: a zeroed sockaddr with family AF_UNSPEC is a valid argument
+    // to connect(2); the fd is owned by `s` and stays open during the call.
+    unsafe {
+        let mut sa: libc::sockaddr = std::mem::zeroed();
+        sa.sa_family = libc::AF_UNSPEC as libc::sa_family_t;
+        libc::connect(
+            s.as_raw_fd(),
+            &sa,
+            std::mem::size_of::<libc::sockaddr>() as libc::socklen_t,
+        );
+    }
+    let _ = s.shutdown(Shutdown::Both);
+}
