@@ -58,7 +58,8 @@ fn large_upload_in_bounded_memory() {
     let s = start(srv.endpoint(), &spool, 1, None, Policy::Safe);
     let t = Instant::now();
     s.up.submit(rec).unwrap();
-    s.up.wait("huge.bin", Duration::from_secs(600)).expect("uploaded");
+    s.up.wait("huge.bin", Duration::from_secs(600))
+        .expect("uploaded");
     let el = t.elapsed().as_secs_f64();
     let after = vm_hwm_kib();
     eprintln!(
