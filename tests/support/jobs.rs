@@ -107,3 +107,54 @@ pub fn eventually(max: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// keyftpd in this process on 127.0.0.1:0 (user `u`, password `pw`).
+pub struct InProcKeyftpd {
+    pub root: tempfile::TempDir,
+    handle: Option<keyfs::server::ServerHandle>,
+    pub port: u16,
+}
+
+impl InProcKeyftpd {
+    pub fn start() -> InProcKeyftpd {
+        let root = tempfile::tempdir().expect("tempdir");
+        let cfg = keyfs::server::ServerConfig::new(
+            root.path().to_path_buf(),
+            "127.0.0.1:0".parse().expect("addr"),
+        )
+        .with_user("u", "pw");
+        let server = keyfs::server::Server::bind(cfg).expect("bind keyftpd");
+        let port = server.local_addr().port();
+        InProcKeyftpd {
+            root,
+            handle: Some(server.spawn()),
+            port,
+        }
+    }
+
+    pub fn endpoint(&self) -> Endpoint {
+        endpoint(self.port, "u", "pw")
+    }
+
+    pub fn read(&self, rel: &str) -> Vec<u8> {
+        std::fs::read(self.root.path().join(rel)).unwrap_or_default()
+    }
+}
+
+impl Drop for InProcKeyftpd {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.shutdown();
+        }
+    }
+}
+
+pub fn endpoint(port: u16, user: &str, password: &str) -> Endpoint {
+    Endpoint {
+        host: "127.0.0.1".into(),
+        port,
+        user: user.into(),
+        password: password.into(),
+        root: "/".into(),
+    }
+}

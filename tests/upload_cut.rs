@@ -1,0 +1,96 @@
+//! A data connection cut mid-upload (through the fault-injecting proxy,
+//! which counts every byte): against keyftpd the resume re-sends exactly the
+//! missing part; against pure-ftpd (no KEY, no XCRC) the upload restarts
+//! from zero by default, or resumes with `--resume=trust-size`.
+
+mod support;
+
+use std::time::Duration;
+
+use keyfs::faultproxy::{FaultProxy, Faults};
+use keyfs::upload::resume::Policy;
+use support::jobs::{data, endpoint, start, InProcKeyftpd, Spool};
+use support::pureftpd::{self, PureFtpd};
+
+const WAIT: Duration = Duration::from_secs(30);
+const SIZE: usize = 1_000_000;
+const CUT: u64 = 400_000;
+
+fn proxy(upstream: u16) -> FaultProxy {
+    FaultProxy::start(
+        "127.0.0.1:0".parse().unwrap(),
+        format!("127.0.0.1:{upstream}").parse().unwrap(),
+        Faults {
+            cut_after: Some(CUT),
+            cuts: 1,
+            ..Faults::default()
+        },
+    )
+    .expect("proxy")
+}
+
+#[test]
+fn keyftpd_cut_resumes_sending_only_the_missing_part() {
+    let srv = InProcKeyftpd::start();
+    let px = proxy(srv.port);
+    let d = data(SIZE, 31);
+    let spool = Spool::new();
+    let s = start(
+        endpoint(px.addr().port(), "u", "pw"),
+        &spool,
+        1,
+        None,
+        Policy::Safe,
+    );
+    s.up.submit(spool.job("cut.bin", &d)).unwrap();
+    s.up.wait("cut.bin", WAIT).expect("uploaded");
+    assert_eq!(srv.read("cut.bin"), d);
+    let st = px.stats();
+    assert_eq!(st.cuts, 1);
+    assert_eq!(
+        st.up_data, SIZE as u64,
+        "cut at {CUT}, then only the rest: {st:?}"
+    );
+    eprintln!(
+        "keyftpd cut at {CUT} of {SIZE}: {} data bytes up",
+        st.up_data
+    );
+    s.up.shutdown();
+}
+
+#[test]
+fn stock_server_cut_restarts_by_default() {
+    let srv = PureFtpd::start().expect("pure-ftpd");
+    let px = proxy(srv.port);
+    let d = data(SIZE, 32);
+    let spool = Spool::new();
+    let ep = endpoint(px.addr().port(), pureftpd::USER, pureftpd::PASSWORD);
+    let s = start(ep, &spool, 1, None, Policy::Safe);
+    s.up.submit(spool.job("cut.bin", &d)).unwrap();
+    s.up.wait("cut.bin", WAIT).expect("uploaded");
+    assert_eq!(std::fs::read(srv.path("cut.bin")).unwrap(), d);
+    let st = px.stats();
+    assert_eq!(st.cuts, 1);
+    assert_eq!(st.up_data, CUT + SIZE as u64, "restarted from zero: {st:?}");
+    s.up.shutdown();
+}
+
+#[test]
+fn stock_server_cut_trust_size_resumes() {
+    let srv = PureFtpd::start().expect("pure-ftpd");
+    let px = proxy(srv.port);
+    let d = data(SIZE, 33);
+    let spool = Spool::new();
+    let ep = endpoint(px.addr().port(), pureftpd::USER, pureftpd::PASSWORD);
+    let s = start(ep, &spool, 1, None, Policy::TrustSize);
+    s.up.submit(spool.job("cut.bin", &d)).unwrap();
+    s.up.wait("cut.bin", WAIT).expect("uploaded");
+    assert_eq!(std::fs::read(srv.path("cut.bin")).unwrap(), d);
+    let st = px.stats();
+    assert_eq!(st.cuts, 1);
+    assert_eq!(
+        st.up_data, SIZE as u64,
+        "resumed at the server's size: {st:?}"
+    );
+    s.up.shutdown();
+}
