@@ -274,3 +274,51 @@ fn server_killed_mid_upload_resumes() {
     eprintln!("server kill -9 at ~1 MB of 3 MB: {sent} bytes sent in total");
     s.up.shutdown();
 }
+
+#[test]
+fn rename_while_uploading_moves_the_upload() {
+    let srv = InProc::start();
+    let spool = Spool::new();
+    let s = start(srv.ep(), &spool, 1, Some(800_000), Policy::Safe);
+    let d = data(1_500_000, 40);
+    s.up.submit(spool.job("before.bin", &d)).unwrap();
+    assert!(eventually(Duration::from_secs(10), || s
+        .up
+        .status()
+        .first()
+        .is_some_and(|j| j.sent > 200_000)));
+    s.up.rename("before.bin", "after.bin");
+    s.up.wait("after.bin", WAIT)
+        .expect("uploaded under the new name");
+    s.up.wait("before.bin", WAIT)
+        .expect("nothing pending there");
+    assert_eq!(srv.read("after.bin"), d);
+    assert!(
+        eventually(Duration::from_secs(5), || !srv
+            .root
+            .path()
+            .join("before.bin")
+            .exists()),
+        "the partial under the old name is removed"
+    );
+    s.up.shutdown();
+}
+
+#[test]
+fn bwlimit_caps_the_rate() {
+    let srv = InProc::start();
+    let spool = Spool::new();
+    // Two workers share one 400 kB/s cap.
+    let s = start(srv.ep(), &spool, 2, Some(400_000), Policy::Safe);
+    let t = std::time::Instant::now();
+    s.up.submit(spool.job("a.bin", &data(400_000, 41))).unwrap();
+    s.up.submit(spool.job("b.bin", &data(400_000, 42))).unwrap();
+    s.up.wait("a.bin", WAIT).unwrap();
+    s.up.wait("b.bin", WAIT).unwrap();
+    let el = t.elapsed().as_secs_f64();
+    eprintln!("800 kB at a 400 kB/s cap took {el:.2} s");
+    // 800 kB minus the 100 kB burst at 400 kB/s: at least 1.75 s.
+    assert!(el >= 1.6, "{el}");
+    assert!(el < 6.0, "{el}");
+    s.up.shutdown();
+}
