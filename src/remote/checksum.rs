@@ -35,7 +35,7 @@ impl Session {
             }
             550 => Ok(None),
             _ => Err(r
-                .expect(&[213])
+                .require(&[213])
                 .err()
                 .unwrap_or_else(|| RemoteError::Protocol("SIZE".into()))),
         }

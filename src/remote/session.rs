@@ -28,7 +28,7 @@ pub struct Reply {
 
 impl Reply {
     /// Turns a reply into an error unless its code is one of `ok`.
-    pub fn expect(self, ok: &[u16]) -> Result<Reply, RemoteError> {
+    pub fn require(self, ok: &[u16]) -> Result<Reply, RemoteError> {
         if ok.contains(&self.code) {
             Ok(self)
         } else {
@@ -195,7 +195,7 @@ impl Session {
 
     /// Sends a command and fails unless the reply code is one of `ok`.
     pub fn command(&mut self, line: &str, ok: &[u16]) -> Result<Reply, RemoteError> {
-        self.raw(line)?.expect(ok)
+        self.raw(line)?.require(ok)
     }
 
     /// Sets the timeout for replies that need the server to read a whole
