@@ -111,6 +111,24 @@ fn session_speaks_key() {
     let l = s.list("").unwrap();
     assert_eq!(l.len(), 1);
     assert_eq!((l[0].name.as_str(), l[0].size), ("k.bin", 100_000));
+    let st = s.stat("k.bin").unwrap().expect("exists");
+    assert_eq!((st.size, st.is_dir), (100_000, false));
+    assert!(s.stat("none.bin").unwrap().is_none());
+    s.mkdir("d").unwrap();
+    assert!(s.stat("d").unwrap().unwrap().is_dir);
+    s.rename("k.bin", "d/k2.bin").unwrap();
+    assert_eq!(s.list("d").unwrap()[0].name, "k2.bin");
+    // The key follows the rename: the file is complete, a plain STOR of a
+    // new version with another key overwrites without a prompt.
+    s.key_set(Key(1)).unwrap();
+    match s.store_at("d/k2.bin", 0, false).unwrap() {
+        StoreStart::Started(mut up) => {
+            up.write_all(b"new").unwrap();
+            s.finish_store(up).unwrap();
+        }
+        StoreStart::Prompt(_) => panic!("a complete file gives no prompt"),
+    }
+    assert_eq!(srv.read("d/k2.bin"), b"new");
 }
 
 #[test]
