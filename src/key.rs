@@ -206,9 +206,12 @@ pub fn parse_hash_reply(reply: &str) -> Result<(u64, u32), WireError> {
     Ok((end, crc))
 }
 
+/// A byte range `[start, end)`.
+pub type ByteRange = (u64, u64);
+
 /// The arguments of `XCRC path [start end]`, split from the right so that a
 /// path with spaces still works. `end` is exclusive.
-pub fn parse_xcrc_args(arg: &str) -> Result<(&str, Option<(u64, u64)>), WireError> {
+pub fn parse_xcrc_args(arg: &str) -> Result<(&str, Option<ByteRange>), WireError> {
     let arg = arg.trim();
     if arg.is_empty() {
         return Err(WireError::BadRange);
