@@ -35,6 +35,8 @@ enum Outcome {
     LocalError(String),
     /// The server is stopping.
     Shutdown,
+    /// The client sent ABOR.
+    Aborted,
 }
 
 pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
@@ -159,6 +161,11 @@ fn retr(s: &mut Session, arg: &str) -> io::Result<()> {
     );
     drop(data);
     let secs = t0.elapsed().as_secs_f64();
+    if s.reader.take_abort() {
+        log::info!("session {}: RETR {} aborted by client", s.id, v.display());
+        s.reply(426, "Transfer aborted")?;
+        return s.reply(226, "ABOR successful");
+    }
     match res {
         Ok(n) => {
             log::info!(
@@ -181,7 +188,7 @@ fn is_disk_full(e: &io::Error) -> bool {
 }
 
 fn receive(
-    s: &Session,
+    s: &mut Session,
     data: &mut TcpStream,
     file: &mut File,
     hasher: &mut crc32fast::Hasher,
@@ -212,6 +219,9 @@ fn receive(
             {
                 if s.shared.stop.load(Ordering::SeqCst) {
                     return (got, Outcome::Shutdown);
+                }
+                if s.reader.take_abort() {
+                    return (got, Outcome::Aborted);
                 }
                 if last.elapsed() > s.shared.cfg.data_timeout {
                     return (got, Outcome::Stalled);
@@ -332,8 +342,11 @@ fn store(s: &mut Session, arg: &str, append: bool) -> io::Result<()> {
 
     let t0 = Instant::now();
     let mut hasher = crc32fast::Hasher::new_with_initial_len(prefix_crc, offset);
-    let (got, outcome) = receive(s, &mut data, &mut file, &mut hasher);
+    let (got, mut outcome) = receive(s, &mut data, &mut file, &mut hasher);
     drop(data);
+    if outcome != Outcome::Aborted && s.reader.take_abort() {
+        outcome = Outcome::Aborted;
+    }
     let len = offset + got;
     // A failed write may have left bytes past what was hashed: cut them.
     if matches!(outcome, Outcome::DiskFull | Outcome::LocalError(_)) {
@@ -389,6 +402,13 @@ fn store(s: &mut Session, arg: &str, append: bool) -> io::Result<()> {
             &format!("Data connection broke ({e}); {len} bytes kept as partial"),
         ),
         Outcome::Stalled => s.reply(426, &format!("Data connection stalled; {len} bytes kept")),
+        Outcome::Aborted => {
+            s.reply(
+                426,
+                &format!("Transfer aborted; {len} bytes kept ({})", state.as_str()),
+            )?;
+            s.reply(226, "ABOR successful")
+        }
         Outcome::Shutdown => s.reply(
             426,
             &format!("Server shutting down; {len} bytes kept as partial"),
