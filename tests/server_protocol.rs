@@ -262,3 +262,54 @@ fn xcrc_whole_ranges_and_errors() {
     assert_eq!(c.cmd("XCRC missing 0 1").0, 550);
     assert_eq!(c.cmd("XCRC dir").0, 550);
 }
+
+#[test]
+fn anonymous_only_with_the_flag_and_read_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).expect("mkdir");
+    std::fs::write(root.join("pub.txt"), b"public").expect("write");
+    let srv = Keyftpd::start(&root, &["--anonymous"]);
+    let mut c = Ctrl::connect(srv.addr);
+    assert_eq!(c.cmd("USER anonymous").0, 331);
+    assert_eq!(c.cmd("PASS guest@").0, 230);
+    let (got, code) = c.download("pub.txt");
+    assert_eq!((got, code), (b"public".to_vec(), 226));
+    for cmd in [
+        "STOR x",
+        "APPE x",
+        "DELE pub.txt",
+        "MKD d",
+        "RMD d",
+        "RNFR pub.txt",
+    ] {
+        assert_eq!(c.cmd(cmd).0, 550, "{cmd}");
+    }
+    assert!(!root.join("x").exists() && root.join("pub.txt").exists());
+    // The named account still has write access.
+    let mut c = srv.login();
+    assert_eq!(c.upload("STOR x", b"y").0, 226);
+}
+
+#[test]
+fn one_writer_per_file() {
+    let (_d, srv) = server();
+    let mut a = srv.login();
+    let mut d = a.data();
+    assert_eq!(a.cmd("STOR busy.bin").0, 150);
+    d.write_all(b"first half ").expect("send");
+    let mut b = srv.login();
+    let _bd = b.data();
+    assert_eq!(b.cmd("STOR busy.bin").0, 450);
+    assert_eq!(b.cmd("APPE busy.bin").0, 450);
+    assert_eq!(b.cmd("DELE busy.bin").0, 450);
+    assert_eq!(b.cmd("RNFR busy.bin").0, 450);
+    d.write_all(b"second half").expect("send");
+    drop(d);
+    assert_eq!(a.read_reply().0, 226);
+    assert_eq!(b.upload("APPE busy.bin", b"!").0, 226);
+    assert_eq!(
+        std::fs::read(srv.root.join("busy.bin")).ok(),
+        Some(b"first half second half!".to_vec())
+    );
+}

@@ -53,6 +53,7 @@ pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
             };
             if s.shared.cfg.accounts.check(&name, arg) {
                 log::info!("session {}: login {name} from {}", s.id, s.peer);
+                s.anonymous = s.shared.cfg.accounts.is_anonymous(&name);
                 s.user = Some(name);
                 s.reply(230, "Login successful")
             } else {

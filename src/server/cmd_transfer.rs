@@ -245,6 +245,13 @@ fn store(s: &mut Session, arg: &str, append: bool) -> io::Result<()> {
         Err(e) => return s.path_error(e),
     };
     let rel = v.rel();
+    if s.anonymous {
+        return s.reply(550, "Anonymous sessions are read-only");
+    }
+    let shared = s.shared.clone();
+    let Some(_busy) = shared.claim(&rel) else {
+        return s.reply(450, "File busy: another upload of it is in progress");
+    };
     let existing = fs::metadata(&real).ok();
     if existing.as_ref().is_some_and(|m| !m.is_file()) {
         return s.reply(550, "Not a regular file");

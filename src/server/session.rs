@@ -30,6 +30,8 @@ pub(crate) struct Session {
     pub pending_user: Option<String>,
     /// Logged-in account.
     pub user: Option<String>,
+    /// Logged in anonymously: read-only.
+    pub anonymous: bool,
     pub cwd: VPath,
     /// Offset from REST for the next RETR/STOR.
     pub rest: Option<u64>,
@@ -77,6 +79,7 @@ impl Session {
             local,
             pending_user: None,
             user: None,
+            anonymous: false,
             cwd: VPath::root(),
             rest: None,
             rename_from: None,
