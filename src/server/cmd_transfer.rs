@@ -212,6 +212,9 @@ fn receive(
                 hasher.update(&buf[..n]);
                 got += n as u64;
                 last = Instant::now();
+                if s.shared.stop.load(Ordering::Relaxed) {
+                    return (got, Outcome::Shutdown);
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e)
