@@ -70,7 +70,7 @@ fn shutdown_during_a_streaming_upload_records_a_partial() {
             if d.write_all(chunk).is_err() {
                 return;
             }
-            std::thread::sleep(Duration::from_micros(200));
+            std::thread::sleep(Duration::from_millis(3));
         }
     });
     std::thread::sleep(Duration::from_millis(300));
