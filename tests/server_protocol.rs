@@ -88,6 +88,22 @@ fn wrong_password_is_delayed_then_530() {
 }
 
 #[test]
+fn three_wrong_passwords_close_the_connection() {
+    let (_d, srv) = server();
+    let mut c = Ctrl::connect(srv.addr);
+    for _ in 0..2 {
+        assert_eq!(c.cmd(&format!("USER {USER}")).0, 331);
+        assert_eq!(c.cmd("PASS guess").0, 530);
+    }
+    assert_eq!(c.cmd(&format!("USER {USER}")).0, 331);
+    assert_eq!(c.cmd("PASS guess").0, 421);
+    assert!(c.try_read_reply().is_err(), "closed");
+    // Others can still log in.
+    let mut c = srv.login();
+    assert_eq!(c.cmd("NOOP").0, 200);
+}
+
+#[test]
 fn users_file_with_hash_password() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("root");
@@ -130,6 +146,7 @@ fn users_file_with_hash_password() {
     assert_eq!(c.cmd("PASS wrong").0, 530);
     assert_eq!(c.cmd(&format!("USER {USER}")).0, 331);
     assert_eq!(c.cmd(&format!("PASS {PASS}")).0, 530);
+    let mut c = Ctrl::connect(srv.addr);
     assert_eq!(c.cmd("USER anonymous").0, 331);
     assert_eq!(c.cmd("PASS a@b").0, 530);
 }

@@ -30,6 +30,8 @@ pub(crate) struct Session {
     pub pending_user: Option<String>,
     /// Logged-in account.
     pub user: Option<String>,
+    /// Wrong passwords so far on this connection.
+    pub failed_logins: u32,
     /// Logged in anonymously: read-only.
     pub anonymous: bool,
     pub cwd: VPath,
@@ -80,6 +82,7 @@ impl Session {
             pending_user: None,
             user: None,
             anonymous: false,
+            failed_logins: 0,
             cwd: VPath::root(),
             rest: None,
             rename_from: None,
