@@ -330,3 +330,29 @@ fn one_writer_per_file() {
         Some(b"first half second half!".to_vec())
     );
 }
+
+#[test]
+fn passive_ports_stay_in_the_given_range() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).expect("mkdir");
+    // Find a free block of ports to use as the range.
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let base = probe.local_addr().expect("addr").port().clamp(20000, 60000);
+    drop(probe);
+    let range = format!("{}-{}", base, base + 20);
+    let srv = Keyftpd::start(&root, &["--passive-ports", &range]);
+    let mut c = srv.login();
+    for _ in 0..3 {
+        let (code, text) = c.cmd("EPSV");
+        assert_eq!(code, 229);
+        let port: u16 = text
+            .split("|||")
+            .nth(1)
+            .and_then(|t| t.split('|').next())
+            .and_then(|p| p.parse().ok())
+            .expect("port");
+        assert!((base..=base + 20).contains(&port), "{port} not in {range}");
+    }
+    assert_eq!(c.upload("STOR r", b"ranged").0, 226);
+}

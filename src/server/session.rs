@@ -220,11 +220,9 @@ impl Session {
         if self.user.is_none() && !super::cmd_basic::allowed_before_login(&verb) {
             return self.reply(530, "Please login with USER and PASS");
         }
-        if verb != "RNTO" && verb != "RNFR" {
-            // RNTO must follow RNFR immediately.
-            if self.rename_from.is_some() && verb != "RNTO" {
-                self.rename_from = None;
-            }
+        // RNTO must come right after its RNFR.
+        if verb != "RNTO" {
+            self.rename_from = None;
         }
         match verb.as_str() {
             "USER" | "PASS" | "QUIT" | "NOOP" | "SYST" | "FEAT" | "OPTS" | "TYPE" | "MODE"
