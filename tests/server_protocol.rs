@@ -88,6 +88,22 @@ fn wrong_password_is_delayed_then_530() {
 }
 
 #[test]
+fn three_wrong_passwords_close_the_connection() {
+    let (_d, srv) = server();
+    let mut c = Ctrl::connect(srv.addr);
+    for _ in 0..2 {
+        assert_eq!(c.cmd(&format!("USER {USER}")).0, 331);
+        assert_eq!(c.cmd("PASS guess").0, 530);
+    }
+    assert_eq!(c.cmd(&format!("USER {USER}")).0, 331);
+    assert_eq!(c.cmd("PASS guess").0, 421);
+    assert!(c.try_read_reply().is_err(), "closed");
+    // Others can still log in.
+    let mut c = srv.login();
+    assert_eq!(c.cmd("NOOP").0, 200);
+}
+
+#[test]
 fn users_file_with_hash_password() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("root");
@@ -130,6 +146,7 @@ fn users_file_with_hash_password() {
     assert_eq!(c.cmd("PASS wrong").0, 530);
     assert_eq!(c.cmd(&format!("USER {USER}")).0, 331);
     assert_eq!(c.cmd(&format!("PASS {PASS}")).0, 530);
+    let mut c = Ctrl::connect(srv.addr);
     assert_eq!(c.cmd("USER anonymous").0, 331);
     assert_eq!(c.cmd("PASS a@b").0, 530);
 }
@@ -261,4 +278,81 @@ fn xcrc_whole_ranges_and_errors() {
     assert_eq!(c.cmd("XCRC missing").0, 550);
     assert_eq!(c.cmd("XCRC missing 0 1").0, 550);
     assert_eq!(c.cmd("XCRC dir").0, 550);
+}
+
+#[test]
+fn anonymous_only_with_the_flag_and_read_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).expect("mkdir");
+    std::fs::write(root.join("pub.txt"), b"public").expect("write");
+    let srv = Keyftpd::start(&root, &["--anonymous"]);
+    let mut c = Ctrl::connect(srv.addr);
+    assert_eq!(c.cmd("USER anonymous").0, 331);
+    assert_eq!(c.cmd("PASS guest@").0, 230);
+    let (got, code) = c.download("pub.txt");
+    assert_eq!((got, code), (b"public".to_vec(), 226));
+    for cmd in [
+        "STOR x",
+        "APPE x",
+        "DELE pub.txt",
+        "MKD d",
+        "RMD d",
+        "RNFR pub.txt",
+    ] {
+        assert_eq!(c.cmd(cmd).0, 550, "{cmd}");
+    }
+    assert!(!root.join("x").exists() && root.join("pub.txt").exists());
+    // The named account still has write access.
+    let mut c = srv.login();
+    assert_eq!(c.upload("STOR x", b"y").0, 226);
+}
+
+#[test]
+fn one_writer_per_file() {
+    let (_d, srv) = server();
+    let mut a = srv.login();
+    let mut d = a.data();
+    assert_eq!(a.cmd("STOR busy.bin").0, 150);
+    d.write_all(b"first half ").expect("send");
+    let mut b = srv.login();
+    let _bd = b.data();
+    assert_eq!(b.cmd("STOR busy.bin").0, 450);
+    assert_eq!(b.cmd("APPE busy.bin").0, 450);
+    assert_eq!(b.cmd("DELE busy.bin").0, 450);
+    assert_eq!(b.cmd("RNFR busy.bin").0, 450);
+    d.write_all(b"second half").expect("send");
+    drop(d);
+    assert_eq!(a.read_reply().0, 226);
+    assert_eq!(b.upload("APPE busy.bin", b"!").0, 226);
+    assert_eq!(
+        std::fs::read(srv.root.join("busy.bin")).ok(),
+        Some(b"first half second half!".to_vec())
+    );
+}
+
+#[test]
+fn passive_ports_stay_in_the_given_range() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).expect("mkdir");
+    // Find a free block of ports to use as the range.
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let base = probe.local_addr().expect("addr").port().clamp(20000, 60000);
+    drop(probe);
+    let range = format!("{}-{}", base, base + 20);
+    let srv = Keyftpd::start(&root, &["--passive-ports", &range]);
+    let mut c = srv.login();
+    for _ in 0..3 {
+        let (code, text) = c.cmd("EPSV");
+        assert_eq!(code, 229);
+        let port: u16 = text
+            .split("|||")
+            .nth(1)
+            .and_then(|t| t.split('|').next())
+            .and_then(|p| p.parse().ok())
+            .expect("port");
+        assert!((base..=base + 20).contains(&port), "{port} not in {range}");
+    }
+    assert_eq!(c.upload("STOR r", b"ranged").0, 226);
 }

@@ -188,3 +188,27 @@ fn patent_flow_through_suppaftp() {
     );
     assert!(raw(&mut ftp, "MLST r.bin").contains("x.keystate=complete;"));
 }
+
+#[test]
+fn abort_keeps_the_control_connection_in_step() {
+    let (_d, srv) = server();
+    let data = pattern(4 << 20, 4);
+    let mut ftp = srv.suppaftp();
+    ftp.custom_command(format!("KEY {}", key_of(&data)), &[Status::LoggedIn])
+        .expect("KEY");
+    let mut s = ftp.put_with_stream("ab.bin").expect("STOR");
+    s.write_all(&data[..1 << 20]).expect("write");
+    ftp.abort(s).expect("ABOR of an upload");
+    ftp.noop().expect("NOOP right after ABOR");
+    assert_eq!(ftp.size("ab.bin").expect("SIZE"), 1 << 20);
+    assert!(raw(&mut ftp, "MLST ab.bin").contains("x.keystate=partial;"));
+
+    ftp.put_file("big.bin", &mut Cursor::new(&data))
+        .expect("STOR");
+    let mut r = ftp.retr_as_stream("big.bin").expect("RETR");
+    let mut buf = [0u8; 1000];
+    std::io::Read::read_exact(&mut r, &mut buf).expect("read some");
+    ftp.abort(r).expect("ABOR of a download");
+    ftp.noop().expect("NOOP right after ABOR");
+    assert_eq!(ftp.size("big.bin").expect("SIZE"), data.len());
+}

@@ -6,6 +6,9 @@ use std::io::{self, Write};
 
 use super::session::Session;
 
+/// Wrong passwords allowed per connection before it is closed.
+const MAX_LOGIN_FAILURES: u32 = 3;
+
 /// Commands allowed before login.
 pub(crate) fn allowed_before_login(verb: &str) -> bool {
     matches!(
@@ -53,11 +56,17 @@ pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
             };
             if s.shared.cfg.accounts.check(&name, arg) {
                 log::info!("session {}: login {name} from {}", s.id, s.peer);
+                s.anonymous = s.shared.cfg.accounts.is_anonymous(&name);
                 s.user = Some(name);
                 s.reply(230, "Login successful")
             } else {
                 log::warn!("session {}: failed login for {name} from {}", s.id, s.peer);
                 std::thread::sleep(s.shared.cfg.auth_fail_delay);
+                s.failed_logins += 1;
+                if s.failed_logins >= MAX_LOGIN_FAILURES {
+                    s.quit = true;
+                    return s.reply(421, "Too many failed logins, closing");
+                }
                 s.reply(530, "Login incorrect")
             }
         }

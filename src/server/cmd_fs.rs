@@ -14,6 +14,13 @@ fn quote(p: &str) -> String {
 }
 
 pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
+    let writes = matches!(
+        verb,
+        "MKD" | "XMKD" | "RMD" | "XRMD" | "DELE" | "RNFR" | "RNTO"
+    );
+    if writes && s.anonymous {
+        return s.reply(550, "Anonymous sessions are read-only");
+    }
     match verb {
         "PWD" | "XPWD" => {
             let p = quote(&s.cwd.display());
@@ -86,6 +93,9 @@ pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
                 Ok(_) => {}
                 Err(e) => return s.io_error("DELE", &e),
             }
+            if s.shared.is_busy(&v.rel()) {
+                return s.reply(450, "File busy: an upload of it is in progress");
+            }
             match fs::remove_file(&real) {
                 Ok(()) => {
                     if let Err(e) = s.shared.store.remove(&v.rel()) {
@@ -109,6 +119,9 @@ pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
             };
             if fs::symlink_metadata(&real).is_err() {
                 return s.reply(550, "No such file or directory");
+            }
+            if s.shared.is_busy(&v.rel()) {
+                return s.reply(450, "File busy: an upload of it is in progress");
             }
             s.rename_from = Some(v);
             s.reply(350, "Ready for RNTO")

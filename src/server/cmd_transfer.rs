@@ -35,6 +35,8 @@ enum Outcome {
     LocalError(String),
     /// The server is stopping.
     Shutdown,
+    /// The client sent ABOR.
+    Aborted,
 }
 
 pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
@@ -159,6 +161,11 @@ fn retr(s: &mut Session, arg: &str) -> io::Result<()> {
     );
     drop(data);
     let secs = t0.elapsed().as_secs_f64();
+    if s.reader.take_abort() {
+        log::info!("session {}: RETR {} aborted by client", s.id, v.display());
+        s.reply(426, "Transfer aborted")?;
+        return s.reply(226, "ABOR successful");
+    }
     match res {
         Ok(n) => {
             log::info!(
@@ -181,7 +188,7 @@ fn is_disk_full(e: &io::Error) -> bool {
 }
 
 fn receive(
-    s: &Session,
+    s: &mut Session,
     data: &mut TcpStream,
     file: &mut File,
     hasher: &mut crc32fast::Hasher,
@@ -205,6 +212,9 @@ fn receive(
                 hasher.update(&buf[..n]);
                 got += n as u64;
                 last = Instant::now();
+                if s.shared.stop.load(Ordering::Relaxed) {
+                    return (got, Outcome::Shutdown);
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e)
@@ -212,6 +222,9 @@ fn receive(
             {
                 if s.shared.stop.load(Ordering::SeqCst) {
                     return (got, Outcome::Shutdown);
+                }
+                if s.reader.take_abort() {
+                    return (got, Outcome::Aborted);
                 }
                 if last.elapsed() > s.shared.cfg.data_timeout {
                     return (got, Outcome::Stalled);
@@ -235,6 +248,13 @@ fn store(s: &mut Session, arg: &str, append: bool) -> io::Result<()> {
         Err(e) => return s.path_error(e),
     };
     let rel = v.rel();
+    if s.anonymous {
+        return s.reply(550, "Anonymous sessions are read-only");
+    }
+    let shared = s.shared.clone();
+    let Some(_busy) = shared.claim(&rel) else {
+        return s.reply(450, "File busy: another upload of it is in progress");
+    };
     let existing = fs::metadata(&real).ok();
     if existing.as_ref().is_some_and(|m| !m.is_file()) {
         return s.reply(550, "Not a regular file");
@@ -332,8 +352,11 @@ fn store(s: &mut Session, arg: &str, append: bool) -> io::Result<()> {
 
     let t0 = Instant::now();
     let mut hasher = crc32fast::Hasher::new_with_initial_len(prefix_crc, offset);
-    let (got, outcome) = receive(s, &mut data, &mut file, &mut hasher);
+    let (got, mut outcome) = receive(s, &mut data, &mut file, &mut hasher);
     drop(data);
+    if outcome != Outcome::Aborted && s.reader.take_abort() {
+        outcome = Outcome::Aborted;
+    }
     let len = offset + got;
     // A failed write may have left bytes past what was hashed: cut them.
     if matches!(outcome, Outcome::DiskFull | Outcome::LocalError(_)) {
@@ -389,6 +412,13 @@ fn store(s: &mut Session, arg: &str, append: bool) -> io::Result<()> {
             &format!("Data connection broke ({e}); {len} bytes kept as partial"),
         ),
         Outcome::Stalled => s.reply(426, &format!("Data connection stalled; {len} bytes kept")),
+        Outcome::Aborted => {
+            s.reply(
+                426,
+                &format!("Transfer aborted; {len} bytes kept ({})", state.as_str()),
+            )?;
+            s.reply(226, "ABOR successful")
+        }
         Outcome::Shutdown => s.reply(
             426,
             &format!("Server shutting down; {len} bytes kept as partial"),

@@ -93,6 +93,44 @@ impl<R: Read> LineReader<R> {
     }
 }
 
+impl LineReader<std::net::TcpStream> {
+    /// True, consuming the line, when the next complete command line is
+    /// ABOR (Telnet IP/Synch bytes before it are ignored). Reads what has
+    /// already arrived without waiting. Used during and right after a
+    /// transfer, when the control connection is otherwise not read.
+    pub fn take_abort(&mut self) -> bool {
+        use std::os::fd::AsRawFd;
+        let ready = super::data::poll_readable(self.inner.as_raw_fd(), 0).unwrap_or(false);
+        if ready && !self.discarding && self.end < self.buf.len() {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            // Readable, so this does not block; EOF (0) is seen again later.
+            if let Ok(n) = self.inner.read(&mut self.buf[self.end..]) {
+                self.end += n;
+            }
+        }
+        let window = &self.buf[self.start..self.end];
+        let Some(i) = window.iter().position(|&b| b == b'\n') else {
+            return false;
+        };
+        let line: Vec<u8> = window[..i]
+            .iter()
+            .copied()
+            .skip_while(|b| !b.is_ascii_alphanumeric())
+            .collect();
+        let is_abor = String::from_utf8_lossy(&line)
+            .trim()
+            .eq_ignore_ascii_case("ABOR");
+        if is_abor {
+            self.start += i + 1;
+        }
+        is_abor
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,10 +6,11 @@
 //! connecting to the listener. An upload in flight is ended as a partial,
 //! with its state recorded, before its session exits.
 
+use std::collections::HashSet;
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,50 @@ pub(crate) struct Shared {
     pub stop: AtomicBool,
     pub sessions: AtomicUsize,
     next_id: AtomicU64,
+    /// Virtual paths with an upload in progress: one writer per file.
+    busy: Mutex<HashSet<String>>,
+}
+
+/// Marks a path busy for the life of an upload.
+pub(crate) struct BusyGuard<'a> {
+    shared: &'a Shared,
+    path: String,
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        let mut b = self.shared.busy.lock().unwrap_or_else(|p| p.into_inner());
+        b.remove(&self.path);
+    }
+}
+
+impl Shared {
+    /// Claims `path` for an upload; None when another session is writing it.
+    pub(crate) fn claim(&self, path: &str) -> Option<BusyGuard<'_>> {
+        let mut b = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        if !b.insert(path.to_string()) {
+            return None;
+        }
+        Some(BusyGuard {
+            shared: self,
+            path: path.to_string(),
+        })
+    }
+
+    /// True while `path` is being uploaded.
+    pub(crate) fn is_busy(&self, path: &str) -> bool {
+        let b = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        b.contains(path)
+    }
+}
+
+/// Decrements the session count when a session thread ends, even by panic.
+struct SessionSlot(Arc<Shared>);
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        self.0.sessions.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A bound server, not yet accepting.
@@ -85,6 +130,7 @@ impl Server {
                 stop: AtomicBool::new(false),
                 sessions: AtomicUsize::new(0),
                 next_id: AtomicU64::new(1),
+                busy: Mutex::new(HashSet::new()),
             }),
         })
     }
@@ -149,9 +195,10 @@ impl Server {
             let sh = shared.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("keyftpd-session-{id}"))
+                .stack_size(512 << 10)
                 .spawn(move || {
-                    Session::run(sh.clone(), stream, id);
-                    sh.sessions.fetch_sub(1, Ordering::SeqCst);
+                    let _slot = SessionSlot(sh.clone());
+                    Session::run(sh, stream, id);
                 });
             if let Err(e) = spawned {
                 shared.sessions.fetch_sub(1, Ordering::SeqCst);

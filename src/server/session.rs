@@ -30,6 +30,10 @@ pub(crate) struct Session {
     pub pending_user: Option<String>,
     /// Logged-in account.
     pub user: Option<String>,
+    /// Wrong passwords so far on this connection.
+    pub failed_logins: u32,
+    /// Logged in anonymously: read-only.
+    pub anonymous: bool,
     pub cwd: VPath,
     /// Offset from REST for the next RETR/STOR.
     pub rest: Option<u64>,
@@ -44,9 +48,10 @@ pub(crate) struct Session {
     /// An open passive listener.
     pub passive: Option<TcpListener>,
     pub quit: bool,
+    /// The control connection's bounded line reader.
+    pub reader: LineReader<TcpStream>,
 }
 
-/// A reply to send: code and text (text may hold several lines).
 impl Session {
     /// Runs a session to its end.
     pub fn run(shared: Arc<Shared>, ctrl: TcpStream, id: u64) {
@@ -62,7 +67,10 @@ impl Session {
                 return;
             }
         };
-        let _ = reader.set_read_timeout(Some(POLL));
+        if let Err(e) = reader.set_read_timeout(Some(POLL)) {
+            log::warn!("session {id}: {e}");
+            return;
+        }
         let _ = ctrl.set_write_timeout(Some(Duration::from_secs(30)));
         let _ = ctrl.set_nodelay(true);
         let mut s = Session {
@@ -73,6 +81,8 @@ impl Session {
             local,
             pending_user: None,
             user: None,
+            anonymous: false,
+            failed_logins: 0,
             cwd: VPath::root(),
             rest: None,
             rename_from: None,
@@ -81,9 +91,10 @@ impl Session {
             last_prompt: None,
             passive: None,
             quit: false,
+            reader: LineReader::new(reader),
         };
         let started = Instant::now();
-        let reason = s.serve(LineReader::new(reader));
+        let reason = s.serve();
         log::info!(
             "session {id}: end ({reason}) user={} after {:.1}s",
             s.user.as_deref().unwrap_or("-"),
@@ -91,7 +102,7 @@ impl Session {
         );
     }
 
-    fn serve(&mut self, mut reader: LineReader<TcpStream>) -> String {
+    fn serve(&mut self) -> String {
         if self
             .reply(220, "keyftpd ready (KEY extension, see FEAT)")
             .is_err()
@@ -104,7 +115,7 @@ impl Session {
                 let _ = self.reply(421, "Server shutting down");
                 return "server shutdown".into();
             }
-            let ev = match reader.next_event() {
+            let ev = match self.reader.next_event() {
                 Ok(ev) => ev,
                 Err(e) => return format!("read error: {e}"),
             };
@@ -195,6 +206,8 @@ impl Session {
     }
 
     fn command(&mut self, line: &str) -> io::Result<()> {
+        // Telnet IP/Synch bytes (sent before ABOR by some clients) are not part of the verb.
+        let line = line.trim_start_matches(|c: char| !c.is_ascii_alphanumeric());
         let (verb, arg) = match line.split_once(' ') {
             Some((v, a)) => (v.to_ascii_uppercase(), a),
             None => (line.to_ascii_uppercase(), ""),
@@ -207,11 +220,9 @@ impl Session {
         if self.user.is_none() && !super::cmd_basic::allowed_before_login(&verb) {
             return self.reply(530, "Please login with USER and PASS");
         }
-        if verb != "RNTO" && verb != "RNFR" {
-            // RNTO must follow RNFR immediately.
-            if self.rename_from.is_some() && verb != "RNTO" {
-                self.rename_from = None;
-            }
+        // RNTO must come right after its RNFR.
+        if verb != "RNTO" {
+            self.rename_from = None;
         }
         match verb.as_str() {
             "USER" | "PASS" | "QUIT" | "NOOP" | "SYST" | "FEAT" | "OPTS" | "TYPE" | "MODE"

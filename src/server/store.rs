@@ -217,6 +217,8 @@ impl MetaStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
+        // Forget files removed behind the server's back.
+        map.retain(|k, _| root.join(k).is_file());
         let log = Self::snapshot(&dir, &map)?;
         let lines = map.len();
         Ok(MetaStore {
@@ -303,10 +305,14 @@ mod tests {
     #[test]
     fn replay_survives_reopen() -> io::Result<()> {
         let dir = tempfile::tempdir()?;
+        std::fs::create_dir(dir.path().join("e"))?;
+        std::fs::write(dir.path().join("top"), b"")?;
+        std::fs::write(dir.path().join("e/x"), b"")?;
         {
             let s = MetaStore::open(dir.path())?;
             s.set("a b/c%d", meta(1))?;
             s.set("d/x", meta(2))?;
+            s.set("stale", meta(4))?;
             s.set("gone", meta(3))?;
             s.remove("gone")?;
             s.rename("d", "e")?;
@@ -317,6 +323,7 @@ mod tests {
         assert_eq!(s.get("e/x"), Some(meta(2)));
         assert_eq!(s.get("d/x"), None);
         assert_eq!(s.get("gone"), None);
+        assert_eq!(s.get("stale"), None);
         assert_eq!(unesc(&esc("é x%")).as_deref(), Some("é x%"));
         Ok(())
     }

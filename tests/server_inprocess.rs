@@ -1,0 +1,102 @@
+//! The in-process API (`Server::bind`, `local_addr`, `spawn`, `shutdown`)
+//! that other modules' tests use, including a shutdown in the middle of a
+//! streaming upload.
+
+mod support;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use keyfs::key;
+use keyfs::server::{Server, ServerConfig};
+use support::keyftpd::{key_of, pattern, prompt_size, Ctrl};
+
+fn config(root: &std::path::Path) -> ServerConfig {
+    let mut cfg = ServerConfig::new(root.to_path_buf(), "127.0.0.1:0".parse().expect("addr"))
+        .with_user("u", "pw");
+    cfg.auth_fail_delay = Duration::from_millis(10);
+    cfg
+}
+
+fn login(addr: std::net::SocketAddr) -> Ctrl {
+    let mut c = Ctrl::connect(addr);
+    assert_eq!(c.cmd("USER u").0, 331);
+    assert_eq!(c.cmd("PASS pw").0, 230);
+    c
+}
+
+#[test]
+fn bind_spawn_and_shutdown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::bind(config(dir.path())).expect("bind");
+    let addr = server.local_addr();
+    assert_ne!(addr.port(), 0);
+    let handle = server.spawn();
+    assert_eq!(handle.local_addr(), addr);
+    let mut c = login(addr);
+    assert_eq!(c.upload("STOR f", b"data").0, 226);
+    let t = Instant::now();
+    handle.shutdown();
+    assert!(t.elapsed() < Duration::from_secs(5));
+    let (code, _) = c.try_read_reply().unwrap_or((0, String::new()));
+    assert!(code == 421 || code == 0, "{code}");
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "no longer listening"
+    );
+}
+
+#[test]
+fn bind_fails_cleanly_on_a_missing_root() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert!(Server::bind(config(&dir.path().join("missing"))).is_err());
+}
+
+#[test]
+fn shutdown_during_a_streaming_upload_records_a_partial() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = pattern(32 << 20, 1);
+    let k = key_of(&data);
+    let server = Server::bind(config(dir.path())).expect("bind");
+    let addr = server.local_addr();
+    let handle = server.spawn();
+    let mut c = login(addr);
+    assert_eq!(c.cmd(&format!("KEY {k}")).0, 230);
+    let mut d = c.data();
+    assert_eq!(c.cmd("STOR s.bin").0, 150);
+    let writer = std::thread::spawn(move || {
+        // Keep the data flowing until the server stops reading.
+        for chunk in data.chunks(64 << 10) {
+            if d.write_all(chunk).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(3));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    handle.shutdown();
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    let _ = writer.join();
+    let size = std::fs::metadata(dir.path().join("s.bin"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    assert!(size > 0 && size < 32 << 20, "{size}");
+
+    let server = Server::bind(config(dir.path())).expect("bind again");
+    let handle = server.spawn();
+    let mut c = login(handle.local_addr());
+    assert_eq!(c.cmd(&format!("KEY {k}")).0, 230);
+    let (code, text) = c.cmd("STOR s.bin");
+    assert_eq!(code, 350, "{text}");
+    assert_eq!(prompt_size(&text), size);
+    let (_, text) = c.cmd("KEY NULL");
+    assert_eq!(
+        key::parse_key_null_reply(&text)
+            .ok()
+            .flatten()
+            .map(|k| k.to_string()),
+        Some(k)
+    );
+    handle.shutdown();
+}
