@@ -1,14 +1,33 @@
 //! The FTP client side: one `Session` is one logged-in control connection
 //! (suppaftp, binary mode), with the server's features read from FEAT.
 //!
-//! OWNER: engine helper. The signatures below are the contract the fs uses;
-//! bodies are filled in by the engine work.
+//! OWNER: engine helper. The signatures in this file are the contract the fs
+//! uses; the work is split by concern:
+//! - [`session`]: connect, login, TYPE I, FEAT, socket timeouts, namespace ops;
+//! - [`listing`]: MLSD/MLST and LIST line parsing (pure);
+//! - [`errno`]: reply codes to errno, permanent vs. transient;
+//! - [`transfer`]: RETR at an offset, STOR/APPE at an offset with the
+//!   same-name prompt;
+//! - [`checksum`]: KEY, KEY NULL, SIZE, XCRC and HASH.
 //!
 //! Remote paths are relative to the mount root and `/`-separated
 //! (`"a/b.txt"`, `""` is the root itself); the session resolves them
-//! against the URL's directory.
+//! against the URL's directory and refuses `..`, `.` and control characters,
+//! so a path can never leave the root or smuggle a second command.
+//!
+//! suppaftp's `custom_command` maps reply codes it does not know (KEY's 230
+//! is fine, but e.g. a 350 to STOR) to `Status::Unknown`, so every raw
+//! command here reads the code from the reply text with [`crate::key::reply_code`].
+
+pub mod checksum;
+pub mod errno;
+pub mod listing;
+pub mod session;
+pub mod transfer;
 
 use std::time::{Duration, SystemTime};
+
+pub use transfer::{StoreStart, Upload};
 
 /// Where to connect: parsed from `ftp://[user@]host[:port][/dir]` plus the password.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,68 +70,38 @@ pub enum RemoteError {
 impl RemoteError {
     /// The errno a filesystem operation reports for this error.
     pub fn to_errno(&self) -> i32 {
-        unimplemented!("engine helper")
+        errno::to_errno(self)
     }
     /// True for errors a retry will not fix (530 login, 553 name not allowed, ...).
     pub fn is_permanent(&self) -> bool {
-        unimplemented!("engine helper")
+        errno::is_permanent(self)
+    }
+    /// The reply code, when the server answered.
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            RemoteError::Reply { code, .. } => Some(*code),
+            _ => None,
+        }
     }
 }
 
+/// One logged-in control connection.
 pub struct Session {
-    _private: (),
+    ftp: suppaftp::FtpStream,
+    features: Features,
+    /// The root directory, absolute, without a trailing `/` (empty for `/`).
+    root: String,
+    /// Timeout for connecting and for ordinary replies and data reads/writes.
+    timeout: Duration,
 }
 
 /// An open RETR data connection; implements `Read`.
 pub struct Download {
-    _private: (),
+    stream: Box<dyn transfer::DataConn>,
 }
 
 impl std::io::Read for Download {
-    fn read(&mut self, _buf: &mut [u8]) -> std::io::Result<usize> {
-        unimplemented!("engine helper")
-    }
-}
-
-impl Session {
-    /// Connects, logs in, sets binary mode, reads FEAT, changes to the root.
-    pub fn connect(_ep: &Endpoint, _timeout: Duration) -> Result<Session, RemoteError> {
-        unimplemented!("engine helper")
-    }
-    pub fn features(&self) -> Features {
-        unimplemented!("engine helper")
-    }
-    /// Lists a directory (MLSD, falling back to LIST).
-    pub fn list(&mut self, _dir: &str) -> Result<Vec<RemoteEntry>, RemoteError> {
-        unimplemented!("engine helper")
-    }
-    /// One entry (MLST, or SIZE/MDTM, or a listing of the parent); `None` if absent.
-    pub fn stat(&mut self, _path: &str) -> Result<Option<RemoteEntry>, RemoteError> {
-        unimplemented!("engine helper")
-    }
-    pub fn mkdir(&mut self, _path: &str) -> Result<(), RemoteError> {
-        unimplemented!("engine helper")
-    }
-    pub fn rmdir(&mut self, _path: &str) -> Result<(), RemoteError> {
-        unimplemented!("engine helper")
-    }
-    pub fn delete(&mut self, _path: &str) -> Result<(), RemoteError> {
-        unimplemented!("engine helper")
-    }
-    pub fn rename(&mut self, _from: &str, _to: &str) -> Result<(), RemoteError> {
-        unimplemented!("engine helper")
-    }
-    /// Starts a download at `offset` (TYPE I, REST, RETR). Read the stream,
-    /// then call `finish_retr`; to stop early, drop the stream and the
-    /// session (the connection is then in an unknown state).
-    pub fn retr_at(&mut self, _path: &str, _offset: u64) -> Result<Download, RemoteError> {
-        unimplemented!("engine helper")
-    }
-    pub fn finish_retr(&mut self, _stream: Download) -> Result<(), RemoteError> {
-        unimplemented!("engine helper")
-    }
-    /// NOOP, to check a pooled connection is alive.
-    pub fn noop(&mut self) -> Result<(), RemoteError> {
-        unimplemented!("engine helper")
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.stream.read(buf)
     }
 }

@@ -1,0 +1,88 @@
+//! KEY, KEY NULL, SIZE, XCRC and HASH: what the uploader asks the server
+//! to decide between resuming and restarting, and to verify an upload.
+
+use crate::key::{self, Key, KeyArg};
+
+use super::{RemoteError, Session};
+
+impl Session {
+    /// `KEY 0x<crc>`: binds the key to the next STOR/APPE of this session.
+    pub fn key_set(&mut self, k: Key) -> Result<(), RemoteError> {
+        self.command(&KeyArg::Set(k).to_command(), &[230, 200])
+            .map(|_| ())
+    }
+
+    /// `KEY NULL`: the stored key of the file named in the last same-name
+    /// prompt; `None` when the server holds none (`230 0x00`).
+    pub fn key_null(&mut self) -> Result<Option<Key>, RemoteError> {
+        let r = self.command(&KeyArg::Null.to_command(), &[230])?;
+        key::parse_key_null_reply(&r.text).map_err(|e| RemoteError::Protocol(e.to_string()))
+    }
+
+    /// `SIZE path`; `None` when the file does not exist (550).
+    pub fn size(&mut self, path: &str) -> Result<Option<u64>, RemoteError> {
+        let abs = self.abs(path)?;
+        let r = self.raw(&format!("SIZE {abs}"))?;
+        match r.code {
+            213 => {
+                let (_, text) = key::reply_code(&r.text)
+                    .ok_or_else(|| RemoteError::Protocol("malformed SIZE reply".into()))?;
+                text.split_whitespace()
+                    .next()
+                    .and_then(|t| t.parse::<u64>().ok())
+                    .map(Some)
+                    .ok_or_else(|| RemoteError::Protocol(format!("malformed SIZE reply: {text}")))
+            }
+            550 => Ok(None),
+            _ => Err(r
+                .expect(&[213])
+                .err()
+                .unwrap_or_else(|| RemoteError::Protocol("SIZE".into()))),
+        }
+    }
+
+    /// `XCRC path [start end]`: the server's CRC-32 of the file or of `[start, end)`.
+    pub fn xcrc(&mut self, path: &str, range: Option<(u64, u64)>) -> Result<u32, RemoteError> {
+        let abs = self.abs(path)?;
+        let line = match range {
+            Some((s, e)) => format!("XCRC {abs} {s} {e}"),
+            None => format!("XCRC {abs}"),
+        };
+        let r = self.with_slow_replies(|s| s.command(&line, &[250]))?;
+        key::parse_xcrc_reply(&r.text).map_err(|e| RemoteError::Protocol(e.to_string()))
+    }
+
+    /// `HASH` (draft-bryan-ftpext-hash) CRC32 of `[0, end)` or of the whole
+    /// file. Selects CRC32 with `OPTS HASH CRC32` and, for a prefix, `RANG`.
+    pub fn hash_crc32(&mut self, path: &str, end: Option<u64>) -> Result<u32, RemoteError> {
+        let abs = self.abs(path)?;
+        self.command("OPTS HASH CRC32", &[200])?;
+        if let Some(e) = end {
+            self.command(&format!("RANG 0 {e}"), &[350])?;
+        }
+        let r = self.with_slow_replies(|s| s.command(&format!("HASH {abs}"), &[213]))?;
+        let (got_end, crc) =
+            key::parse_hash_reply(&r.text).map_err(|e| RemoteError::Protocol(e.to_string()))?;
+        if let Some(e) = end {
+            if got_end != e {
+                return Err(RemoteError::Protocol(format!(
+                    "HASH answered range 0-{got_end}, asked 0-{e}"
+                )));
+            }
+        }
+        Ok(crc)
+    }
+
+    /// The server's CRC of `[0, end)` by XCRC or HASH, whichever it offers;
+    /// `None` when it offers neither. `end == None`: the whole file.
+    pub fn remote_crc(&mut self, path: &str, end: Option<u64>) -> Result<Option<u32>, RemoteError> {
+        let f = self.features();
+        if f.xcrc {
+            self.xcrc(path, end.map(|e| (0, e))).map(Some)
+        } else if f.hash_crc32 {
+            self.hash_crc32(path, end).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! Connecting and the namespace operations of a `Session`.
+//!
+//! Every socket gets a timeout (connect, control replies, data reads and
+//! writes), so a dead or frozen server fails an operation instead of hanging
+//! a thread forever. Binary mode is set at once: suppaftp starts in ASCII,
+//! which would silently rewrite line endings of every upload.
+
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use suppaftp::types::FileType;
+use suppaftp::{FtpError, FtpStream, Mode};
+
+use super::errno::from_reply_body;
+use super::listing::{parse_list_line, parse_mlsx_line};
+use super::{Endpoint, Features, RemoteEntry, RemoteError, Session};
+
+/// Replies that need the server to read a whole file (XCRC, the 226 after
+/// a large upload) may take longer than ordinary ones.
+pub(crate) const SLOW_REPLY_MIN: Duration = Duration::from_secs(120);
+
+/// A raw reply: its code and its whole text (all lines).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    pub text: String,
+}
+
+impl Reply {
+    /// Turns a reply into an error unless its code is one of `ok`.
+    pub fn expect(self, ok: &[u16]) -> Result<Reply, RemoteError> {
+        if ok.contains(&self.code) {
+            Ok(self)
+        } else {
+            Err(from_reply_body(self.text.as_bytes()))
+        }
+    }
+}
+
+fn resolve(ep: &Endpoint) -> Result<Vec<SocketAddr>, RemoteError> {
+    let addrs: Vec<SocketAddr> = (ep.host.as_str(), ep.port)
+        .to_socket_addrs()
+        .map_err(|e| {
+            RemoteError::Io(std::io::Error::new(
+                e.kind(),
+                format!("cannot resolve {}: {e}", ep.host),
+            ))
+        })?
+        .collect();
+    if addrs.is_empty() {
+        return Err(RemoteError::Io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("no address for {}", ep.host),
+        )));
+    }
+    Ok(addrs)
+}
+
+fn set_timeouts(s: &TcpStream, t: Duration) -> std::io::Result<()> {
+    s.set_read_timeout(Some(t))?;
+    s.set_write_timeout(Some(t))?;
+    s.set_nodelay(true)
+}
+
+/// Turns a path relative to the mount root into the absolute server path.
+/// Refuses `.`/`..` components, NUL, CR and LF.
+pub(crate) fn join_root(root: &str, rel: &str) -> Result<String, RemoteError> {
+    if rel.bytes().any(|b| b == 0 || b == b'\r' || b == b'\n') {
+        return Err(RemoteError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "control character in path",
+        )));
+    }
+    let mut out = root.to_string();
+    for comp in rel.split('/').filter(|c| !c.is_empty()) {
+        if comp == "." || comp == ".." {
+            return Err(RemoteError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("path component {comp:?} not allowed"),
+            )));
+        }
+        out.push('/');
+        out.push_str(comp);
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    Ok(out)
+}
+
+impl Session {
+    /// Connects, logs in, sets binary mode, reads FEAT, changes to the root.
+    pub fn connect(ep: &Endpoint, timeout: Duration) -> Result<Session, RemoteError> {
+        let mut last = None;
+        let mut stream = None;
+        for addr in resolve(ep)? {
+            match TcpStream::connect_timeout(&addr, timeout) {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        let stream = match stream {
+            Some(s) => s,
+            None => {
+                let e = last.unwrap_or_else(|| std::io::ErrorKind::NotConnected.into());
+                return Err(RemoteError::Io(std::io::Error::new(
+                    e.kind(),
+                    format!("cannot connect to {}:{}: {e}", ep.host, ep.port),
+                )));
+            }
+        };
+        set_timeouts(&stream, timeout)?;
+        let mut ftp = FtpStream::connect_with_stream(stream)?.passive_stream_builder(move |addr| {
+            let s =
+                TcpStream::connect_timeout(&addr, timeout).map_err(FtpError::ConnectionError)?;
+            set_timeouts(&s, timeout).map_err(FtpError::ConnectionError)?;
+            Ok(s)
+        });
+        // Use the control connection's address with the port from PASV, so a
+        // server behind NAT (or one announcing 0.0.0.0) still works.
+        ftp.set_mode(Mode::Passive);
+        ftp.set_passive_nat_workaround(true);
+        ftp.login(ep.user.as_str(), ep.password.as_str())?;
+        ftp.transfer_type(FileType::Binary)?;
+        let root = ep.root.trim_end_matches('/').to_string();
+        if !root.is_empty() && !root.starts_with('/') {
+            return Err(RemoteError::Protocol(format!(
+                "root directory {:?} is not absolute",
+                ep.root
+            )));
+        }
+        let mut s = Session {
+            ftp,
+            features: Features::default(),
+            root,
+            timeout,
+        };
+        s.features = s.read_features()?;
+        let root_abs = join_root(&s.root, "")?;
+        s.ftp.cwd(root_abs)?;
+        Ok(s)
+    }
+
+    pub fn features(&self) -> Features {
+        self.features
+    }
+
+    /// The absolute server path of `rel`.
+    pub fn abs(&self, rel: &str) -> Result<String, RemoteError> {
+        join_root(&self.root, rel)
+    }
+
+    fn read_features(&mut self) -> Result<Features, RemoteError> {
+        let r = self.raw("FEAT")?;
+        if r.code != 211 {
+            return Ok(Features::default());
+        }
+        let names = crate::key::parse_feat(&r.text);
+        let has = |n: &str| names.iter().any(|x| x == n);
+        let hash_crc32 = r.text.lines().any(|l| {
+            let l = l.trim().to_ascii_uppercase();
+            l.starts_with("HASH") && l.contains("CRC32")
+        });
+        Ok(Features {
+            key: has("KEY"),
+            xcrc: has("XCRC"),
+            hash_crc32,
+            mlsd: has("MLST") || has("MLSD"),
+        })
+    }
+
+    /// Sends one command line and returns the reply, whatever its code.
+    pub fn raw(&mut self, line: &str) -> Result<Reply, RemoteError> {
+        // An empty expected list makes suppaftp hand back every reply as
+        // `UnexpectedResponse`; the code is then read from the text.
+        match self.ftp.custom_command(line, &[]) {
+            Ok(resp) | Err(FtpError::UnexpectedResponse(resp)) => {
+                let text = String::from_utf8_lossy(&resp.body).into_owned();
+                match crate::key::reply_code(&text) {
+                    Some((code, _)) => Ok(Reply { code, text }),
+                    None => Err(RemoteError::Protocol(format!(
+                        "malformed reply to {}: {}",
+                        line.split_whitespace().next().unwrap_or(""),
+                        text.trim().chars().take(200).collect::<String>()
+                    ))),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Sends a command and fails unless the reply code is one of `ok`.
+    pub fn command(&mut self, line: &str, ok: &[u16]) -> Result<Reply, RemoteError> {
+        self.raw(line)?.expect(ok)
+    }
+
+    /// Runs `f` with a longer control-reply timeout (XCRC of a large file,
+    /// the reply after a large upload).
+    pub(crate) fn with_slow_replies<T>(
+        &mut self,
+        f: impl FnOnce(&mut Session) -> Result<T, RemoteError>,
+    ) -> Result<T, RemoteError> {
+        let slow = self.timeout.max(SLOW_REPLY_MIN);
+        self.ftp.get_ref().set_read_timeout(Some(slow))?;
+        let r = f(self);
+        let _ = self.ftp.get_ref().set_read_timeout(Some(self.timeout));
+        r
+    }
+
+    /// Lists a directory (MLSD, falling back to LIST).
+    pub fn list(&mut self, dir: &str) -> Result<Vec<RemoteEntry>, RemoteError> {
+        let path = self.abs(dir)?;
+        if self.features.mlsd {
+            match self.ftp.mlsd(Some(&path)) {
+                Ok(lines) => return Ok(lines.iter().filter_map(|l| parse_mlsx_line(l)).collect()),
+                Err(e) => {
+                    let e = RemoteError::from(e);
+                    if !matches!(e.code(), Some(500 | 502 | 504)) {
+                        return Err(e);
+                    }
+                    self.features.mlsd = false;
+                }
+            }
+        }
+        let lines = self.ftp.list(Some(&path))?;
+        Ok(lines.iter().filter_map(|l| parse_list_line(l)).collect())
+    }
+
+    /// One entry (MLST, or SIZE/MDTM, or a listing of the parent); `None` if absent.
+    pub fn stat(&mut self, path: &str) -> Result<Option<RemoteEntry>, RemoteError> {
+        let abs = self.abs(path)?;
+        let name = abs.rsplit('/').next().unwrap_or("").to_string();
+        if name.is_empty() {
+            return Ok(Some(RemoteEntry {
+                name: String::new(),
+                is_dir: true,
+                size: 0,
+                mtime: None,
+            }));
+        }
+        if self.features.mlsd {
+            let r = self.raw(&format!("MLST {abs}"))?;
+            match r.code {
+                250 => {
+                    let entry = r
+                        .text
+                        .lines()
+                        .filter(|l| l.starts_with(' '))
+                        .find_map(parse_mlsx_line);
+                    if let Some(mut e) = entry {
+                        e.name = name;
+                        return Ok(Some(e));
+                    }
+                }
+                550 => return Ok(None),
+                _ => {}
+            }
+        }
+        // Fall back to a listing of the parent directory.
+        let parent = match path.trim_end_matches('/').rsplit_once('/') {
+            Some((p, _)) => p.to_string(),
+            None => String::new(),
+        };
+        match self.list(&parent) {
+            Ok(entries) => Ok(entries.into_iter().find(|e| e.name == name)),
+            Err(e) if e.code() == Some(550) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn mkdir(&mut self, path: &str) -> Result<(), RemoteError> {
+        let abs = self.abs(path)?;
+        self.command(&format!("MKD {abs}"), &[257, 250]).map(|_| ())
+    }
+
+    pub fn rmdir(&mut self, path: &str) -> Result<(), RemoteError> {
+        let abs = self.abs(path)?;
+        self.command(&format!("RMD {abs}"), &[250, 200]).map(|_| ())
+    }
+
+    pub fn delete(&mut self, path: &str) -> Result<(), RemoteError> {
+        let abs = self.abs(path)?;
+        self.command(&format!("DELE {abs}"), &[250, 200])
+            .map(|_| ())
+    }
+
+    pub fn rename(&mut self, from: &str, to: &str) -> Result<(), RemoteError> {
+        let from = self.abs(from)?;
+        let to = self.abs(to)?;
+        self.command(&format!("RNFR {from}"), &[350])?;
+        self.command(&format!("RNTO {to}"), &[250, 200]).map(|_| ())
+    }
+
+    /// NOOP, to check a pooled connection is alive.
+    pub fn noop(&mut self) -> Result<(), RemoteError> {
+        self.command("NOOP", &[200]).map(|_| ())
+    }
+
+    /// Says goodbye (QUIT); errors are ignored, the connection is closed anyway.
+    pub fn quit(mut self) {
+        let _ = self.ftp.quit();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joins() {
+        assert_eq!(join_root("", "").unwrap(), "/");
+        assert_eq!(join_root("", "a/b").unwrap(), "/a/b");
+        assert_eq!(join_root("/in", "a//b/").unwrap(), "/in/a/b");
+        assert_eq!(join_root("/in", "").unwrap(), "/in");
+        assert!(join_root("", "../etc").is_err());
+        assert!(join_root("", "a/./b").is_err());
+        assert!(join_root("", "a\r\nDELE x").is_err());
+    }
+}

@@ -1,0 +1,115 @@
+//! Data transfers: RETR at an offset (reads), STOR/APPE at an offset
+//! (uploads), including the KEY extension's same-name prompt.
+//!
+//! A transfer that `finish`es cleanly proves little: if our side of the data
+//! socket broke, the server may still have seen a clean EOF. The uploader
+//! therefore always verifies size and CRC afterwards.
+
+use std::io::{Read, Write};
+
+use suppaftp::{FtpError, TlsStream, TransferStream};
+
+use super::{Download, RemoteError, Session};
+
+/// An open data connection that completes its transfer on `finish`.
+pub(crate) trait DataConn: Read + Write + Send {
+    fn finish(self: Box<Self>) -> Result<(), FtpError>;
+}
+
+impl<T: TlsStream + Send> DataConn for TransferStream<T>
+where
+    TransferStream<T>: Send,
+{
+    fn finish(self: Box<Self>) -> Result<(), FtpError> {
+        TransferStream::finish(*self)
+    }
+}
+
+/// An open STOR/APPE data connection; write the bytes, then
+/// [`Session::finish_store`].
+pub struct Upload {
+    stream: Box<dyn DataConn>,
+}
+
+impl Write for Upload {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.stream.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+/// How the server answered a STOR.
+pub enum StoreStart {
+    /// The transfer is open.
+    Started(Upload),
+    /// The KEY same-name prompt (350): a partial of this size exists; nothing
+    /// was transferred. Ask `KEY NULL`, then resume or restart.
+    Prompt(u64),
+}
+
+impl Session {
+    /// Starts a download at `offset` (TYPE I, REST, RETR). Read the stream,
+    /// then call `finish_retr`; to stop early, drop the stream and the
+    /// session (the connection is then in an unknown state).
+    pub fn retr_at(&mut self, path: &str, offset: u64) -> Result<Download, RemoteError> {
+        let abs = self.abs(path)?;
+        let off = usize::try_from(offset)
+            .map_err(|_| RemoteError::Protocol("offset too large".into()))?;
+        self.ftp.resume_transfer(off)?;
+        let stream = self.ftp.retr_as_stream(abs)?;
+        Ok(Download {
+            stream: Box::new(stream),
+        })
+    }
+
+    pub fn finish_retr(&mut self, stream: Download) -> Result<(), RemoteError> {
+        stream.stream.finish().map_err(RemoteError::from)
+    }
+
+    /// Starts `STOR path` (with `REST offset` first when `offset > 0`), or
+    /// `APPE path` when `append`. A 350 reply to the STOR itself is the KEY
+    /// same-name prompt; its size is read from the text, or by SIZE.
+    pub fn store_at(
+        &mut self,
+        path: &str,
+        offset: u64,
+        append: bool,
+    ) -> Result<StoreStart, RemoteError> {
+        let abs = self.abs(path)?;
+        let off = usize::try_from(offset)
+            .map_err(|_| RemoteError::Protocol("offset too large".into()))?;
+        let res = if append {
+            self.ftp.append_with_stream(&abs)
+        } else {
+            self.ftp.resume_transfer(off)?;
+            self.ftp.put_with_stream(&abs)
+        };
+        match res {
+            Ok(stream) => Ok(StoreStart::Started(Upload {
+                stream: Box::new(stream),
+            })),
+            Err(FtpError::UnexpectedResponse(resp)) => {
+                let text = String::from_utf8_lossy(&resp.body).into_owned();
+                match crate::key::reply_code(&text) {
+                    Some((350, _)) => {
+                        let size = match crate::key::parse_same_name_prompt(&text) {
+                            Some(n) => n,
+                            None => self.size(path)?.unwrap_or(0),
+                        };
+                        Ok(StoreStart::Prompt(size))
+                    }
+                    _ => Err(super::errno::from_reply_body(&resp.body)),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Closes the upload's data connection and reads the server's reply
+    /// (with the longer timeout: the server may checksum the file first).
+    pub fn finish_store(&mut self, upload: Upload) -> Result<(), RemoteError> {
+        self.with_slow_replies(|_| upload.stream.finish().map_err(RemoteError::from))
+    }
+}
