@@ -1,1 +1,158 @@
-fn main() {}
+//! keyftpd: the FTP server with the KEY checksum extension. A thin CLI over
+//! `keyfs::server`; see `man keyftpd` (8) and `man keyftp` (7).
+
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use keyfs::server::{hash_password, Accounts, Server, ServerConfig};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "keyftpd",
+    version,
+    about = "FTP server with the KEY checksum extension",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    /// Directory served as /.
+    #[arg(long)]
+    root: Option<PathBuf>,
+    /// Control address, e.g. 0.0.0.0:21 or 127.0.0.1:0.
+    #[arg(long, default_value = "127.0.0.1:2121")]
+    listen: SocketAddr,
+    /// The single account (password from KEYFTPD_PASSWORD).
+    #[arg(long, conflicts_with = "users")]
+    user: Option<String>,
+    /// Accounts file: one `name:$6$...` line per account.
+    #[arg(long)]
+    users: Option<PathBuf>,
+    /// Also allow `anonymous`/`ftp` logins.
+    #[arg(long)]
+    anonymous: bool,
+    /// Passive port range, A-B.
+    #[arg(long, value_parser = parse_range)]
+    passive_ports: Option<(u16, u16)>,
+    /// Maximum simultaneous sessions.
+    #[arg(long, default_value_t = 64)]
+    max_sessions: usize,
+    /// Close control connections idle this many seconds.
+    #[arg(long, default_value_t = 300)]
+    idle_timeout: u64,
+    /// Milliseconds to wait before answering a wrong password.
+    #[arg(long, default_value_t = 1000)]
+    auth_delay_ms: u64,
+    /// fsync every uploaded file before recording its state.
+    #[arg(long)]
+    fsync: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Read a password on stdin and print a users-file line (`NAME:hash`, or the hash alone).
+    HashPassword {
+        /// Account name to put before the hash.
+        name: Option<String>,
+    },
+}
+
+fn parse_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s.split_once('-').ok_or("expected A-B")?;
+    let a: u16 = a.trim().parse().map_err(|_| "bad port")?;
+    let b: u16 = b.trim().parse().map_err(|_| "bad port")?;
+    if a == 0 || a > b {
+        return Err("expected 1 <= A <= B".into());
+    }
+    Ok((a, b))
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn install_signals() {
+    let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGTERM, handler);
+        libc::signal(libc::SIGINT, handler);
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
+fn serve(cli: Cli) -> Result<(), String> {
+    let root = cli.root.ok_or("--root DIR is required")?;
+    let accounts = match (&cli.user, &cli.users) {
+        (Some(u), None) => {
+            let pw = std::env::var("KEYFTPD_PASSWORD")
+                .map_err(|_| "--user needs the password in KEYFTPD_PASSWORD")?;
+            Accounts::single(u, &pw)
+        }
+        (None, Some(f)) => Accounts::from_file(f)?,
+        (None, None) if cli.anonymous => Accounts::default(),
+        _ => return Err("give --user NAME or --users FILE (or --anonymous)".into()),
+    }
+    .with_anonymous(cli.anonymous);
+    let mut cfg = ServerConfig::new(root, cli.listen);
+    cfg.accounts = accounts;
+    cfg.passive_ports = cli.passive_ports;
+    cfg.max_sessions = cli.max_sessions.max(1);
+    cfg.idle_timeout = Duration::from_secs(cli.idle_timeout.max(1));
+    cfg.auth_fail_delay = Duration::from_millis(cli.auth_delay_ms);
+    cfg.fsync_files = cli.fsync;
+    let root_shown = cfg.root.display().to_string();
+    let server = Server::bind(cfg).map_err(|e| format!("cannot start on {root_shown}: {e}"))?;
+    install_signals();
+    let stopper = server.stopper();
+    std::thread::spawn(move || loop {
+        if STOP.load(Ordering::SeqCst) {
+            log::info!("signal received, stopping");
+            stopper.stop();
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    });
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "listening on {}", server.local_addr());
+    let _ = out.flush();
+    log::info!("serving {root_shown} on {}", server.local_addr());
+    server.run().map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    let res = match cli.cmd {
+        Some(Cmd::HashPassword { ref name }) => {
+            let mut line = String::new();
+            let _ = std::io::stdin().lock().read_line(&mut line);
+            let pw = line.trim_end_matches(['\r', '\n']);
+            if pw.is_empty() {
+                Err("empty password on stdin".to_string())
+            } else {
+                hash_password(pw)
+                    .map(|h| match name {
+                        Some(n) => println!("{n}:{h}"),
+                        None => println!("{h}"),
+                    })
+                    .map_err(|e| e.to_string())
+            }
+        }
+        None => serve(cli),
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("keyftpd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! Namespace commands: PWD CWD CDUP MKD RMD DELE RNFR RNTO SIZE MDTM.
+//!
+//! DELE drops a file's key metadata; RNFR/RNTO moves it (for a directory,
+//! the metadata of everything below it).
+
+use std::fs;
+use std::io;
+
+use super::listing::timeval;
+use super::session::Session;
+
+fn quote(p: &str) -> String {
+    p.replace('"', "\"\"")
+}
+
+pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
+    match verb {
+        "PWD" | "XPWD" => {
+            let p = quote(&s.cwd.display());
+            s.reply(257, &format!("\"{p}\" is the current directory"))
+        }
+        "CWD" | "XCWD" | "CDUP" | "XCUP" => {
+            let arg = if matches!(verb, "CDUP" | "XCUP") {
+                ".."
+            } else {
+                arg
+            };
+            let v = match s.resolve(arg) {
+                Ok(v) => v,
+                Err(e) => return s.path_error(e),
+            };
+            match s.shared.jail.check(&v, true) {
+                Ok(real) if real.is_dir() => {
+                    s.cwd = v;
+                    let p = s.cwd.display();
+                    s.reply(250, &format!("Directory changed to {p}"))
+                }
+                Ok(_) => s.reply(550, "Not a directory"),
+                Err(e) => s.path_error(e),
+            }
+        }
+        "MKD" | "XMKD" => {
+            let v = match s.resolve(arg) {
+                Ok(v) if !v.is_root() => v,
+                Ok(_) => return s.reply(550, "Root exists"),
+                Err(e) => return s.path_error(e),
+            };
+            let real = match s.shared.jail.check(&v, false) {
+                Ok(r) => r,
+                Err(e) => return s.path_error(e),
+            };
+            match fs::create_dir(&real) {
+                Ok(()) => {
+                    let p = quote(&v.display());
+                    s.reply(257, &format!("\"{p}\" created"))
+                }
+                Err(e) => s.io_error("MKD", &e),
+            }
+        }
+        "RMD" | "XRMD" => {
+            let v = match s.resolve(arg) {
+                Ok(v) if !v.is_root() => v,
+                Ok(_) => return s.reply(550, "Cannot remove the root"),
+                Err(e) => return s.path_error(e),
+            };
+            let real = match s.shared.jail.check(&v, false) {
+                Ok(r) => r,
+                Err(e) => return s.path_error(e),
+            };
+            match fs::remove_dir(&real) {
+                Ok(()) => s.reply(250, "Directory removed"),
+                Err(e) => s.io_error("RMD", &e),
+            }
+        }
+        "DELE" => {
+            let v = match s.resolve(arg) {
+                Ok(v) => v,
+                Err(e) => return s.path_error(e),
+            };
+            let real = match s.shared.jail.check(&v, false) {
+                Ok(r) => r,
+                Err(e) => return s.path_error(e),
+            };
+            match fs::symlink_metadata(&real) {
+                Ok(md) if md.is_dir() => return s.reply(550, "Is a directory (use RMD)"),
+                Ok(_) => {}
+                Err(e) => return s.io_error("DELE", &e),
+            }
+            match fs::remove_file(&real) {
+                Ok(()) => {
+                    if let Err(e) = s.shared.store.remove(&v.rel()) {
+                        log::error!("session {}: metadata for DELE {}: {e}", s.id, v.display());
+                    }
+                    log::info!("session {}: DELE {}", s.id, v.display());
+                    s.reply(250, "File deleted")
+                }
+                Err(e) => s.io_error("DELE", &e),
+            }
+        }
+        "RNFR" => {
+            let v = match s.resolve(arg) {
+                Ok(v) if !v.is_root() => v,
+                Ok(_) => return s.reply(550, "Cannot rename the root"),
+                Err(e) => return s.path_error(e),
+            };
+            let real = match s.shared.jail.check(&v, false) {
+                Ok(r) => r,
+                Err(e) => return s.path_error(e),
+            };
+            if fs::symlink_metadata(&real).is_err() {
+                return s.reply(550, "No such file or directory");
+            }
+            s.rename_from = Some(v);
+            s.reply(350, "Ready for RNTO")
+        }
+        "RNTO" => {
+            let Some(from) = s.rename_from.take() else {
+                return s.reply(503, "Send RNFR first");
+            };
+            let to = match s.resolve(arg) {
+                Ok(v) if !v.is_root() => v,
+                Ok(_) => return s.reply(550, "Cannot rename onto the root"),
+                Err(e) => return s.path_error(e),
+            };
+            let (rf, rt) = match (
+                s.shared.jail.check(&from, false),
+                s.shared.jail.check(&to, false),
+            ) {
+                (Ok(a), Ok(b)) => (a, b),
+                (Err(e), _) | (_, Err(e)) => return s.path_error(e),
+            };
+            if to.rel().starts_with(&format!("{}/", from.rel())) {
+                return s.reply(553, "Cannot move a directory into itself");
+            }
+            match fs::rename(&rf, &rt) {
+                Ok(()) => {
+                    if let Err(e) = s.shared.store.rename(&from.rel(), &to.rel()) {
+                        log::error!("session {}: metadata for rename: {e}", s.id);
+                    }
+                    log::info!(
+                        "session {}: RENAME {} -> {}",
+                        s.id,
+                        from.display(),
+                        to.display()
+                    );
+                    s.reply(250, "Rename successful")
+                }
+                Err(e) => s.io_error("RNTO", &e),
+            }
+        }
+        "SIZE" | "MDTM" => {
+            let v = match s.resolve(arg) {
+                Ok(v) => v,
+                Err(e) => return s.path_error(e),
+            };
+            let real = match s.shared.jail.check(&v, true) {
+                Ok(r) => r,
+                Err(e) => return s.path_error(e),
+            };
+            match fs::metadata(&real) {
+                Ok(md) if md.is_file() => {
+                    if verb == "SIZE" {
+                        s.reply(213, &md.len().to_string())
+                    } else {
+                        s.reply(213, &timeval(&md))
+                    }
+                }
+                Ok(_) => s.reply(550, "Not a regular file"),
+                Err(e) => s.io_error(verb, &e),
+            }
+        }
+        _ => s.reply(502, "Command not implemented"),
+    }
+}

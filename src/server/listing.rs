@@ -1,0 +1,125 @@
+//! Directory listings: MLSD/MLST facts (RFC 3659), `ls -l` style LIST, NLST.
+//!
+//! MLSD adds `x.keystate=partial|complete` for files with key metadata, so a
+//! client can tell an interrupted upload from a finished one. The metadata
+//! directory is never listed.
+
+use std::fs::Metadata;
+use std::os::unix::fs::PermissionsExt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::paths::META_DIR;
+use super::store::FileMeta;
+
+/// True for names a listing must hide.
+pub fn hidden(name: &str) -> bool {
+    name == META_DIR
+}
+
+/// (year, month, day, hour, min, sec) in UTC.
+pub fn utc(t: SystemTime) -> (i64, u32, u32, u32, u32, u32) {
+    let secs = match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    };
+    let days = secs.div_euclid(86400);
+    let rem = secs.rem_euclid(86400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = if m <= 2 { y + 1 } else { y };
+    (
+        y,
+        m,
+        d,
+        (rem / 3600) as u32,
+        (rem % 3600 / 60) as u32,
+        (rem % 60) as u32,
+    )
+}
+
+/// `YYYYMMDDHHMMSS` (MDTM, MLSD modify fact).
+pub fn timeval(md: &Metadata) -> String {
+    let (y, mo, d, h, mi, s) = utc(md.modified().unwrap_or(UNIX_EPOCH));
+    format!("{y:04}{mo:02}{d:02}{h:02}{mi:02}{s:02}")
+}
+
+/// The MLSD/MLST facts of an entry, ending with `; `+name.
+pub fn mlsx_line(name: &str, md: &Metadata, meta: Option<&FileMeta>, cdir: bool) -> String {
+    let mut s = String::with_capacity(96 + name.len());
+    if cdir {
+        s.push_str("type=cdir;");
+    } else if md.is_dir() {
+        s.push_str("type=dir;");
+    } else {
+        s.push_str("type=file;");
+    }
+    if md.is_file() {
+        s.push_str(&format!("size={};", md.len()));
+    }
+    s.push_str(&format!("modify={};", timeval(md)));
+    s.push_str(if md.is_dir() {
+        "perm=flcdmpe;"
+    } else {
+        "perm=adfrw;"
+    });
+    if let (true, Some(m)) = (md.is_file(), meta) {
+        s.push_str(&format!("x.keystate={};", m.state.as_str()));
+    }
+    s.push(' ');
+    s.push_str(name);
+    s
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// An `ls -l` style line for LIST.
+pub fn list_line(name: &str, md: &Metadata) -> String {
+    let mode = md.permissions().mode();
+    let mut perm = String::with_capacity(10);
+    perm.push(if md.is_dir() { 'd' } else { '-' });
+    for shift in [6u32, 3, 0] {
+        let bits = (mode >> shift) & 7;
+        perm.push(if bits & 4 != 0 { 'r' } else { '-' });
+        perm.push(if bits & 2 != 0 { 'w' } else { '-' });
+        perm.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    let mtime = md.modified().unwrap_or(UNIX_EPOCH);
+    let (y, mo, d, h, mi, _) = utc(mtime);
+    let recent = SystemTime::now()
+        .duration_since(mtime)
+        .map(|a| a.as_secs() < 180 * 86400)
+        .unwrap_or(true);
+    let when = if recent {
+        format!("{h:02}:{mi:02}")
+    } else {
+        format!(" {y}")
+    };
+    let month = MONTHS[(mo.clamp(1, 12) - 1) as usize];
+    format!(
+        "{perm} 1 ftp ftp {:>12} {month} {d:>2} {when:>5} {name}",
+        md.len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(utc(UNIX_EPOCH), (1970, 1, 1, 0, 0, 0));
+        let t = UNIX_EPOCH + Duration::from_secs(951_782_400 + 3661); // 2000-02-29 01:01:01
+        assert_eq!(utc(t), (2000, 2, 29, 1, 1, 1));
+    }
+}

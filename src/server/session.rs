@@ -1,0 +1,234 @@
+//! One control connection: the command loop and the session state machine.
+//!
+//! The loop reads bounded lines with a short socket timeout so it can
+//! notice server shutdown and its own idle timeout. Before login only the
+//! session commands are allowed (530 otherwise). Commands are dispatched by
+//! group to `cmd_*` modules, which reply through [`Session::reply`].
+
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::lineio::{LineEvent, LineReader};
+use super::listener::Shared;
+use super::paths::{PathError, VPath};
+use crate::key::Key;
+
+/// How often blocking reads wake up to check for shutdown and idleness.
+pub(crate) const POLL: Duration = Duration::from_millis(500);
+
+/// A session's state.
+pub(crate) struct Session {
+    pub shared: Arc<Shared>,
+    pub id: u64,
+    pub ctrl: TcpStream,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    /// Name given by USER, awaiting PASS.
+    pub pending_user: Option<String>,
+    /// Logged-in account.
+    pub user: Option<String>,
+    pub cwd: VPath,
+    /// Offset from REST for the next RETR/STOR.
+    pub rest: Option<u64>,
+    /// Source of a rename (RNFR).
+    pub rename_from: Option<VPath>,
+    /// KEY bound to the next STOR/APPE.
+    pub key: Option<Key>,
+    /// The file of the pending 350 prompt: its next STOR/APPE proceeds.
+    pub prompted: Option<String>,
+    /// The file named by the last prompt, for KEY NULL.
+    pub last_prompt: Option<String>,
+    /// An open passive listener.
+    pub passive: Option<TcpListener>,
+    pub quit: bool,
+}
+
+/// A reply to send: code and text (text may hold several lines).
+impl Session {
+    /// Runs a session to its end.
+    pub fn run(shared: Arc<Shared>, ctrl: TcpStream, id: u64) {
+        let (peer, local) = match (ctrl.peer_addr(), ctrl.local_addr()) {
+            (Ok(p), Ok(l)) => (p, l),
+            _ => return,
+        };
+        log::info!("session {id}: connect from {peer}");
+        let reader = match ctrl.try_clone() {
+            Ok(r) => r,
+            Err(e) => {
+                log::warn!("session {id}: {e}");
+                return;
+            }
+        };
+        let _ = reader.set_read_timeout(Some(POLL));
+        let _ = ctrl.set_write_timeout(Some(Duration::from_secs(30)));
+        let _ = ctrl.set_nodelay(true);
+        let mut s = Session {
+            shared,
+            id,
+            ctrl,
+            peer,
+            local,
+            pending_user: None,
+            user: None,
+            cwd: VPath::root(),
+            rest: None,
+            rename_from: None,
+            key: None,
+            prompted: None,
+            last_prompt: None,
+            passive: None,
+            quit: false,
+        };
+        let started = Instant::now();
+        let reason = s.serve(LineReader::new(reader));
+        log::info!(
+            "session {id}: end ({reason}) user={} after {:.1}s",
+            s.user.as_deref().unwrap_or("-"),
+            started.elapsed().as_secs_f64()
+        );
+    }
+
+    fn serve(&mut self, mut reader: LineReader<TcpStream>) -> String {
+        if self
+            .reply(220, "keyftpd ready (KEY extension, see FEAT)")
+            .is_err()
+        {
+            return "write failed".into();
+        }
+        let mut last = Instant::now();
+        loop {
+            if self.shared.stop.load(Ordering::SeqCst) {
+                let _ = self.reply(421, "Server shutting down");
+                return "server shutdown".into();
+            }
+            let ev = match reader.next_event() {
+                Ok(ev) => ev,
+                Err(e) => return format!("read error: {e}"),
+            };
+            match ev {
+                LineEvent::Eof => return "client closed".into(),
+                LineEvent::Timeout => {
+                    if last.elapsed() >= self.shared.cfg.idle_timeout {
+                        let _ = self.reply(421, "Idle timeout, closing control connection");
+                        return "idle timeout".into();
+                    }
+                }
+                LineEvent::TooLong => {
+                    last = Instant::now();
+                    if self.reply(500, "Command line too long").is_err() {
+                        return "write failed".into();
+                    }
+                }
+                LineEvent::Line(line) => {
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    if let Err(e) = self.command(&line) {
+                        return format!("write failed: {e}");
+                    }
+                    last = Instant::now();
+                    if self.quit {
+                        return "quit".into();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends one reply; multi-line text gets the `code-` form.
+    pub fn reply(&mut self, code: u16, text: &str) -> io::Result<()> {
+        let mut out = String::with_capacity(text.len() + 8);
+        let lines: Vec<&str> = text.lines().collect();
+        if lines.len() <= 1 {
+            out.push_str(&format!("{code} {text}\r\n"));
+        } else {
+            for (i, l) in lines.iter().enumerate() {
+                if i + 1 == lines.len() {
+                    out.push_str(&format!("{code} {l}\r\n"));
+                } else if i == 0 {
+                    out.push_str(&format!("{code}-{l}\r\n"));
+                } else {
+                    out.push_str(&format!(" {l}\r\n"));
+                }
+            }
+        }
+        (&self.ctrl).write_all(out.as_bytes())
+    }
+
+    /// Sends a raw pre-formatted reply line (e.g. from `key::format_*`).
+    pub fn reply_raw(&mut self, line: &str) -> io::Result<()> {
+        (&self.ctrl).write_all(format!("{line}\r\n").as_bytes())
+    }
+
+    /// Replies to a path error.
+    pub fn path_error(&mut self, e: PathError) -> io::Result<()> {
+        match e {
+            PathError::Invalid(_) => self.reply(553, &format!("Refused: {e}")),
+            PathError::Outside => self.reply(550, &format!("Refused: {e}")),
+            PathError::NotFound => self.reply(550, "No such file or directory"),
+        }
+    }
+
+    /// Replies to an I/O error with the nearest FTP code.
+    pub fn io_error(&mut self, what: &str, e: &io::Error) -> io::Result<()> {
+        match e.raw_os_error() {
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
+                self.reply(452, &format!("{what}: insufficient storage space"))
+            }
+            _ => match e.kind() {
+                io::ErrorKind::NotFound => self.reply(550, &format!("{what}: not found")),
+                io::ErrorKind::PermissionDenied => {
+                    self.reply(550, &format!("{what}: permission denied"))
+                }
+                io::ErrorKind::AlreadyExists => self.reply(550, &format!("{what}: already exists")),
+                _ => self.reply(550, &format!("{what}: {}", one_line(e))),
+            },
+        }
+    }
+
+    /// Resolves a client path against the cwd.
+    pub fn resolve(&self, arg: &str) -> Result<VPath, PathError> {
+        self.cwd.resolve(arg)
+    }
+
+    fn command(&mut self, line: &str) -> io::Result<()> {
+        let (verb, arg) = match line.split_once(' ') {
+            Some((v, a)) => (v.to_ascii_uppercase(), a),
+            None => (line.to_ascii_uppercase(), ""),
+        };
+        if verb == "PASS" {
+            log::debug!("session {}: PASS ****", self.id);
+        } else {
+            log::debug!("session {}: {verb} {arg}", self.id);
+        }
+        if self.user.is_none() && !super::cmd_basic::allowed_before_login(&verb) {
+            return self.reply(530, "Please login with USER and PASS");
+        }
+        if verb != "RNTO" && verb != "RNFR" {
+            // RNTO must follow RNFR immediately.
+            if self.rename_from.is_some() && verb != "RNTO" {
+                self.rename_from = None;
+            }
+        }
+        match verb.as_str() {
+            "USER" | "PASS" | "QUIT" | "NOOP" | "SYST" | "FEAT" | "OPTS" | "TYPE" | "MODE"
+            | "STRU" | "HELP" | "ALLO" | "AUTH" | "PBSZ" | "PROT" | "STAT" | "ACCT" => {
+                super::cmd_basic::handle(self, &verb, arg)
+            }
+            "PWD" | "XPWD" | "CWD" | "XCWD" | "CDUP" | "XCUP" | "MKD" | "XMKD" | "RMD" | "XRMD"
+            | "DELE" | "RNFR" | "RNTO" | "SIZE" | "MDTM" => super::cmd_fs::handle(self, &verb, arg),
+            "PASV" | "EPSV" | "PORT" | "EPRT" | "REST" | "RETR" | "STOR" | "APPE" | "ABOR"
+            | "MLSD" | "LIST" | "NLST" | "MLST" => super::cmd_transfer::handle(self, &verb, arg),
+            "KEY" | "XCRC" => super::cmd_key::handle(self, &verb, arg),
+            _ => self.reply(502, "Command not implemented"),
+        }
+    }
+}
+
+/// The first line of an error's text.
+pub(crate) fn one_line(e: &io::Error) -> String {
+    e.to_string().lines().next().unwrap_or("error").to_string()
+}

@@ -1,0 +1,323 @@
+//! Durable per-file key metadata: the KEY a file was uploaded with, whether
+//! the upload is partial or complete, and a CRC cache.
+//!
+//! Metadata lives in `ROOT/.keyftpd/meta.log`, a directory no client path
+//! can name (see [`super::paths::META_DIR`]) and that listings hide. The log
+//! is append-only: one fsynced line per change (`S` set, `D` delete, `R`
+//! rename of a file or a whole directory), replayed on start and compacted
+//! into a snapshot (temp file, fsync, rename, fsync dir). A torn last line
+//! from a crash does not parse and is ignored. Keys are virtual paths
+//! relative to the root, so a rename follows the file and a directory
+//! rename carries every file below it.
+//!
+//! The CRC cache (`crc` of the first `len` bytes, valid while the file's
+//! size and mtime are unchanged) lets a resume or an XCRC of a whole file
+//! skip re-reading it; anything that does not match is recomputed.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::UNIX_EPOCH;
+
+use crate::key::Key;
+
+/// Whether an upload has been verified against its key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyState {
+    /// Started, interrupted, or CRC differs from the key.
+    Partial,
+    /// CRC of the file equals its key (or, keyless, the transfer ended cleanly).
+    Complete,
+}
+
+impl KeyState {
+    /// The MLSD fact value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Partial => "partial",
+            KeyState::Complete => "complete",
+        }
+    }
+}
+
+/// What is recorded for one file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileMeta {
+    /// The key the upload was bound to, if any.
+    pub key: Option<Key>,
+    /// Partial or complete.
+    pub state: KeyState,
+    /// CRC-32 of the first `len` bytes.
+    pub crc: u32,
+    /// Length covered by `crc`.
+    pub len: u64,
+    /// The file's mtime (ns since the epoch) when `crc` was taken.
+    pub mtime_ns: u128,
+}
+
+impl FileMeta {
+    /// The cached CRC if the file still has the recorded size and mtime.
+    pub fn trusted_crc(&self, md: &fs::Metadata) -> Option<u32> {
+        (md.len() == self.len && mtime_ns(md) == self.mtime_ns).then_some(self.crc)
+    }
+}
+
+/// A file's mtime in ns since the epoch (0 if unknown).
+pub fn mtime_ns(md: &fs::Metadata) -> u128 {
+    md.modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+struct Inner {
+    map: HashMap<String, FileMeta>,
+    log: File,
+    lines: usize,
+}
+
+/// The metadata store of one root. Shared by all sessions.
+pub struct MetaStore {
+    dir: PathBuf,
+    inner: Mutex<Inner>,
+}
+
+fn esc(s: &str) -> String {
+    let mut bytes = Vec::with_capacity(s.len());
+    for b in s.bytes() {
+        if b <= 0x20 || b == b'%' || b == 0x7f {
+            bytes.extend(format!("%{b:02X}").bytes());
+        } else {
+            bytes.push(b);
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn unesc(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn set_line(path: &str, m: &FileMeta) -> String {
+    let key = m.key.map(|k| format!("{:08X}", k.0)).unwrap_or("-".into());
+    let st = match m.state {
+        KeyState::Partial => "p",
+        KeyState::Complete => "c",
+    };
+    format!(
+        "S {} {} {} {:08X} {} {}\n",
+        esc(path),
+        key,
+        st,
+        m.crc,
+        m.len,
+        m.mtime_ns
+    )
+}
+
+fn under(path: &str, dir: &str) -> bool {
+    path.len() > dir.len() && path.starts_with(dir) && path.as_bytes()[dir.len()] == b'/'
+}
+
+fn apply_rename(map: &mut HashMap<String, FileMeta>, from: &str, to: &str) {
+    map.retain(|k, _| k != to && !under(k, to));
+    let moved: Vec<String> = map
+        .keys()
+        .filter(|k| *k == from || under(k, from))
+        .cloned()
+        .collect();
+    for k in moved {
+        if let Some(m) = map.remove(&k) {
+            let nk = format!("{to}{}", &k[from.len()..]);
+            map.insert(nk, m);
+        }
+    }
+}
+
+fn parse_line(map: &mut HashMap<String, FileMeta>, line: &str) -> Option<()> {
+    let mut it = line.split(' ');
+    match it.next()? {
+        "S" => {
+            let path = unesc(it.next()?)?;
+            let key = match it.next()? {
+                "-" => None,
+                h => Some(Key(u32::from_str_radix(h, 16).ok()?)),
+            };
+            let state = match it.next()? {
+                "p" => KeyState::Partial,
+                "c" => KeyState::Complete,
+                _ => return None,
+            };
+            let crc = u32::from_str_radix(it.next()?, 16).ok()?;
+            let len = it.next()?.parse().ok()?;
+            let mtime_ns = it.next()?.parse().ok()?;
+            map.insert(
+                path,
+                FileMeta {
+                    key,
+                    state,
+                    crc,
+                    len,
+                    mtime_ns,
+                },
+            );
+        }
+        "D" => {
+            let path = unesc(it.next()?)?;
+            map.remove(&path);
+        }
+        "R" => {
+            let from = unesc(it.next()?)?;
+            let to = unesc(it.next()?)?;
+            apply_rename(map, &from, &to);
+        }
+        _ => return None,
+    }
+    Some(())
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl MetaStore {
+    /// Opens (creating) the store under `root/.keyftpd`, replays and compacts the log.
+    pub fn open(root: &Path) -> io::Result<MetaStore> {
+        let dir = root.join(super::paths::META_DIR);
+        fs::create_dir_all(&dir)?;
+        let log_path = dir.join("meta.log");
+        let mut map = HashMap::new();
+        match File::open(&log_path) {
+            Ok(f) => {
+                for line in BufReader::new(f).split(b'\n') {
+                    let line = line?;
+                    if let Ok(s) = std::str::from_utf8(&line) {
+                        if parse_line(&mut map, s).is_none() && !s.is_empty() {
+                            log::warn!("meta.log: ignoring malformed line");
+                        }
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let log = Self::snapshot(&dir, &map)?;
+        let lines = map.len();
+        Ok(MetaStore {
+            dir,
+            inner: Mutex::new(Inner { map, log, lines }),
+        })
+    }
+
+    /// Writes the map as a fresh log atomically; returns it opened for append.
+    fn snapshot(dir: &Path, map: &HashMap<String, FileMeta>) -> io::Result<File> {
+        let tmp = dir.join("meta.log.tmp");
+        let path = dir.join("meta.log");
+        {
+            let mut f = io::BufWriter::new(File::create(&tmp)?);
+            for (k, m) in map {
+                f.write_all(set_line(k, m).as_bytes())?;
+            }
+            f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        }
+        fs::rename(&tmp, &path)?;
+        sync_dir(dir)?;
+        OpenOptions::new().append(true).open(&path)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn append(&self, inner: &mut Inner, line: &str) -> io::Result<()> {
+        inner.log.write_all(line.as_bytes())?;
+        inner.log.sync_data()?;
+        inner.lines += 1;
+        if inner.lines > 2 * inner.map.len() + 1024 {
+            inner.log = Self::snapshot(&self.dir, &inner.map)?;
+            inner.lines = inner.map.len();
+        }
+        Ok(())
+    }
+
+    /// The metadata of `path` (virtual, relative to the root), if any.
+    pub fn get(&self, path: &str) -> Option<FileMeta> {
+        self.lock().map.get(path).copied()
+    }
+
+    /// Records `meta` for `path`, durably.
+    pub fn set(&self, path: &str, meta: FileMeta) -> io::Result<()> {
+        let mut inner = self.lock();
+        inner.map.insert(path.to_string(), meta);
+        self.append(&mut inner, &set_line(path, &meta))
+    }
+
+    /// Forgets `path` (DELE), durably.
+    pub fn remove(&self, path: &str) -> io::Result<()> {
+        let mut inner = self.lock();
+        if inner.map.remove(path).is_none() {
+            return Ok(());
+        }
+        self.append(&mut inner, &format!("D {}\n", esc(path)))
+    }
+
+    /// Moves the metadata of `from` (a file, or a directory and everything
+    /// below it) to `to`, dropping whatever `to` had, durably.
+    pub fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        let mut inner = self.lock();
+        apply_rename(&mut inner.map, from, to);
+        self.append(&mut inner, &format!("R {} {}\n", esc(from), esc(to)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(k: u32) -> FileMeta {
+        FileMeta {
+            key: Some(Key(k)),
+            state: KeyState::Partial,
+            crc: 1,
+            len: 2,
+            mtime_ns: 3,
+        }
+    }
+
+    #[test]
+    fn replay_survives_reopen() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        {
+            let s = MetaStore::open(dir.path())?;
+            s.set("a b/c%d", meta(1))?;
+            s.set("d/x", meta(2))?;
+            s.set("gone", meta(3))?;
+            s.remove("gone")?;
+            s.rename("d", "e")?;
+            s.rename("a b/c%d", "top")?;
+        }
+        let s = MetaStore::open(dir.path())?;
+        assert_eq!(s.get("top"), Some(meta(1)));
+        assert_eq!(s.get("e/x"), Some(meta(2)));
+        assert_eq!(s.get("d/x"), None);
+        assert_eq!(s.get("gone"), None);
+        assert_eq!(unesc(&esc("é x%")).as_deref(), Some("é x%"));
+        Ok(())
+    }
+}
