@@ -1,12 +1,28 @@
 //! The background uploader: N workers, each with its own FTP session, take
 //! queued jobs, run the KEY / same-name prompt / KEY NULL / decide / REST+STOR
 //! flow, verify size and CRC, then drop the spooled copy.
-//! `resume` holds the pure resume decision.
 //!
-//! OWNER: engine helper. The signatures below are the contract the fs uses.
+//! OWNER: engine helper. The signatures in this file are the contract the
+//! fs uses. The parts:
+//! - [`resume`]: the pure resume decision;
+//! - `queue`: jobs, run queue, cancel/replace/rename, wait (for fsync);
+//! - `worker`: the per-job protocol flow and retry loop;
+//! - `verify`: local prefix CRC, post-upload size/CRC check;
+//! - `backoff`, `bwlimit`: reconnect delays and the shared `--bwlimit` cap.
+//!
+//! close() never waits on the network: `submit` only writes the journal
+//! record and queues. Memory is bounded: each worker streams its file with
+//! one fixed buffer (`Tuning::chunk_size`).
+pub mod backoff;
+pub mod bwlimit;
+mod queue;
 pub mod resume;
+pub mod verify;
+mod worker;
 
-use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::remote::Endpoint;
@@ -20,7 +36,32 @@ pub struct UploadConfig {
     pub bwlimit: Option<u64>,
     pub policy: resume::Policy,
     /// Called after a job is uploaded and verified and its spooled copy dropped.
+    #[allow(clippy::type_complexity)]
     pub on_complete: Option<Arc<dyn Fn(&JobRecord) + Send + Sync>>,
+}
+
+/// Timeouts, backoff and buffer size; `Default` suits a real mount, tests
+/// shorten the delays.
+#[derive(Clone, Debug)]
+pub struct Tuning {
+    /// Connect, reply and data socket timeout.
+    pub io_timeout: Duration,
+    /// First reconnect delay; doubles up to `backoff_max` (with jitter).
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    /// The fixed streaming buffer per worker.
+    pub chunk_size: usize,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            io_timeout: Duration::from_secs(30),
+            backoff_initial: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+            chunk_size: 256 * 1024,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,37 +87,89 @@ pub struct JobStatus {
 /// A handle to the uploader; cheap to clone.
 #[derive(Clone)]
 pub struct Uploader {
-    _inner: Arc<()>,
+    shared: Arc<queue::Shared>,
+    threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
 impl Uploader {
     /// Starts the workers and queues every `Queued` job found in the journal.
-    pub fn start(_cfg: UploadConfig, _journal: Arc<Journal>) -> std::io::Result<Uploader> {
-        unimplemented!("engine helper")
+    pub fn start(cfg: UploadConfig, journal: Arc<Journal>) -> std::io::Result<Uploader> {
+        Uploader::start_tuned(cfg, journal, Tuning::default())
     }
+
+    /// `start` with explicit timeouts, backoff and buffer size.
+    pub fn start_tuned(
+        cfg: UploadConfig,
+        journal: Arc<Journal>,
+        tuning: Tuning,
+    ) -> std::io::Result<Uploader> {
+        let records = journal.load_all()?;
+        let shared = Arc::new(queue::Shared {
+            state: Mutex::new(queue::State::default()),
+            cond: Condvar::new(),
+            journal,
+            endpoint: cfg.endpoint,
+            policy: cfg.policy,
+            on_complete: cfg.on_complete,
+            limiter: cfg.bwlimit.map(bwlimit::TokenBucket::new),
+            tuning,
+            bytes_sent: AtomicU64::new(0),
+        });
+        for rec in records {
+            shared.adopt(rec);
+        }
+        let mut threads = Vec::new();
+        for i in 0..cfg.workers.max(1) {
+            let sh = shared.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("keyfs-upload-{i}"))
+                .spawn(move || worker::run(sh))?;
+            threads.push(t);
+        }
+        Ok(Uploader {
+            shared,
+            threads: Arc::new(Mutex::new(threads)),
+        })
+    }
+
     /// Records `rec` as Queued in the journal and queues it. Never waits on the network.
     /// A pending job for the same remote path is cancelled (its data dropped).
-    pub fn submit(&self, _rec: JobRecord) -> std::io::Result<()> {
-        unimplemented!("engine helper")
+    pub fn submit(&self, rec: JobRecord) -> std::io::Result<()> {
+        self.shared.submit(rec)
     }
     /// The file was deleted in the mount: drop its pending job and data.
-    pub fn cancel(&self, _remote_path: &str) {
-        unimplemented!("engine helper")
+    pub fn cancel(&self, remote_path: &str) {
+        self.shared.cancel(remote_path)
     }
     /// The pending file was renamed in the mount: upload it under the new name.
-    pub fn rename(&self, _from: &str, _to: &str) {
-        unimplemented!("engine helper")
+    /// Jobs under a renamed directory follow it.
+    pub fn rename(&self, from: &str, to: &str) {
+        self.shared.rename(from, to)
     }
     /// For fsync: waits until the job for `remote_path` is uploaded and verified.
     /// Ok(()) at once when nothing is pending for that path.
-    pub fn wait(&self, _remote_path: &str, _timeout: Duration) -> Result<(), UploadError> {
-        unimplemented!("engine helper")
+    pub fn wait(&self, remote_path: &str, timeout: Duration) -> Result<(), UploadError> {
+        self.shared.wait(remote_path, timeout)
     }
     pub fn status(&self) -> Vec<JobStatus> {
-        unimplemented!("engine helper")
+        self.shared.status()
+    }
+    /// Payload bytes sent on data connections since start (all workers):
+    /// what a resume saved shows here.
+    pub fn bytes_sent(&self) -> u64 {
+        self.shared
+            .bytes_sent
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
     /// Stops the workers; pending jobs stay in the journal.
     pub fn shutdown(&self) {
-        unimplemented!("engine helper")
+        self.shared.shutdown();
+        let threads: Vec<JoinHandle<()>> = {
+            let mut t = self.threads.lock().unwrap_or_else(|p| p.into_inner());
+            t.drain(..).collect()
+        };
+        for t in threads {
+            let _ = t.join();
+        }
     }
 }

@@ -1,1 +1,2 @@
+pub mod jobs;
 pub mod pureftpd;

@@ -5,6 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -92,14 +93,14 @@ impl PureFtpd {
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
+                .process_group(0)
                 .spawn()?;
             if wait_ready(port, &mut child, Duration::from_secs(10)) {
                 self.child = Some(child);
                 self.port = port;
                 return Ok(());
             }
-            let _ = child.kill();
-            let _ = child.wait();
+            kill_group(&mut child);
             last_err = Some(std::io::Error::other(format!(
                 "pure-ftpd did not start on {port}"
             )));
@@ -120,11 +121,11 @@ impl PureFtpd {
         }
     }
 
-    /// Kills the server by PID.
+    /// Kills the server: the process we started and its per-session
+    /// children (its own process group, whose id is that PID).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+            kill_group(&mut c);
         }
     }
 
@@ -158,6 +159,17 @@ impl PureFtpd {
     pub fn dir_path(&self) -> &Path {
         self.dir.path()
     }
+}
+
+fn kill_group(c: &mut Child) {
+    if let Ok(pgid) = i32::try_from(c.id()) {
+        // SAFETY: kill(2) with the negative PID of a process group we created.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+    }
+    let _ = c.kill();
+    let _ = c.wait();
 }
 
 /// True once the server greets with 220.

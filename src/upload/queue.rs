@@ -1,0 +1,397 @@
+//! The uploader's shared state: jobs by id, the run queue, which remote
+//! paths a worker is busy with, and the per-attempt abort flags that
+//! cancel/replace/rename use to stop a running upload at the next chunk.
+//!
+//! Every change of a job's fate (done, failed, cancelled, replaced) happens
+//! under one lock together with its journal write, so a worker that finishes
+//! just as its job is cancelled can never resurrect the record or drop the
+//! data of the job that replaced it.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::bwlimit::TokenBucket;
+use super::{resume, JobStatus, Tuning, UploadError};
+use crate::remote::Endpoint;
+use crate::spool::journal::{JobRecord, JobState, Journal};
+
+pub(crate) struct Job {
+    pub rec: JobRecord,
+    pub sent: u64,
+    pub last_error: Option<String>,
+    pub abort: Arc<AtomicBool>,
+    pub running: bool,
+}
+
+#[derive(Default)]
+pub(crate) struct State {
+    pub jobs: BTreeMap<u64, Job>,
+    pub queue: VecDeque<u64>,
+    /// Remote paths a worker is uploading; a second job for the same path
+    /// waits, so an aborted old upload never races its replacement.
+    pub busy_paths: HashSet<String>,
+    pub shutdown: bool,
+}
+
+pub(crate) type OnComplete = Arc<dyn Fn(&JobRecord) + Send + Sync>;
+
+pub(crate) struct Shared {
+    pub state: Mutex<State>,
+    pub cond: Condvar,
+    pub journal: Arc<Journal>,
+    pub endpoint: Endpoint,
+    pub policy: resume::Policy,
+    pub on_complete: Option<OnComplete>,
+    pub limiter: Option<TokenBucket>,
+    pub tuning: Tuning,
+    pub bytes_sent: AtomicU64,
+}
+
+/// A job as a worker took it.
+pub(crate) struct Picked {
+    pub rec: JobRecord,
+    pub abort: Arc<AtomicBool>,
+}
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Blocks until a job can run (or shutdown: `None`).
+    pub fn pick(&self) -> Option<Picked> {
+        let mut st = self.lock();
+        loop {
+            if st.shutdown {
+                return None;
+            }
+            let pos = st.queue.iter().position(|id| {
+                st.jobs
+                    .get(id)
+                    .is_some_and(|j| !st.busy_paths.contains(&j.rec.remote_path))
+            });
+            if let Some(pos) = pos {
+                let id = st.queue.remove(pos)?;
+                let State {
+                    jobs, busy_paths, ..
+                } = &mut *st;
+                if let Some(job) = jobs.get_mut(&id) {
+                    job.running = true;
+                    busy_paths.insert(job.rec.remote_path.clone());
+                    return Some(Picked {
+                        rec: job.rec.clone(),
+                        abort: job.abort.clone(),
+                    });
+                }
+                continue;
+            }
+            // Drop ids of jobs that are gone.
+            let State { queue, jobs, .. } = &mut *st;
+            queue.retain(|id| jobs.contains_key(id));
+            st = self
+                .cond
+                .wait_timeout(st, Duration::from_secs(1))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
+    /// Sleeps `d`, waking early on abort or shutdown. True if it should stop.
+    pub fn sleep_unless_aborted(&self, d: Duration, abort: &AtomicBool) -> bool {
+        let deadline = Instant::now() + d;
+        let mut st = self.lock();
+        loop {
+            if st.shutdown || abort.load(Ordering::SeqCst) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            st = self
+                .cond
+                .wait_timeout(st, deadline - now)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
+    pub fn progress(&self, id: u64, sent: u64) {
+        if let Some(j) = self.lock().jobs.get_mut(&id) {
+            j.sent = sent;
+        }
+    }
+
+    pub fn set_error(&self, id: u64, msg: &str) {
+        if let Some(j) = self.lock().jobs.get_mut(&id) {
+            j.last_error = Some(msg.to_string());
+        }
+        self.cond.notify_all();
+    }
+
+    /// The job's current remote path, if it still exists.
+    pub fn current_path(&self, id: u64) -> Option<String> {
+        self.lock().jobs.get(&id).map(|j| j.rec.remote_path.clone())
+    }
+
+    /// The upload of `p` is verified: drop the record and the spooled data.
+    pub fn complete(&self, p: &Picked) {
+        let done = {
+            let mut st = self.lock();
+            st.busy_paths.remove(&p.rec.remote_path);
+            if p.abort.load(Ordering::SeqCst) {
+                drop(st);
+                self.aborted_locked_out(p);
+                return;
+            }
+            if let Err(e) = self.journal.remove(p.rec.id) {
+                log::error!("journal: cannot remove job {}: {e}", p.rec.id);
+            }
+            st.jobs.remove(&p.rec.id).map(|j| j.rec)
+        };
+        self.cond.notify_all();
+        if let (Some(rec), Some(cb)) = (done, &self.on_complete) {
+            cb(&rec);
+        }
+    }
+
+    /// The attempt stopped because the job was cancelled, replaced or renamed
+    /// (or the uploader shuts down): requeue it if it still exists.
+    pub fn aborted(&self, p: &Picked) {
+        self.lock().busy_paths.remove(&p.rec.remote_path);
+        self.aborted_locked_out(p);
+    }
+
+    fn aborted_locked_out(&self, p: &Picked) {
+        let mut st = self.lock();
+        let State { jobs, queue, .. } = &mut *st;
+        if let Some(j) = jobs.get_mut(&p.rec.id) {
+            j.running = false;
+            if Arc::ptr_eq(&j.abort, &p.abort) && p.abort.load(Ordering::SeqCst) {
+                j.abort = Arc::new(AtomicBool::new(false));
+            }
+            if j.rec.state == JobState::Queued && !queue.contains(&p.rec.id) {
+                queue.push_back(p.rec.id);
+            }
+        }
+        drop(st);
+        self.cond.notify_all();
+    }
+
+    /// A permanent error: the job is recorded Failed, its data kept.
+    pub fn failed(&self, p: &Picked, reason: &str) {
+        let mut st = self.lock();
+        st.busy_paths.remove(&p.rec.remote_path);
+        if p.abort.load(Ordering::SeqCst) {
+            drop(st);
+            self.aborted_locked_out(p);
+            return;
+        }
+        if let Some(j) = st.jobs.get_mut(&p.rec.id) {
+            j.running = false;
+            j.rec.state = JobState::Failed(reason.to_string());
+            j.last_error = Some(reason.to_string());
+            if let Err(e) = self.journal.record(&j.rec) {
+                log::error!("journal: cannot record failure of job {}: {e}", j.rec.id);
+            }
+        }
+        drop(st);
+        self.cond.notify_all();
+    }
+
+    /// Adds (or replaces) a job; other jobs for the same path are cancelled.
+    pub fn submit(&self, mut rec: JobRecord) -> std::io::Result<()> {
+        rec.state = JobState::Queued;
+        let mut st = self.lock();
+        self.journal.record(&rec)?;
+        let stale: Vec<u64> = st
+            .jobs
+            .values()
+            .filter(|j| j.rec.remote_path == rec.remote_path && j.rec.id != rec.id)
+            .map(|j| j.rec.id)
+            .collect();
+        for id in stale {
+            self.drop_job(&mut st, id);
+        }
+        let State { jobs, queue, .. } = &mut *st;
+        match jobs.get_mut(&rec.id) {
+            Some(j) => {
+                // Same id, new content: a running attempt must start over.
+                if j.running {
+                    j.abort.store(true, Ordering::SeqCst);
+                }
+                j.rec = rec.clone();
+                j.last_error = None;
+                j.sent = 0;
+            }
+            None => {
+                jobs.insert(
+                    rec.id,
+                    Job {
+                        rec: rec.clone(),
+                        sent: 0,
+                        last_error: None,
+                        abort: Arc::new(AtomicBool::new(false)),
+                        running: false,
+                    },
+                );
+            }
+        }
+        let running = jobs.get(&rec.id).is_some_and(|j| j.running);
+        if !running && !queue.contains(&rec.id) {
+            queue.push_back(rec.id);
+        }
+        drop(st);
+        self.cond.notify_all();
+        Ok(())
+    }
+
+    /// Loads a job found in the journal at start.
+    pub fn adopt(&self, rec: JobRecord) {
+        let mut st = self.lock();
+        let queued = rec.state == JobState::Queued;
+        let id = rec.id;
+        st.jobs.insert(
+            id,
+            Job {
+                last_error: match &rec.state {
+                    JobState::Failed(r) => Some(r.clone()),
+                    JobState::Open => Some("still open for writing when the daemon stopped".into()),
+                    JobState::Queued => None,
+                },
+                rec,
+                sent: 0,
+                abort: Arc::new(AtomicBool::new(false)),
+                running: false,
+            },
+        );
+        if queued {
+            st.queue.push_back(id);
+        }
+    }
+
+    /// Removes a job, its record and data; a running attempt stops.
+    fn drop_job(&self, st: &mut State, id: u64) {
+        if let Some(j) = st.jobs.remove(&id) {
+            j.abort.store(true, Ordering::SeqCst);
+            if let Err(e) = self.journal.remove(id) {
+                log::error!("journal: cannot remove job {id}: {e}");
+            }
+        }
+        st.queue.retain(|q| *q != id);
+    }
+
+    pub fn cancel(&self, path: &str) {
+        let mut st = self.lock();
+        let ids: Vec<u64> = st
+            .jobs
+            .values()
+            .filter(|j| j.rec.remote_path == path)
+            .map(|j| j.rec.id)
+            .collect();
+        for id in ids {
+            self.drop_job(&mut st, id);
+        }
+        drop(st);
+        self.cond.notify_all();
+    }
+
+    /// Renames pending jobs at `from` (or under it, for a directory).
+    pub fn rename(&self, from: &str, to: &str) {
+        let mut st = self.lock();
+        let prefix = format!("{}/", from.trim_end_matches('/'));
+        let State { jobs, queue, .. } = &mut *st;
+        let mut changed = Vec::new();
+        for j in jobs.values_mut() {
+            let new_path = if j.rec.remote_path == from {
+                to.to_string()
+            } else if let Some(rest) = j.rec.remote_path.strip_prefix(&prefix) {
+                format!("{}/{rest}", to.trim_end_matches('/'))
+            } else {
+                continue;
+            };
+            j.rec.remote_path = new_path;
+            if matches!(j.rec.state, JobState::Failed(_)) {
+                // A new name may fix a permanent error (553 bad name).
+                j.rec.state = JobState::Queued;
+            }
+            if let Err(e) = self.journal.record(&j.rec) {
+                log::error!("journal: cannot record rename of job {}: {e}", j.rec.id);
+            }
+            if j.running {
+                j.abort.store(true, Ordering::SeqCst);
+            } else if j.rec.state == JobState::Queued {
+                changed.push(j.rec.id);
+            }
+        }
+        for id in changed {
+            if !queue.contains(&id) {
+                queue.push_back(id);
+            }
+        }
+        drop(st);
+        self.cond.notify_all();
+    }
+
+    pub fn wait(&self, path: &str, timeout: Duration) -> Result<(), UploadError> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.lock();
+        loop {
+            let job = st
+                .jobs
+                .values()
+                .filter(|j| j.rec.remote_path == path && j.rec.state != JobState::Open)
+                .max_by_key(|j| j.rec.id);
+            match job {
+                None => return Ok(()),
+                Some(j) => {
+                    if let JobState::Failed(r) = &j.rec.state {
+                        return Err(UploadError::Permanent(r.clone()));
+                    }
+                }
+            }
+            if st.shutdown {
+                return Err(UploadError::Cancelled);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(UploadError::Timeout);
+            }
+            st = self
+                .cond
+                .wait_timeout(st, (deadline - now).min(Duration::from_secs(1)))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
+    pub fn status(&self) -> Vec<JobStatus> {
+        self.lock()
+            .jobs
+            .values()
+            .map(|j| JobStatus {
+                record: j.rec.clone(),
+                sent: j.sent,
+                last_error: j.last_error.clone(),
+            })
+            .collect()
+    }
+
+    pub fn shutdown(&self) {
+        let mut st = self.lock();
+        st.shutdown = true;
+        for j in st.jobs.values() {
+            if j.running {
+                j.abort.store(true, Ordering::SeqCst);
+            }
+        }
+        drop(st);
+        self.cond.notify_all();
+    }
+
+    pub fn is_shutdown(&self) -> bool {
+        self.lock().shutdown
+    }
+}

@@ -1,0 +1,326 @@
+//! One upload worker: its own FTP session, a loop over queued jobs, and per
+//! job the KEY / same-name prompt / KEY NULL / decide / REST+STOR flow, then
+//! verification. Faults are retried forever with capped, jittered backoff;
+//! permanent errors fail the job (its spooled copy is kept).
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::backoff::Backoff;
+use super::queue::{Picked, Shared};
+use super::resume::{self, Decision, Local, PrefixCheck, Remote, StoredKey};
+use super::verify::{self, VerifyError};
+use crate::key::Key;
+use crate::remote::{RemoteError, Session, StoreStart};
+
+/// How an attempt ended, short of success.
+pub(crate) enum Fail {
+    /// Cancelled, replaced, renamed or shutting down.
+    Aborted,
+    /// Retry after a backoff (cut connection, timeout, 4xx, bad verify).
+    Transient(String),
+    /// A retry cannot help (553, 550 permission, 530, spool data gone).
+    Permanent(String),
+}
+
+impl From<RemoteError> for Fail {
+    fn from(e: RemoteError) -> Self {
+        if e.is_permanent() {
+            Fail::Permanent(e.to_string())
+        } else {
+            Fail::Transient(e.to_string())
+        }
+    }
+}
+
+impl From<VerifyError> for Fail {
+    fn from(e: VerifyError) -> Self {
+        match e {
+            VerifyError::Mismatch(m) => Fail::Transient(m),
+            // A 5xx during verification is not a reason to give up on the job.
+            VerifyError::Remote(e) => Fail::Transient(e.to_string()),
+        }
+    }
+}
+
+/// A reused connection idle longer than this is checked with NOOP first.
+const IDLE_CHECK: Duration = Duration::from_secs(5);
+
+pub(crate) fn run(shared: Arc<Shared>) {
+    let mut conn: Option<(Session, Instant)> = None;
+    while let Some(p) = shared.pick() {
+        let mut backoff = Backoff::new(shared.tuning.backoff_initial, shared.tuning.backoff_max);
+        loop {
+            if p.abort.load(Ordering::SeqCst) {
+                conn = None;
+                shared.aborted(&p);
+                break;
+            }
+            let mut started = false;
+            match attempt(&shared, &mut conn, &p, &mut started) {
+                Ok(()) => {
+                    log::info!("uploaded and verified {}", p.rec.remote_path);
+                    shared.complete(&p);
+                    break;
+                }
+                Err(Fail::Aborted) => {
+                    // The connection may be mid-transfer: start afresh.
+                    conn = None;
+                    drop_renamed_partial(&shared, &p, started);
+                    shared.aborted(&p);
+                    break;
+                }
+                Err(Fail::Permanent(msg)) => {
+                    log::error!("upload of {} failed permanently: {msg}", p.rec.remote_path);
+                    conn = None;
+                    shared.failed(&p, &msg);
+                    break;
+                }
+                Err(Fail::Transient(msg)) => {
+                    log::warn!("upload of {}: {msg}; retrying", p.rec.remote_path);
+                    conn = None;
+                    shared.set_error(p.rec.id, &msg);
+                    if shared.sleep_unless_aborted(backoff.next_delay(), &p.abort) {
+                        shared.aborted(&p);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    if let Some((s, _)) = conn {
+        s.quit();
+    }
+}
+
+/// After a rename aborted an upload, the partial under the old name is ours
+/// and no file in the mount: remove it (best effort).
+fn drop_renamed_partial(shared: &Shared, p: &Picked, started: bool) {
+    if !started || shared.is_shutdown() {
+        return;
+    }
+    match shared.current_path(p.rec.id) {
+        Some(now) if now != p.rec.remote_path => {
+            let t = shared.tuning.io_timeout;
+            if let Ok(mut s) = Session::connect(&shared.endpoint, t) {
+                let _ = s.delete(&p.rec.remote_path);
+                s.quit();
+            }
+        }
+        _ => {}
+    }
+}
+
+fn session<'a>(
+    shared: &Shared,
+    conn: &'a mut Option<(Session, Instant)>,
+) -> Result<&'a mut Session, Fail> {
+    if let Some((s, last)) = conn.as_mut() {
+        if last.elapsed() > IDLE_CHECK && s.noop().is_err() {
+            *conn = None;
+        }
+    }
+    if conn.is_none() {
+        let s = Session::connect(&shared.endpoint, shared.tuning.io_timeout)?;
+        *conn = Some((s, Instant::now()));
+    }
+    match conn.as_mut() {
+        Some((s, last)) => {
+            *last = Instant::now();
+            Ok(s)
+        }
+        None => Err(Fail::Transient("no connection".into())),
+    }
+}
+
+fn aborted(p: &Picked) -> Result<(), Fail> {
+    if p.abort.load(Ordering::SeqCst) {
+        Err(Fail::Aborted)
+    } else {
+        Ok(())
+    }
+}
+
+fn open_spool(shared: &Shared, p: &Picked) -> Result<File, Fail> {
+    let path = shared.journal.data_path(p.rec.id);
+    let f = File::open(&path)
+        .map_err(|e| Fail::Permanent(format!("spooled data {} unreadable: {e}", path.display())))?;
+    let len = f
+        .metadata()
+        .map_err(|e| Fail::Permanent(format!("spooled data unreadable: {e}")))?
+        .len();
+    if len != p.rec.size {
+        return Err(Fail::Permanent(format!(
+            "spooled data is {len} bytes, its record says {}",
+            p.rec.size
+        )));
+    }
+    Ok(f)
+}
+
+/// The server's CRC of `[0, n)` next to ours, when it offers one.
+fn prefix_check(
+    s: &mut Session,
+    file: &mut File,
+    path: &str,
+    n: u64,
+    size: u64,
+) -> Result<Option<PrefixCheck>, Fail> {
+    if n == 0 || n > size {
+        return Ok(None);
+    }
+    let server = match s.remote_crc(path, Some(n)) {
+        Ok(c) => c,
+        Err(e) if e.code().is_some_and(|c| (500..600).contains(&c)) => {
+            log::warn!("{path}: prefix checksum refused ({e})");
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    match server {
+        None => Ok(None),
+        Some(server) => {
+            let local = verify::local_prefix_crc(file, n)
+                .map_err(|e| Fail::Permanent(format!("spooled data unreadable: {e}")))?;
+            Ok(Some(PrefixCheck { server, local }))
+        }
+    }
+}
+
+/// One try at uploading `p`: decide the offset, stream, verify.
+fn attempt(
+    shared: &Shared,
+    conn: &mut Option<(Session, Instant)>,
+    p: &Picked,
+    started: &mut bool,
+) -> Result<(), Fail> {
+    let mut file = open_spool(shared, p)?;
+    let s = session(shared, conn)?;
+    aborted(p)?;
+    let path = p.rec.remote_path.as_str();
+    let size = p.rec.size;
+    let local = Local {
+        size,
+        crc: Key(p.rec.crc),
+    };
+    let feats = s.features();
+
+    let mut open_upload = None;
+    let offset = if feats.key {
+        s.key_set(local.crc)?;
+        *started = true;
+        match s.store_at(path, 0, false)? {
+            StoreStart::Started(up) => {
+                open_upload = Some(up);
+                0
+            }
+            StoreStart::Prompt(n) => {
+                let stored = match s.key_null()? {
+                    Some(k) => StoredKey::Some(k),
+                    None => StoredKey::None,
+                };
+                let prefix = prefix_check(s, &mut file, path, n, size)?;
+                let remote = Remote::Present {
+                    size: n,
+                    key: stored,
+                    prefix,
+                };
+                let d = resume::decide(local, remote, shared.policy);
+                log::info!("{path}: partial of {n} bytes, stored key {stored:?}: {d:?}");
+                if d == Decision::Restart {
+                    match s.delete(path) {
+                        Err(e) if e.code() != Some(550) => return Err(e.into()),
+                        _ => {}
+                    }
+                    s.key_set(local.crc)?;
+                }
+                d.offset()
+            }
+        }
+    } else {
+        let remote = match verify::remote_size(s, path)? {
+            None => Remote::Absent,
+            Some(n) => Remote::Present {
+                size: n,
+                key: StoredKey::Unsupported,
+                prefix: prefix_check(s, &mut file, path, n, size)?,
+            },
+        };
+        let d = resume::decide(local, remote, shared.policy);
+        log::info!("{path}: server has {remote:?}: {d:?}");
+        d.offset()
+    };
+    aborted(p)?;
+
+    let up = match open_upload {
+        Some(up) => up,
+        None => {
+            *started = true;
+            match s.store_at(path, offset, false)? {
+                StoreStart::Started(up) => up,
+                StoreStart::Prompt(_) => {
+                    return Err(Fail::Transient("unexpected second same-name prompt".into()))
+                }
+            }
+        }
+    };
+    stream(shared, s, p, &mut file, up, offset)?;
+    aborted(p)?;
+    verify::verify_remote(s, path, size, p.rec.crc)?;
+    aborted(p)
+}
+
+/// Sends `[offset, size)` of the spooled file with a fixed buffer, under
+/// the shared bandwidth cap, checking for abort at every chunk.
+fn stream(
+    shared: &Shared,
+    s: &mut Session,
+    p: &Picked,
+    file: &mut File,
+    mut up: crate::remote::Upload,
+    offset: u64,
+) -> Result<(), Fail> {
+    let io = |e: std::io::Error| Fail::Transient(format!("spool read: {e}"));
+    file.seek(SeekFrom::Start(offset)).map_err(io)?;
+    let chunk = match &shared.limiter {
+        Some(l) => l.chunk_hint(shared.tuning.chunk_size),
+        None => shared.tuning.chunk_size,
+    };
+    let mut buf = vec![0u8; chunk.max(4096)];
+    let mut pos = offset;
+    let mut reader = file.take(p.rec.size.saturating_sub(offset));
+    shared.progress(p.rec.id, pos);
+    loop {
+        if p.abort.load(Ordering::SeqCst) {
+            drop(up);
+            return Err(Fail::Aborted);
+        }
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io(e)),
+        };
+        if let Some(l) = &shared.limiter {
+            l.acquire(n);
+        }
+        if let Err(e) = up.write_all(&buf[..n]) {
+            drop(up);
+            return Err(Fail::Transient(format!("data connection: {e}")));
+        }
+        pos += n as u64;
+        shared.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
+        shared.progress(p.rec.id, pos);
+    }
+    if pos != p.rec.size {
+        return Err(Fail::Permanent(format!(
+            "spooled data ended at {pos}, expected {}",
+            p.rec.size
+        )));
+    }
+    s.finish_store(up)?;
+    Ok(())
+}

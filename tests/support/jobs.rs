@@ -1,0 +1,97 @@
+//! Helpers for uploader tests: a spool with a journal, spooled jobs, and an
+//! uploader with short test delays.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use keyfs::remote::Endpoint;
+use keyfs::spool::journal::{JobRecord, JobState, Journal};
+use keyfs::upload::resume::Policy;
+use keyfs::upload::{Tuning, UploadConfig, Uploader};
+
+pub struct Spool {
+    pub dir: tempfile::TempDir,
+    pub journal: Arc<Journal>,
+}
+
+impl Spool {
+    pub fn new() -> Spool {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = Arc::new(Journal::open(dir.path()).expect("journal"));
+        Spool { dir, journal }
+    }
+
+    /// Spools `data` as a new job for `path` (not yet submitted).
+    pub fn job(&self, path: &str, data: &[u8]) -> JobRecord {
+        let id = self.journal.next_id().expect("id");
+        std::fs::write(self.journal.data_path(id), data).expect("spool write");
+        JobRecord {
+            id,
+            remote_path: path.into(),
+            size: data.len() as u64,
+            crc: crc32fast::hash(data),
+            state: JobState::Queued,
+        }
+    }
+}
+
+pub fn tuning() -> Tuning {
+    Tuning {
+        io_timeout: Duration::from_secs(5),
+        backoff_initial: Duration::from_millis(50),
+        backoff_max: Duration::from_millis(500),
+        chunk_size: 64 * 1024,
+    }
+}
+
+pub fn data(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+pub struct Started {
+    pub up: Uploader,
+    pub done: Arc<Mutex<Vec<JobRecord>>>,
+}
+
+pub fn start(
+    ep: Endpoint,
+    spool: &Spool,
+    workers: usize,
+    bwlimit: Option<u64>,
+    policy: Policy,
+) -> Started {
+    let done = Arc::new(Mutex::new(Vec::new()));
+    let d2 = done.clone();
+    let cfg = UploadConfig {
+        endpoint: ep,
+        workers,
+        bwlimit,
+        policy,
+        on_complete: Some(Arc::new(move |r: &JobRecord| {
+            d2.lock().unwrap().push(r.clone());
+        })),
+    };
+    let up = Uploader::start_tuned(cfg, spool.journal.clone(), tuning()).expect("start");
+    Started { up, done }
+}
+
+/// Polls `f` until true or the deadline; returns whether it became true.
+pub fn eventually(max: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + max;
+    while std::time::Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}

@@ -1,0 +1,276 @@
+//! The uploader and `remote::Session` against keyftpd (KEY + XCRC): the
+//! same-name prompt, KEY NULL, resume of a same-key partial sending only the
+//! missing bytes, restart for another file's partial, and a server killed
+//! (kill -9) mid-upload.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use keyfs::key::Key;
+use keyfs::remote::{Endpoint, Session, StoreStart};
+use keyfs::server::{Server, ServerConfig, ServerHandle};
+use keyfs::upload::resume::Policy;
+use support::jobs::{data, eventually, start, Spool};
+
+const WAIT: Duration = Duration::from_secs(30);
+const USER: &str = "u";
+const PASS: &str = "pw";
+
+struct InProc {
+    root: tempfile::TempDir,
+    handle: Option<ServerHandle>,
+    port: u16,
+}
+
+impl InProc {
+    fn start() -> InProc {
+        let root = tempfile::tempdir().unwrap();
+        let cfg = ServerConfig::new(root.path().to_path_buf(), "127.0.0.1:0".parse().unwrap())
+            .with_user(USER, PASS);
+        let server = Server::bind(cfg).expect("bind keyftpd");
+        let port = server.local_addr().port();
+        InProc {
+            root,
+            handle: Some(server.spawn()),
+            port,
+        }
+    }
+    fn ep(&self) -> Endpoint {
+        ep(self.port)
+    }
+    fn read(&self, rel: &str) -> Vec<u8> {
+        std::fs::read(self.root.path().join(rel)).unwrap_or_default()
+    }
+}
+
+impl Drop for InProc {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.shutdown();
+        }
+    }
+}
+
+fn ep(port: u16) -> Endpoint {
+    Endpoint {
+        host: "127.0.0.1".into(),
+        port,
+        user: USER.into(),
+        password: PASS.into(),
+        root: "/".into(),
+    }
+}
+
+/// Leaves a partial upload on the server: `KEY key`, STOR, `prefix`, close.
+fn make_partial(ep: &Endpoint, path: &str, key: u32, prefix: &[u8]) {
+    let mut s = Session::connect(ep, Duration::from_secs(5)).expect("connect");
+    s.key_set(Key(key)).expect("KEY");
+    match s.store_at(path, 0, false).expect("STOR") {
+        StoreStart::Started(mut up) => {
+            up.write_all(prefix).unwrap();
+            s.finish_store(up).expect("226");
+        }
+        StoreStart::Prompt(_) => panic!("no partial expected yet"),
+    }
+}
+
+#[test]
+fn session_speaks_key() {
+    let srv = InProc::start();
+    let d = data(100_000, 1);
+    let crc = crc32fast::hash(&d);
+    make_partial(&srv.ep(), "k.bin", crc, &d[..40_000]);
+    let mut s = Session::connect(&srv.ep(), Duration::from_secs(5)).unwrap();
+    let f = s.features();
+    assert!(f.key && f.xcrc && f.mlsd, "{f:?}");
+    assert_eq!(s.size("k.bin").unwrap(), Some(40_000));
+    assert_eq!(
+        s.xcrc("k.bin", Some((0, 40_000))).unwrap(),
+        crc32fast::hash(&d[..40_000])
+    );
+    s.key_set(Key(crc)).unwrap();
+    match s.store_at("k.bin", 0, false).unwrap() {
+        StoreStart::Prompt(n) => assert_eq!(n, 40_000),
+        StoreStart::Started(_) => panic!("expected the same-name prompt"),
+    }
+    assert_eq!(s.key_null().unwrap(), Some(Key(crc)));
+    // REST + STOR resumes with the bound key; the server marks it complete.
+    match s.store_at("k.bin", 40_000, false).unwrap() {
+        StoreStart::Started(mut up) => {
+            up.write_all(&d[40_000..]).unwrap();
+            s.finish_store(up).unwrap();
+        }
+        StoreStart::Prompt(_) => panic!("second prompt"),
+    }
+    assert_eq!(srv.read("k.bin"), d);
+    assert_eq!(s.xcrc("k.bin", None).unwrap(), crc);
+    let l = s.list("").unwrap();
+    assert_eq!(l.len(), 1);
+    assert_eq!((l[0].name.as_str(), l[0].size), ("k.bin", 100_000));
+}
+
+#[test]
+fn upload_and_verify() {
+    let srv = InProc::start();
+    let spool = Spool::new();
+    let s = start(srv.ep(), &spool, 2, None, Policy::Safe);
+    let a = data(500_000, 2);
+    let b = b"line\nline\r\n".to_vec();
+    s.up.submit(spool.job("a.bin", &a)).unwrap();
+    s.up.submit(spool.job("b.txt", &b)).unwrap();
+    s.up.wait("a.bin", WAIT).expect("a");
+    s.up.wait("b.txt", WAIT).expect("b");
+    assert_eq!(srv.read("a.bin"), a);
+    assert_eq!(srv.read("b.txt"), b);
+    assert_eq!(s.up.bytes_sent(), (a.len() + b.len()) as u64);
+    assert!(spool.journal.load_all().unwrap().is_empty());
+    s.up.shutdown();
+}
+
+#[test]
+fn same_key_partial_resumes_sending_only_the_rest() {
+    let srv = InProc::start();
+    let d = data(1_000_000, 3);
+    make_partial(&srv.ep(), "r.bin", crc32fast::hash(&d), &d[..377_777]);
+    let spool = Spool::new();
+    let s = start(srv.ep(), &spool, 1, None, Policy::Safe);
+    s.up.submit(spool.job("r.bin", &d)).unwrap();
+    s.up.wait("r.bin", WAIT).expect("uploaded");
+    assert_eq!(srv.read("r.bin"), d);
+    assert_eq!(
+        s.up.bytes_sent(),
+        1_000_000 - 377_777,
+        "only the missing part"
+    );
+    s.up.shutdown();
+}
+
+#[test]
+fn other_files_partial_restarts_never_mixed() {
+    let srv = InProc::start();
+    let other = data(600_000, 4);
+    let d = data(400_000, 5);
+    make_partial(
+        &srv.ep(),
+        "x.bin",
+        crc32fast::hash(&other),
+        &other[..200_000],
+    );
+    // Same key, damaged bytes: the XCRC prefix check catches it.
+    let mut bad = d[..150_000].to_vec();
+    bad[1234] ^= 0xff;
+    make_partial(&srv.ep(), "y.bin", crc32fast::hash(&d), &bad);
+    let spool = Spool::new();
+    let s = start(srv.ep(), &spool, 1, None, Policy::Safe);
+    s.up.submit(spool.job("x.bin", &d)).unwrap();
+    s.up.wait("x.bin", WAIT).expect("x");
+    assert_eq!(srv.read("x.bin"), d);
+    assert_eq!(s.up.bytes_sent(), 400_000, "restarted from zero");
+    s.up.submit(spool.job("y.bin", &d)).unwrap();
+    s.up.wait("y.bin", WAIT).expect("y");
+    assert_eq!(srv.read("y.bin"), d);
+    assert_eq!(s.up.bytes_sent(), 800_000, "damaged prefix restarted");
+    s.up.shutdown();
+}
+
+#[test]
+fn replace_while_uploading_uploads_the_new_file() {
+    let srv = InProc::start();
+    let spool = Spool::new();
+    let s = start(srv.ep(), &spool, 2, Some(600_000), Policy::Safe);
+    let old = data(2_000_000, 6);
+    s.up.submit(spool.job("v.bin", &old)).unwrap();
+    assert!(eventually(Duration::from_secs(10), || s
+        .up
+        .status()
+        .first()
+        .is_some_and(|j| j.sent > 200_000)));
+    let new = data(250_000, 7);
+    s.up.submit(spool.job("v.bin", &new)).unwrap();
+    s.up.wait("v.bin", WAIT).expect("uploaded");
+    assert_eq!(srv.read("v.bin"), new);
+    s.up.shutdown();
+}
+
+/// keyftpd as a separate process, so it can be killed with SIGKILL.
+struct Proc {
+    child: Child,
+    port: u16,
+}
+
+fn spawn_keyftpd(root: &Path, port: u16) -> Option<Proc> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keyftpd"))
+        .arg("--root")
+        .arg(root)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--user")
+        .arg(USER)
+        .env("KEYFTPD_PASSWORD", PASS)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let out = child.stdout.take()?;
+    let mut line = String::new();
+    BufReader::new(out).read_line(&mut line).ok()?;
+    match line
+        .trim()
+        .strip_prefix("listening on 127.0.0.1:")
+        .and_then(|p| p.parse().ok())
+    {
+        Some(port) => Some(Proc { child, port }),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            None
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn server_killed_mid_upload_resumes() {
+    let root = tempfile::tempdir().unwrap();
+    let srv = spawn_keyftpd(root.path(), 0).expect("keyftpd");
+    let port = srv.port;
+    let d = data(3_000_000, 8);
+    let spool = Spool::new();
+    let s = start(ep(port), &spool, 1, Some(1_500_000), Policy::Safe);
+    s.up.submit(spool.job("big.bin", &d)).unwrap();
+    assert!(eventually(Duration::from_secs(10), || s
+        .up
+        .status()
+        .first()
+        .is_some_and(|j| j.sent > 1_000_000)));
+    drop(srv); // SIGKILL
+    std::thread::sleep(Duration::from_millis(300));
+    let mut again = None;
+    for _ in 0..50 {
+        again = spawn_keyftpd(root.path(), port);
+        if again.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _srv = again.expect("keyftpd restarted on the same port");
+    s.up.wait("big.bin", WAIT)
+        .expect("uploaded after the restart");
+    assert_eq!(std::fs::read(root.path().join("big.bin")).unwrap(), d);
+    let sent = s.up.bytes_sent();
+    // The partial the server kept is resumed, not re-sent (bytes in flight
+    // when it died are the only overhead).
+    assert!(sent < 3_000_000 + 600_000, "sent {sent}");
+    eprintln!("server kill -9 at ~1 MB of 3 MB: {sent} bytes sent in total");
+    s.up.shutdown();
+}
