@@ -287,11 +287,15 @@ impl Core {
         newname: &std::ffi::OsStr,
         flags: u32,
     ) -> FsResult<()> {
-        if flags != 0 {
+        let noreplace = flags == libc::RENAME_NOREPLACE;
+        if flags != 0 && !noreplace {
             return Err(errno(libc::EINVAL));
         }
         let from = self.child_path(parent, name)?;
         let to = self.child_path(newparent, newname)?;
+        if noreplace && self.attr_of_path(&to, false).is_ok() {
+            return Err(errno(libc::EEXIST));
+        }
         if from == to {
             return Ok(());
         }
@@ -318,12 +322,18 @@ impl Core {
                 .is_some();
             (moved, replaced)
         };
-        let on_server = self.remote_entry(&from)?.is_some();
-        if moved.is_empty() && !on_server {
-            return Err(errno(libc::ENOENT));
-        }
-        if on_server {
-            self.conns.ns(|s| s.rename(&from, &to))?;
+        // A file with a local version is moved by the uploader alone (it
+        // aborts an upload in flight and drops the partial at the old name);
+        // renaming the server copy too would race with that upload.
+        let is_local_file = moved.len() == 1 && moved[0] == from;
+        if !is_local_file {
+            let on_server = self.remote_entry(&from)?.is_some();
+            if moved.is_empty() && !on_server {
+                return Err(errno(libc::ENOENT));
+            }
+            if on_server {
+                self.conns.ns(|s| s.rename(&from, &to))?;
+            }
         }
         if replaced {
             self.uploader.cancel(&to);
