@@ -265,10 +265,13 @@ fn daemonize(plan: Plan) -> Result<(), String> {
             match serve(plan, &mut ready) {
                 Ok(()) => std::process::exit(0),
                 Err(msg) => {
-                    if let Some(mut w) = ready {
-                        let _ = w.write_all(format!("err {msg}\n").as_bytes());
+                    match ready {
+                        // Before readiness the parent prints it (one line).
+                        Some(mut w) => {
+                            let _ = w.write_all(format!("err {msg}\n").as_bytes());
+                        }
+                        None => log::error!("{msg}"),
                     }
-                    log::error!("{msg}");
                     std::process::exit(1)
                 }
             }

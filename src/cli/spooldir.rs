@@ -10,7 +10,7 @@ use super::url::FtpUrl;
 /// hash of the exact fields so that sanitising never merges two URLs.
 pub fn name_for(url: &FtpUrl, user: &str) -> String {
     let exact = format!("{}\n{}\n{}\n{}", url.host, url.port, user, url.path);
-    let raw = format!("{}_{}_{}_{}", url.host, url.port, user, url.path);
+    let raw = format!("{}_{}_{}_{}", url.host, url.port, user, url.path.trim_start_matches('/'));
     let mut clean: String = raw
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-') { c } else { '_' })
