@@ -97,7 +97,9 @@ fn fs_write_is_visible_at_once_and_uploads_identical() {
     assert!(o.direct_io);
     // Out of order: second half first, in 1 MiB pieces.
     for off in [2usize << 20, 1 << 20, 0] {
-        let n = core.write(o.fh, off as u64, &body[off..off + (1 << 20)]).unwrap();
+        let n = core
+            .write(o.fh, off as u64, &body[off..off + (1 << 20)])
+            .unwrap();
         assert_eq!(n, 1 << 20);
     }
     let a = core.lookup(ROOT, name("movie.ts")).unwrap();
@@ -106,7 +108,12 @@ fn fs_write_is_visible_at_once_and_uploads_identical() {
     core.release(o.fh).unwrap();
     // Still listed and readable from the spool while (or after) uploading.
     let d = core.opendir(ROOT).unwrap();
-    let names: Vec<String> = core.readdir(d, 0).unwrap().into_iter().map(|e| e.name).collect();
+    let names: Vec<String> = core
+        .readdir(d, 0)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     core.releasedir(d);
     assert!(names.contains(&"movie.ts".to_string()), "{names:?}");
     core.uploader().wait("movie.ts", WAIT).unwrap();
@@ -185,20 +192,32 @@ fn fs_namespace_ops_and_errnos() {
     let core = rig.core();
     let e = core.lookup(ROOT, name("nope")).unwrap_err();
     assert_eq!(e.errno(), libc::ENOENT);
-    assert_eq!(core.lookup(ROOT, name("a\r\nDELE x")).unwrap_err().errno(), libc::EINVAL);
+    assert_eq!(
+        core.lookup(ROOT, name("a\r\nDELE x")).unwrap_err().errno(),
+        libc::EINVAL
+    );
     let d = core.mkdir(ROOT, name("dir")).unwrap();
     assert_eq!(d.kind, Kind::Dir);
     assert!(rig.root.path().join("dir").is_dir());
-    assert_eq!(core.mkdir(ROOT, name("dir")).unwrap_err().errno(), libc::EEXIST);
+    assert_eq!(
+        core.mkdir(ROOT, name("dir")).unwrap_err().errno(),
+        libc::EEXIST
+    );
     std::fs::write(rig.root.path().join("dir/x"), b"x").unwrap();
-    assert_eq!(core.rmdir(ROOT, name("dir")).unwrap_err().errno(), libc::ENOTEMPTY);
+    assert_eq!(
+        core.rmdir(ROOT, name("dir")).unwrap_err().errno(),
+        libc::ENOTEMPTY
+    );
     core.rename(d.ino, name("x"), ROOT, name("y"), 0).unwrap();
     assert_eq!(rig.server_file("y").unwrap(), b"x");
     core.unlink(ROOT, name("y")).unwrap();
     assert!(rig.server_file("y").is_none());
     core.rmdir(ROOT, name("dir")).unwrap();
     assert!(!rig.root.path().join("dir").exists());
-    assert_eq!(core.unlink(ROOT, name("y")).unwrap_err().errno(), libc::ENOENT);
+    assert_eq!(
+        core.unlink(ROOT, name("y")).unwrap_err().errno(),
+        libc::ENOENT
+    );
     core.shutdown();
 }
 
@@ -209,7 +228,8 @@ fn fs_unlink_and_rename_of_pending_files() {
     let (_, o) = core.create(ROOT, name("tmp"), libc::O_WRONLY).unwrap();
     core.write(o.fh, 0, b"abc").unwrap();
     core.release(o.fh).unwrap();
-    core.rename(ROOT, name("tmp"), ROOT, name("final"), 0).unwrap();
+    core.rename(ROOT, name("tmp"), ROOT, name("final"), 0)
+        .unwrap();
     assert_eq!(core.lookup(ROOT, name("final")).unwrap().size, 3);
     core.uploader().wait("final", WAIT).unwrap();
     // A partial left at the old name by an upload in flight is dropped.
@@ -223,7 +243,10 @@ fn fs_unlink_and_rename_of_pending_files() {
     core.write(o.fh, 0, b"zzz").unwrap();
     core.release(o.fh).unwrap();
     core.unlink(ROOT, name("gone")).unwrap();
-    assert_eq!(core.lookup(ROOT, name("gone")).unwrap_err().errno(), libc::ENOENT);
+    assert_eq!(
+        core.lookup(ROOT, name("gone")).unwrap_err().errno(),
+        libc::ENOENT
+    );
     std::thread::sleep(Duration::from_millis(500));
     assert!(rig.server_file("gone").is_none());
     core.shutdown();

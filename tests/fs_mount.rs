@@ -100,14 +100,26 @@ fn fs_mount_cp_ls_cat_then_unmount() {
     let spool = rig.p("spool");
     std::fs::write(rig.p("root/hello.txt"), b"hello\n").unwrap();
     let out = keyfs(
-        &["mount", &rig.url(), mnt.to_str().unwrap(), "--spool", spool.to_str().unwrap()],
+        &[
+            "mount",
+            &rig.url(),
+            mnt.to_str().unwrap(),
+            "--spool",
+            spool.to_str().unwrap(),
+        ],
         "pw",
     );
-    assert!(out.status.success(), "mount failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "mount failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let _guard = Mounted(mnt.clone());
     assert!(is_mounted(&mnt));
     assert_eq!(std::fs::read(mnt.join("hello.txt")).unwrap(), b"hello\n");
-    let body: Vec<u8> = (0..(3u32 << 20)).map(|i| (i * 7 + i / 4096) as u8).collect();
+    let body: Vec<u8> = (0..(3u32 << 20))
+        .map(|i| (i * 7 + i / 4096) as u8)
+        .collect();
     std::fs::write(rig.p("src.bin"), &body).unwrap();
     let cp = Command::new("cp")
         .arg(rig.p("src.bin"))
@@ -116,7 +128,10 @@ fn fs_mount_cp_ls_cat_then_unmount() {
         .unwrap();
     assert!(cp.success());
     // Visible at once with its local size, readable back.
-    assert_eq!(std::fs::metadata(mnt.join("copy.bin")).unwrap().len(), body.len() as u64);
+    assert_eq!(
+        std::fs::metadata(mnt.join("copy.bin")).unwrap().len(),
+        body.len() as u64
+    );
     assert!(std::fs::read(mnt.join("copy.bin")).unwrap() == body);
     let names: Vec<String> = std::fs::read_dir(&mnt)
         .unwrap()
@@ -141,13 +156,21 @@ fn fs_mount_errors_are_one_line_and_nonzero() {
     let mnt = rig.p("mnt");
     let m = mnt.to_str().unwrap();
     // A port nobody listens on: bind, read the port, close.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let dead_url = format!("ftp://u@127.0.0.1:{dead}/");
     let missing = rig.p("no-such-dir");
     let url = rig.url();
     let cases: Vec<(Vec<&str>, &str, &str)> = vec![
         (vec!["mount", "http://x/", m], "pw", "bad URL"),
-        (vec!["mount", &url, missing.to_str().unwrap()], "pw", "mountpoint"),
+        (
+            vec!["mount", &url, missing.to_str().unwrap()],
+            "pw",
+            "mountpoint",
+        ),
         (vec!["mount", &url, m], "wrong", "login"),
         (vec!["mount", &dead_url, m], "pw", "cannot reach"),
     ];

@@ -108,8 +108,20 @@ mod tests {
     #[test]
     fn parses_mount_line() {
         let c = Cli::try_parse_from([
-            "keyfs", "mount", "ftp://u@h:21/d", "/mnt", "--spool", "/s", "--bwlimit", "8M",
-            "--workers", "3", "-f", "-o", "ro,allow_other", "--resume=trust-size",
+            "keyfs",
+            "mount",
+            "ftp://u@h:21/d",
+            "/mnt",
+            "--spool",
+            "/s",
+            "--bwlimit",
+            "8M",
+            "--workers",
+            "3",
+            "-f",
+            "-o",
+            "ro,allow_other",
+            "--resume=trust-size",
         ])
         .unwrap();
         let Command::Mount(m) = c.cmd else { panic!() };

@@ -45,7 +45,12 @@ fn prepare(_fg: bool, args: &MountArgs) -> Result<Plan, String> {
     let u = url::parse(&args.url)?;
     match std::fs::metadata(&args.mountpoint) {
         Ok(m) if m.is_dir() => {}
-        Ok(_) => return Err(format!("mountpoint {} is not a directory", args.mountpoint.display())),
+        Ok(_) => {
+            return Err(format!(
+                "mountpoint {} is not a directory",
+                args.mountpoint.display()
+            ))
+        }
         Err(e) => return Err(format!("mountpoint {}: {e}", args.mountpoint.display())),
     }
     let mountpoint = std::fs::canonicalize(&args.mountpoint)
@@ -106,7 +111,11 @@ pub fn mount_options(opts: &[String]) -> Result<(fuser::Config, bool), String> {
     let mut cfg = fuser::Config::default();
     cfg.n_threads = Some(4);
     let mut writeback = false;
-    let mut mo = vec![M::FSName("keyfs".into()), M::Subtype("keyfs".into()), M::NoAtime];
+    let mut mo = vec![
+        M::FSName("keyfs".into()),
+        M::Subtype("keyfs".into()),
+        M::NoAtime,
+    ];
     for o in opts.iter().flat_map(|s| s.split(',')).map(str::trim) {
         match o {
             "" => {}
@@ -151,7 +160,9 @@ fn describe(e: &FsError, ep: &Endpoint) -> String {
 
 fn init_log(_to: Option<&Path>) {
     let env = env_logger::Env::default().default_filter_or("warn");
-    let _ = env_logger::Builder::from_env(env).format_timestamp_millis().try_init();
+    let _ = env_logger::Builder::from_env(env)
+        .format_timestamp_millis()
+        .try_init();
 }
 
 /// Blocks the termination signals in this thread (and every thread it
@@ -188,7 +199,10 @@ fn serve(plan: Plan, ready: &mut Option<std::fs::File>) -> Result<(), String> {
         Ok(s) => s,
         Err(e) => {
             core.shutdown();
-            return Err(format!("cannot mount on {}: {e}", plan.mountpoint.display()));
+            return Err(format!(
+                "cannot mount on {}: {e}",
+                plan.mountpoint.display()
+            ));
         }
     };
     let mut unmounter = session.unmount_callable();
@@ -220,7 +234,10 @@ fn serve(plan: Plan, ready: &mut Option<std::fs::File>) -> Result<(), String> {
 /// Daemon stdio: stdin/stdout to /dev/null, stderr (the log) to
 /// `<spool>/keyfs.log`.
 fn detach_stdio(spool: &Path) {
-    let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null");
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null");
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -14,6 +14,7 @@ pub fn lookup(text: &str, host: &str, user: Option<&str>) -> Option<NetrcEntry> 
     let mut lines = text.lines();
     let mut tokens: Vec<String> = Vec::new();
     // Tokenise, dropping macdef bodies (they run to the next empty line).
+    #[allow(clippy::while_let_on_iterator)] // `lines` is also advanced inside (macdef)
     while let Some(line) = lines.next() {
         let mut words = line.split_whitespace().peekable();
         while let Some(w) = words.next() {

@@ -10,10 +10,22 @@ use super::url::FtpUrl;
 /// hash of the exact fields so that sanitising never merges two URLs.
 pub fn name_for(url: &FtpUrl, user: &str) -> String {
     let exact = format!("{}\n{}\n{}\n{}", url.host, url.port, user, url.path);
-    let raw = format!("{}_{}_{}_{}", url.host, url.port, user, url.path.trim_start_matches('/'));
+    let raw = format!(
+        "{}_{}_{}_{}",
+        url.host,
+        url.port,
+        user,
+        url.path.trim_start_matches('/')
+    );
     let mut clean: String = raw
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     while clean.ends_with('_') {
         clean.pop();
@@ -49,9 +61,18 @@ mod tests {
         let a = parse("ftp://bob@example.org:2121/tv/rec").unwrap();
         let n = name_for(&a, "bob");
         assert!(n.starts_with("example.org_2121_bob_tv_rec-"), "{n}");
-        assert_eq!(n, name_for(&parse("ftp://bob@example.org:2121/tv/rec/").unwrap(), "bob"));
-        assert_ne!(n, name_for(&parse("ftp://bob@example.org:2121/tv_rec").unwrap(), "bob"));
-        assert_ne!(n, name_for(&parse("ftp://bob@example.org/tv/rec").unwrap(), "bob"));
+        assert_eq!(
+            n,
+            name_for(&parse("ftp://bob@example.org:2121/tv/rec/").unwrap(), "bob")
+        );
+        assert_ne!(
+            n,
+            name_for(&parse("ftp://bob@example.org:2121/tv_rec").unwrap(), "bob")
+        );
+        assert_ne!(
+            n,
+            name_for(&parse("ftp://bob@example.org/tv/rec").unwrap(), "bob")
+        );
         assert!(!n.contains('/'));
     }
 

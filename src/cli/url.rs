@@ -14,7 +14,8 @@ pub struct FtpUrl {
 
 /// Parses a mount URL; the error is a one-line message for the user.
 pub fn parse(url: &str) -> Result<FtpUrl, String> {
-    let bad = |why: &str| format!("bad URL {url:?}: {why} (expected ftp://[user@]host[:port][/dir])");
+    let bad =
+        |why: &str| format!("bad URL {url:?}: {why} (expected ftp://[user@]host[:port][/dir])");
     let rest = match url.split_once("://") {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("ftp") => rest,
         Some((scheme, _)) => return Err(bad(&format!("unsupported scheme {scheme:?}"))),
@@ -129,7 +130,10 @@ mod tests {
                 path: "/".into()
             }
         );
-        assert_eq!(parse("FTP://a%40b@[::1]:99/x%20y").unwrap().user.as_deref(), Some("a@b"));
+        assert_eq!(
+            parse("FTP://a%40b@[::1]:99/x%20y").unwrap().user.as_deref(),
+            Some("a@b")
+        );
         assert_eq!(parse("ftp://h/x%20y//z").unwrap().path, "/x y/z");
         assert_eq!(parse("ftp://[::1]:99/").unwrap().host, "::1");
     }

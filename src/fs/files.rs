@@ -163,7 +163,7 @@ impl Core {
                 None => {
                     let path = st.inodes.path(ino).ok_or(errno(libc::ENOENT))?;
                     Handle::Remote {
-                        reader: Mutex::new(RemoteReader::new(path)),
+                        reader: Box::new(Mutex::new(RemoteReader::new(path))),
                     }
                 }
             };
@@ -178,10 +178,18 @@ impl Core {
             ino,
             append: flags & libc::O_APPEND != 0,
         });
-        Ok(Opened { fh, direct_io: true })
+        Ok(Opened {
+            fh,
+            direct_io: true,
+        })
     }
 
-    pub fn create(&self, parent: u64, name: &std::ffi::OsStr, flags: i32) -> FsResult<(Attr, Opened)> {
+    pub fn create(
+        &self,
+        parent: u64,
+        name: &std::ffi::OsStr,
+        flags: i32,
+    ) -> FsResult<(Attr, Opened)> {
         let name = check_name(name)?;
         let path = join(&self.path_of(parent)?, name);
         let ino = self.lock().inodes.lookup(&path);
@@ -195,7 +203,13 @@ impl Core {
             Some(l) => self.local_attr(ino, l),
             None => return Err(errno(libc::EIO)),
         };
-        Ok((attr, Opened { fh, direct_io: true }))
+        Ok((
+            attr,
+            Opened {
+                fh,
+                direct_io: true,
+            },
+        ))
     }
 
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
@@ -232,7 +246,12 @@ impl Core {
 
     /// Truncate (and touch): on a local version directly, otherwise through
     /// a short-lived writer that makes one.
-    pub fn setattr(&self, ino: u64, size: Option<u64>, mtime: Option<SystemTime>) -> FsResult<Attr> {
+    pub fn setattr(
+        &self,
+        ino: u64,
+        size: Option<u64>,
+        mtime: Option<SystemTime>,
+    ) -> FsResult<Attr> {
         if let Some(size) = size {
             let writing = {
                 let st = self.lock();
@@ -341,7 +360,10 @@ impl Core {
             Handle::Spool { .. } | Handle::Remote { .. } | Handle::Dir { .. } => return Ok(()),
         };
         let st = self.lock();
-        let writing = st.pending.get(&ino).is_some_and(|l| l.status == Status::Writing);
+        let writing = st
+            .pending
+            .get(&ino)
+            .is_some_and(|l| l.status == Status::Writing);
         let path = st.inodes.path(ino).map(str::to_string);
         if writing {
             self.seal(st, ino)?;

@@ -119,7 +119,7 @@ struct Local {
 enum Handle {
     Write { ino: u64, append: bool },
     Spool { spool: Arc<SpoolFile> },
-    Remote { reader: Mutex<RemoteReader> },
+    Remote { reader: Box<Mutex<RemoteReader>> },
     Dir { entries: Vec<DirEntry> },
 }
 
@@ -212,12 +212,20 @@ impl Core {
                         let spool = match SpoolFile::open_existing(&path, Some(rec.crc)) {
                             Ok(s) => s,
                             Err(e) => {
-                                log::warn!("job {} ({}): spool data missing: {e}", rec.id, rec.remote_path);
+                                log::warn!(
+                                    "job {} ({}): spool data missing: {e}",
+                                    rec.id,
+                                    rec.remote_path
+                                );
                                 continue;
                             }
                         };
                         if spool.size() != rec.size {
-                            log::warn!("job {} ({}): spool size differs from the journal", rec.id, rec.remote_path);
+                            log::warn!(
+                                "job {} ({}): spool size differs from the journal",
+                                rec.id,
+                                rec.remote_path
+                            );
                         }
                         let ino = st.inodes.ino_for(&rec.remote_path);
                         let newer = st.pending.get(&ino).is_some_and(|l| l.id > rec.id);

@@ -52,7 +52,8 @@ impl Core {
         if st.dirs.len() >= DIR_CACHE_MAX {
             st.dirs.clear();
         }
-        st.dirs.insert(dir.to_string(), (Instant::now(), list.clone()));
+        st.dirs
+            .insert(dir.to_string(), (Instant::now(), list.clone()));
         Ok(list)
     }
 

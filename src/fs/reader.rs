@@ -54,7 +54,12 @@ impl RemoteReader {
     }
 
     /// Reads up to `size` bytes at `offset` (short only at end of file).
-    pub fn read(&mut self, conns: &Conns, offset: u64, size: usize) -> Result<Vec<u8>, RemoteError> {
+    pub fn read(
+        &mut self,
+        conns: &Conns,
+        offset: u64,
+        size: usize,
+    ) -> Result<Vec<u8>, RemoteError> {
         let end = offset + size as u64;
         let in_window = offset >= self.win_start && offset <= self.pos();
         let ahead = offset >= self.pos() && offset - self.pos() <= SKIP_MAX;
@@ -104,7 +109,11 @@ impl RemoteReader {
             Ok(0) => {
                 self.window.truncate(old);
                 self.eof = true;
-                if let Some(Stream { mut session, download }) = self.stream.take() {
+                if let Some(Stream {
+                    mut session,
+                    download,
+                }) = self.stream.take()
+                {
                     if session.finish_retr(download).is_ok() {
                         conns.give_back(session);
                     }
@@ -149,7 +158,10 @@ impl RemoteReader {
             Err(e @ RemoteError::Reply { .. }) => return Err(e),
             Err(_) => {
                 // A pooled connection that went stale: one fresh try.
-                session = crate::remote::Session::connect(conns.endpoint(), std::time::Duration::from_secs(15))?;
+                session = crate::remote::Session::connect(
+                    conns.endpoint(),
+                    std::time::Duration::from_secs(15),
+                )?;
                 session.retr_at(&self.path, offset)?
             }
         };

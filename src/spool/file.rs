@@ -29,7 +29,7 @@ use crc32fast::Hasher;
 /// recomputed from the file at close.
 pub const MAX_EXTENTS: usize = 1024;
 
-const ZEROS: [u8; 64 * 1024] = [0u8; 64 * 1024];
+static ZEROS: [u8; 64 * 1024] = [0u8; 64 * 1024];
 
 #[derive(Clone)]
 struct Extent {
