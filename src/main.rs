@@ -1,3 +1,12 @@
+//! `keyfs`: mount an FTP directory (see `keyfs --help` and keyfs(1)).
+mod cli;
+
+use clap::Parser;
+
 fn main() {
-    println!("Hello, world!");
+    let args = cli::Cli::parse();
+    if let Err(msg) = cli::run(args) {
+        eprintln!("keyfs: {msg}");
+        std::process::exit(1);
+    }
 }

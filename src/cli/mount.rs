@@ -1,0 +1,327 @@
+//! `keyfs mount`: check everything that can be checked before mounting,
+//! then (without -f) fork *before any thread exists*; the child connects,
+//! opens the spool, starts the uploader and mounts, then reports `ok` or
+//! the one-line error through a pipe. The parent exits 0 only on `ok`, so a
+//! script can use the mount as soon as `keyfs mount` returns.
+//!
+//! SIGTERM/SIGINT/SIGHUP are blocked in every thread and taken by one
+//! thread with `sigwait`, which unmounts cleanly (pending uploads stay in
+//! the spool for the next mount).
+
+use std::io::{BufRead, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use keyfs::fs::{fuse::KeyFs, Core, FsConfig, FsError};
+use keyfs::remote::{Endpoint, RemoteError};
+use keyfs::upload::resume::Policy;
+
+use super::{password, spooldir, url, MountArgs, ResumeArg};
+
+/// Connect/login timeout for the pre-mount check and the fs connections.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long fsync waits for the verified upload before EIO.
+const FSYNC_TIMEOUT: Duration = Duration::from_secs(600);
+
+struct Plan {
+    cfg: FsConfig,
+    mountpoint: PathBuf,
+    fuse: fuser::Config,
+    writeback: bool,
+}
+
+pub fn run(args: MountArgs) -> Result<(), String> {
+    let plan = prepare(args.foreground, &args)?;
+    if args.foreground {
+        init_log(None);
+        return serve(plan, &mut None);
+    }
+    daemonize(plan)
+}
+
+fn prepare(_fg: bool, args: &MountArgs) -> Result<Plan, String> {
+    let u = url::parse(&args.url)?;
+    match std::fs::metadata(&args.mountpoint) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(format!(
+                "mountpoint {} is not a directory",
+                args.mountpoint.display()
+            ))
+        }
+        Err(e) => return Err(format!("mountpoint {}: {e}", args.mountpoint.display())),
+    }
+    let mountpoint = std::fs::canonicalize(&args.mountpoint)
+        .map_err(|e| format!("mountpoint {}: {e}", args.mountpoint.display()))?;
+    let (user, pass) = password::resolve(
+        &u,
+        std::env::var("KEYFS_PASSWORD").ok(),
+        password::read_netrc().as_deref(),
+        args.password_file.as_deref(),
+    )?;
+    let spool = match &args.spool {
+        Some(s) => absolute(s)?,
+        None => spooldir::default_spool(&u, &user)?,
+    };
+    let (fuse, writeback) = mount_options(&args.options)?;
+    let endpoint = Endpoint {
+        host: u.host.clone(),
+        port: u.port,
+        user,
+        password: pass,
+        root: u.path.clone(),
+    };
+    // SAFETY: getuid/getgid cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    Ok(Plan {
+        cfg: FsConfig {
+            endpoint,
+            spool_dir: spool,
+            workers: usize::from(args.workers),
+            bwlimit: args.bwlimit,
+            policy: match args.resume {
+                ResumeArg::Safe => Policy::Safe,
+                ResumeArg::TrustSize => Policy::TrustSize,
+            },
+            uid,
+            gid,
+            timeout: CONNECT_TIMEOUT,
+            fsync_timeout: FSYNC_TIMEOUT,
+        },
+        mountpoint,
+        fuse,
+        writeback,
+    })
+}
+
+fn absolute(p: &Path) -> Result<PathBuf, String> {
+    if p.is_absolute() {
+        return Ok(p.to_path_buf());
+    }
+    std::env::current_dir()
+        .map(|d| d.join(p))
+        .map_err(|e| format!("current directory: {e}"))
+}
+
+/// `-o` lists: the fuser mount config, and whether to use the writeback cache.
+pub fn mount_options(opts: &[String]) -> Result<(fuser::Config, bool), String> {
+    use fuser::{MountOption as M, SessionACL};
+    let mut cfg = fuser::Config::default();
+    cfg.n_threads = Some(4);
+    let mut writeback = false;
+    let mut mo = vec![
+        M::FSName("keyfs".into()),
+        M::Subtype("keyfs".into()),
+        M::NoAtime,
+    ];
+    for o in opts.iter().flat_map(|s| s.split(',')).map(str::trim) {
+        match o {
+            "" => {}
+            "allow_other" => cfg.acl = SessionACL::All,
+            "allow_root" => cfg.acl = SessionACL::RootAndOwner,
+            "ro" => mo.push(M::RO),
+            "rw" => mo.push(M::RW),
+            "noatime" => {}
+            "auto_unmount" => mo.push(M::AutoUnmount),
+            "default_permissions" => mo.push(M::DefaultPermissions),
+            "writeback" | "writeback_cache" => writeback = true,
+            o if o.starts_with("fsname=") => {
+                mo.retain(|m| !matches!(m, M::FSName(_)));
+                mo.push(M::FSName(o["fsname=".len()..].to_string()));
+            }
+            o if o.contains(['\n', '\0']) => return Err(format!("bad mount option {o:?}")),
+            o => mo.push(M::CUSTOM(o.to_string())),
+        }
+    }
+    if mo.contains(&M::AutoUnmount) && cfg.acl == SessionACL::Owner {
+        cfg.acl = SessionACL::RootAndOwner;
+    }
+    cfg.mount_options = mo;
+    Ok((cfg, writeback))
+}
+
+fn describe(e: &FsError, ep: &Endpoint) -> String {
+    let at = format!("{}@{}:{}", ep.user, ep.host, ep.port);
+    match e {
+        FsError::Remote(RemoteError::Reply { code: 530, text }) => {
+            format!("login to {at} failed (wrong user or password?): 530 {text}")
+        }
+        FsError::Remote(RemoteError::Reply { code: 550, text }) => {
+            format!("{at}: cannot open directory {}: 550 {text}", ep.root)
+        }
+        FsError::Remote(RemoteError::Io(io)) => format!("cannot reach {at}: {io}"),
+        FsError::Remote(r) => format!("{at}: {r}"),
+        FsError::Io(io) => format!("spool: {io}"),
+        other => other.to_string(),
+    }
+}
+
+fn init_log(_to: Option<&Path>) {
+    let env = env_logger::Env::default().default_filter_or("warn");
+    let _ = env_logger::Builder::from_env(env)
+        .format_timestamp_millis()
+        .try_init();
+}
+
+/// Blocks the termination signals in this thread (and every thread it
+/// starts later), so one dedicated thread can take them with sigwait.
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: plain libc signal-set manipulation on a local set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+/// Connects, mounts, reports readiness, serves until unmounted.
+fn serve(plan: Plan, ready: &mut Option<std::fs::File>) -> Result<(), String> {
+    let set = block_signals();
+    let ep = plan.cfg.endpoint.clone();
+    let spool = plan.cfg.spool_dir.clone();
+    let core: Arc<Core> = Core::start(plan.cfg).map_err(|e| describe(&e, &ep))?;
+    for rec in &core.kept_open {
+        log::warn!(
+            "kept (not uploaded): {} was open for writing when keyfs stopped (job {})",
+            rec.remote_path,
+            rec.id
+        );
+    }
+    let mut fs = KeyFs::new(core.clone());
+    fs.writeback = plan.writeback;
+    let mut session = match fuser::Session::new(fs, &plan.mountpoint, &plan.fuse) {
+        Ok(s) => s,
+        Err(e) => {
+            core.shutdown();
+            return Err(format!(
+                "cannot mount on {}: {e}",
+                plan.mountpoint.display()
+            ));
+        }
+    };
+    let mut unmounter = session.unmount_callable();
+    let mountpoint = plan.mountpoint.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut sig = 0;
+            // SAFETY: `set` is a valid signal set; sigwait only writes `sig`.
+            if unsafe { libc::sigwait(&set, &mut sig) } == 0 {
+                log::info!("signal {sig}: unmounting {}", mountpoint.display());
+                if let Err(e) = unmounter.unmount() {
+                    log::warn!("unmount: {e}");
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+    if let Some(mut w) = ready.take() {
+        let _ = w.write_all(b"ok\n");
+        drop(w);
+        detach_stdio(&spool);
+    }
+    log::info!("mounted {} on {}", ep.root, plan.mountpoint.display());
+    let r = session.run();
+    core.shutdown();
+    r.map_err(|e| format!("fuse session: {e}"))
+}
+
+/// Daemon stdio: stdin/stdout to /dev/null, stderr (the log) to
+/// `<spool>/keyfs.log`.
+fn detach_stdio(spool: &Path) {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(spool.join("keyfs.log"));
+    use std::os::fd::AsRawFd;
+    // SAFETY: dup2 onto the standard descriptors with valid open files.
+    unsafe {
+        if let Ok(n) = &null {
+            libc::dup2(n.as_raw_fd(), 0);
+            libc::dup2(n.as_raw_fd(), 1);
+        }
+        match (&log, &null) {
+            (Ok(l), _) => libc::dup2(l.as_raw_fd(), 2),
+            (_, Ok(n)) => libc::dup2(n.as_raw_fd(), 2),
+            _ => 0,
+        };
+    }
+}
+
+/// Forks; the parent waits for the child's verdict on the pipe.
+fn daemonize(plan: Plan) -> Result<(), String> {
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 fills two descriptors we then own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(format!("pipe: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: the descriptors are fresh and owned by nobody else.
+    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: no thread has been started yet (clap, env parsing and file
+    // checks only), so the child is a faithful single-threaded copy.
+    match unsafe { libc::fork() } {
+        -1 => Err(format!("fork: {}", std::io::Error::last_os_error())),
+        0 => {
+            drop(rd);
+            // SAFETY: setsid in the fresh child; chdir to a path literal.
+            unsafe {
+                libc::setsid();
+                libc::chdir(c"/".as_ptr());
+            }
+            init_log(None);
+            let mut ready = Some(std::fs::File::from(wr));
+            match serve(plan, &mut ready) {
+                Ok(()) => std::process::exit(0),
+                Err(msg) => {
+                    match ready {
+                        // Before readiness the parent prints it (one line).
+                        Some(mut w) => {
+                            let _ = w.write_all(format!("err {msg}\n").as_bytes());
+                        }
+                        None => log::error!("{msg}"),
+                    }
+                    std::process::exit(1)
+                }
+            }
+        }
+        _child => {
+            drop(wr);
+            // The first line is the verdict; EOF first means the child died.
+            let mut msg = String::new();
+            let _ = std::io::BufReader::new(std::fs::File::from(rd)).read_line(&mut msg);
+            let line = msg.trim_end();
+            if line == "ok" {
+                Ok(())
+            } else if let Some(err) = line.strip_prefix("err ") {
+                Err(err.to_string())
+            } else {
+                Err("keyfs daemon exited before the mount was ready".into())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options() {
+        let (c, wb) = mount_options(&["ro,allow_other".into(), "writeback".into()]).unwrap();
+        assert!(wb);
+        assert_eq!(c.acl, fuser::SessionACL::All);
+        assert!(c.mount_options.contains(&fuser::MountOption::RO));
+        let (c, wb) = mount_options(&["auto_unmount".into()]).unwrap();
+        assert!(!wb);
+        assert_eq!(c.acl, fuser::SessionACL::RootAndOwner);
+    }
+}

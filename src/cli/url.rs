@@ -1,0 +1,163 @@
+//! Parsing `ftp://[user@]host[:port][/dir]`. The password never comes from
+//! the URL (it would show in `ps`); see [`super::password`].
+
+/// A parsed mount URL, before the password is known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FtpUrl {
+    /// `None` when the URL names no user (then ~/.netrc or anonymous).
+    pub user: Option<String>,
+    pub host: String,
+    pub port: u16,
+    /// Absolute directory on the server, without a trailing slash (`/` for the root).
+    pub path: String,
+}
+
+/// Parses a mount URL; the error is a one-line message for the user.
+pub fn parse(url: &str) -> Result<FtpUrl, String> {
+    let bad =
+        |why: &str| format!("bad URL {url:?}: {why} (expected ftp://[user@]host[:port][/dir])");
+    let rest = match url.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("ftp") => rest,
+        Some((scheme, _)) => return Err(bad(&format!("unsupported scheme {scheme:?}"))),
+        None => return Err(bad("missing ftp://")),
+    };
+    if rest.contains(['?', '#']) || rest.chars().any(|c| c.is_control() || c == ' ') {
+        return Err(bad("unexpected character"));
+    }
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let (user, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => {
+            if u.contains(':') {
+                return Err(bad(
+                    "a password in the URL is not accepted; use KEYFS_PASSWORD, ~/.netrc or --password-file",
+                ));
+            }
+            let u = percent_decode(u).ok_or_else(|| bad("bad %-escape in user"))?;
+            if u.is_empty() {
+                return Err(bad("empty user"));
+            }
+            (Some(u), h)
+        }
+        None => (None, authority),
+    };
+    let (host, port) = if let Some(r) = hostport.strip_prefix('[') {
+        let (h, after) = r.split_once(']').ok_or_else(|| bad("unclosed ["))?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':').ok_or_else(|| bad("junk after ]"))?),
+        };
+        (h.to_string(), port)
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (hostport.to_string(), None),
+        }
+    };
+    if host.is_empty() {
+        return Err(bad("missing host"));
+    }
+    if !host
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))
+    {
+        return Err(bad("bad host name"));
+    }
+    let port = match port {
+        None => 21,
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n > 0 => n,
+            _ => return Err(bad(&format!("bad port {p:?}"))),
+        },
+    };
+    let path = percent_decode(path).ok_or_else(|| bad("bad %-escape in path"))?;
+    let mut parts = Vec::new();
+    for seg in path.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => return Err(bad("\"..\" in path")),
+            s => parts.push(s),
+        }
+    }
+    Ok(FtpUrl {
+        user,
+        host,
+        port,
+        path: format!("/{}", parts.join("/")),
+    })
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_and_minimal() {
+        assert_eq!(
+            parse("ftp://bob@example.org:2121/incoming/tv/").unwrap(),
+            FtpUrl {
+                user: Some("bob".into()),
+                host: "example.org".into(),
+                port: 2121,
+                path: "/incoming/tv".into()
+            }
+        );
+        assert_eq!(
+            parse("ftp://127.0.0.1").unwrap(),
+            FtpUrl {
+                user: None,
+                host: "127.0.0.1".into(),
+                port: 21,
+                path: "/".into()
+            }
+        );
+        assert_eq!(
+            parse("FTP://a%40b@[::1]:99/x%20y").unwrap().user.as_deref(),
+            Some("a@b")
+        );
+        assert_eq!(parse("ftp://h/x%20y//z").unwrap().path, "/x y/z");
+        assert_eq!(parse("ftp://[::1]:99/").unwrap().host, "::1");
+    }
+
+    #[test]
+    fn rejects_bad_urls() {
+        for u in [
+            "",
+            "http://h/",
+            "h:21/x",
+            "ftp://",
+            "ftp://u:pw@h/",
+            "ftp://h:0/",
+            "ftp://h:70000/",
+            "ftp://h:x/",
+            "ftp://@h/",
+            "ftp://h/../etc",
+            "ftp://h/a?b",
+            "ftp://h o/",
+            "ftp://h/%zz",
+        ] {
+            let e = parse(u).unwrap_err();
+            assert!(e.starts_with("bad URL"), "{u}: {e}");
+            assert!(!e.contains('\n'));
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! FTP connections used by the filesystem (the uploader has its own):
+//! one dedicated *namespace* connection for listings and MKD/RMD/DELE/RNFR,
+//! reconnected on a network failure, and a small pool of connections for
+//! downloads (reads of remote files, fetches into the spool).
+//!
+//! The namespace connection is separate from every data path so `ls`
+//! answers while a large read or upload runs.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::remote::{Endpoint, RemoteError, Session};
+
+/// Idle download connections kept for reuse.
+const POOL_IDLE: usize = 2;
+
+pub struct Conns {
+    ep: Endpoint,
+    timeout: Duration,
+    ns: Mutex<Option<Session>>,
+    idle: Mutex<Vec<Session>>,
+}
+
+fn transient(e: &RemoteError) -> bool {
+    matches!(e, RemoteError::Io(_) | RemoteError::Protocol(_))
+        || matches!(e, RemoteError::Reply { code, .. } if *code == 421)
+}
+
+impl Conns {
+    pub fn new(ep: Endpoint, timeout: Duration, first: Option<Session>) -> Conns {
+        Conns {
+            ep,
+            timeout,
+            ns: Mutex::new(first),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.ep
+    }
+
+    /// Runs `op` on the namespace connection, connecting if needed. On a
+    /// network failure the connection is dropped and `op` is tried once more
+    /// on a fresh one.
+    pub fn ns<T>(
+        &self,
+        mut op: impl FnMut(&mut Session) -> Result<T, RemoteError>,
+    ) -> Result<T, RemoteError> {
+        let mut guard = self.ns.lock().unwrap_or_else(|e| e.into_inner());
+        for attempt in 0..2 {
+            if guard.is_none() {
+                *guard = Some(Session::connect(&self.ep, self.timeout)?);
+            }
+            let Some(s) = guard.as_mut() else { continue };
+            match op(s) {
+                Ok(v) => return Ok(v),
+                Err(e) if transient(&e) && attempt == 0 => {
+                    log::info!("namespace connection lost ({e}); reconnecting");
+                    *guard = None;
+                }
+                Err(e) => {
+                    if transient(&e) {
+                        *guard = None;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Err(RemoteError::Protocol("reconnect failed".into()))
+    }
+
+    /// A connection for a download: an idle one or a new one.
+    pub fn take(&self) -> Result<Session, RemoteError> {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match idle {
+            Some(s) => Ok(s),
+            None => Session::connect(&self.ep, self.timeout),
+        }
+    }
+
+    /// Returns a connection in a known-good state to the pool.
+    pub fn give_back(&self, s: Session) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < POOL_IDLE {
+            idle.push(s);
+        }
+    }
+}

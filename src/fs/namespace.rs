@@ -1,0 +1,371 @@
+//! Namespace operations: lookup, getattr, readdir, mkdir, rmdir, unlink,
+//! rename. The server's listing (cached for [`super::ATTR_TTL`]) is
+//! overlaid with the files that live in the spool, whose local size and
+//! content win until their upload is verified.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use super::inode::{join, name_of, parent_of, ROOT};
+use super::{errno, Attr, Core, DirEntry, FsResult, Handle, Kind, ATTR_TTL};
+use crate::remote::RemoteEntry;
+
+/// Cached listings kept at most (each is one directory).
+const DIR_CACHE_MAX: usize = 256;
+
+/// Checks a name from the kernel: no separators, no CR/LF (they would
+/// smuggle FTP commands), not `.`/`..`, and UTF-8.
+pub fn check_name(name: &std::ffi::OsStr) -> FsResult<&str> {
+    let s = name.to_str().ok_or(errno(libc::EINVAL))?;
+    if s.is_empty() || s == "." || s == ".." || s.contains(['/', '\r', '\n', '\0']) {
+        return Err(errno(libc::EINVAL));
+    }
+    if s.len() > 255 {
+        return Err(errno(libc::ENAMETOOLONG));
+    }
+    Ok(s)
+}
+
+impl Core {
+    pub(super) fn path_of(&self, ino: u64) -> FsResult<String> {
+        self.lock()
+            .inodes
+            .path(ino)
+            .map(str::to_string)
+            .ok_or(errno(libc::ENOENT))
+    }
+
+    fn child_path(&self, parent: u64, name: &std::ffi::OsStr) -> FsResult<String> {
+        let name = check_name(name)?;
+        Ok(join(&self.path_of(parent)?, name))
+    }
+
+    /// The server's listing of `dir`, from the cache when fresh.
+    pub(super) fn list_dir(&self, dir: &str) -> FsResult<Arc<Vec<RemoteEntry>>> {
+        if let Some((at, list)) = self.lock().dirs.get(dir) {
+            if at.elapsed() < ATTR_TTL {
+                return Ok(list.clone());
+            }
+        }
+        let list = Arc::new(self.conns.ns(|s| s.list(dir))?);
+        let mut st = self.lock();
+        if st.dirs.len() >= DIR_CACHE_MAX {
+            st.dirs.clear();
+        }
+        st.dirs
+            .insert(dir.to_string(), (Instant::now(), list.clone()));
+        Ok(list)
+    }
+
+    /// The server's entry for `path`, `None` when absent.
+    pub(super) fn remote_entry(&self, path: &str) -> FsResult<Option<RemoteEntry>> {
+        let list = self.list_dir(parent_of(path))?;
+        let name = name_of(path);
+        Ok(list.iter().find(|e| e.name == name).cloned())
+    }
+
+    /// Attributes of `path` (local version first), counting a kernel lookup
+    /// when `lookup` is set.
+    fn attr_of_path(&self, path: &str, lookup: bool) -> FsResult<Attr> {
+        {
+            let mut st = self.lock();
+            if let Some(ino) = st.inodes.get(path) {
+                if let Some(l) = st.pending.get(&ino) {
+                    let a = self.local_attr(ino, l);
+                    if lookup {
+                        st.inodes.lookup(path);
+                    }
+                    return Ok(a);
+                }
+            }
+        }
+        let entry = self.remote_entry(path)?.ok_or(errno(libc::ENOENT))?;
+        let mut st = self.lock();
+        // A local version may have appeared while we listed.
+        let ino = if lookup {
+            st.inodes.lookup(path)
+        } else {
+            st.inodes.ino_for(path)
+        };
+        if let Some(l) = st.pending.get(&ino) {
+            return Ok(self.local_attr(ino, l));
+        }
+        Ok(self.entry_attr(ino, &entry))
+    }
+
+    pub fn lookup(&self, parent: u64, name: &std::ffi::OsStr) -> FsResult<Attr> {
+        let path = self.child_path(parent, name)?;
+        self.attr_of_path(&path, true)
+    }
+
+    pub fn forget(&self, ino: u64, nlookup: u64) {
+        let mut st = self.lock();
+        let keep = st.pending.contains_key(&ino);
+        st.inodes.forget(ino, nlookup, keep);
+    }
+
+    pub fn getattr(&self, ino: u64) -> FsResult<Attr> {
+        if ino == ROOT {
+            return Ok(self.dir_attr(ROOT, SystemTime::UNIX_EPOCH));
+        }
+        let path = {
+            let st = self.lock();
+            if let Some(l) = st.pending.get(&ino) {
+                return Ok(self.local_attr(ino, l));
+            }
+            st.inodes
+                .path(ino)
+                .map(str::to_string)
+                .ok_or(errno(libc::ENOENT))?
+        };
+        self.attr_of_path(&path, false)
+    }
+
+    /// Snapshots a directory (server listing + local files) for readdir.
+    pub fn opendir(&self, ino: u64) -> FsResult<u64> {
+        let path = self.path_of(ino)?;
+        let list = self.list_dir(&path)?;
+        let mut st = self.lock();
+        let parent = if ino == ROOT {
+            ROOT
+        } else {
+            st.inodes.ino_for(parent_of(&path))
+        };
+        let mut entries = vec![
+            DirEntry {
+                ino,
+                next: 1,
+                kind: Kind::Dir,
+                name: ".".into(),
+            },
+            DirEntry {
+                ino: parent,
+                next: 2,
+                kind: Kind::Dir,
+                name: "..".into(),
+            },
+        ];
+        let mut names = std::collections::HashSet::new();
+        for e in list.iter() {
+            if e.name.contains(['/', '\r', '\n', '\0']) || e.name == "." || e.name == ".." {
+                continue;
+            }
+            let ino = st.inodes.ino_for(&join(&path, &e.name));
+            names.insert(e.name.clone());
+            let kind = if e.is_dir { Kind::Dir } else { Kind::File };
+            entries.push(DirEntry {
+                ino,
+                next: 0,
+                kind,
+                name: e.name.clone(),
+            });
+        }
+        let locals: Vec<(u64, String)> = st
+            .pending
+            .iter()
+            .filter(|(_, l)| !l.unlinked)
+            .filter_map(|(i, _)| st.inodes.path(*i).map(|p| (*i, p.to_string())))
+            .filter(|(_, p)| parent_of(p) == path && !p.is_empty())
+            .collect();
+        for (ino, p) in locals {
+            let name = name_of(&p).to_string();
+            if names.insert(name.clone()) {
+                entries.push(DirEntry {
+                    ino,
+                    next: 0,
+                    kind: Kind::File,
+                    name,
+                });
+            }
+        }
+        for (i, e) in entries.iter_mut().enumerate() {
+            e.next = i as u64 + 1;
+        }
+        Ok(st.add_handle(Handle::Dir { entries }))
+    }
+
+    pub fn readdir(&self, fh: u64, offset: u64) -> FsResult<Vec<DirEntry>> {
+        let h = self
+            .lock()
+            .handles
+            .get(&fh)
+            .cloned()
+            .ok_or(errno(libc::EBADF))?;
+        match &*h {
+            Handle::Dir { entries } => Ok(entries.iter().skip(offset as usize).cloned().collect()),
+            _ => Err(errno(libc::ENOTDIR)),
+        }
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        self.lock().handles.remove(&fh);
+    }
+
+    pub fn mkdir(&self, parent: u64, name: &std::ffi::OsStr) -> FsResult<Attr> {
+        let path = self.child_path(parent, name)?;
+        let r = self.conns.ns(|s| s.mkdir(&path));
+        let mut st = self.lock();
+        st.invalidate(parent_of(&path));
+        r?;
+        let ino = st.inodes.lookup(&path);
+        Ok(self.dir_attr(ino, SystemTime::now()))
+    }
+
+    pub fn rmdir(&self, parent: u64, name: &std::ffi::OsStr) -> FsResult<()> {
+        let path = self.child_path(parent, name)?;
+        {
+            let st = self.lock();
+            let prefix = format!("{path}/");
+            let busy = st
+                .pending
+                .keys()
+                .filter_map(|i| st.inodes.path(*i))
+                .any(|p| p.starts_with(&prefix));
+            if busy {
+                return Err(errno(libc::ENOTEMPTY));
+            }
+        }
+        let r = self.conns.ns(|s| s.rmdir(&path));
+        let mut st = self.lock();
+        st.invalidate(parent_of(&path));
+        st.invalidate(&path);
+        r?;
+        st.inodes.detach(&path);
+        Ok(())
+    }
+
+    pub fn unlink(&self, parent: u64, name: &std::ffi::OsStr) -> FsResult<()> {
+        let path = self.child_path(parent, name)?;
+        // Drop the local version first: its job is cancelled and its data
+        // goes (at once, or at the last close while a writer has it open).
+        let local = {
+            let mut st = self.lock();
+            match st.inodes.get(&path) {
+                Some(ino) if st.pending.contains_key(&ino) => {
+                    let gone = match st.pending.get_mut(&ino) {
+                        Some(l) if l.writers > 0 => {
+                            l.unlinked = true;
+                            None
+                        }
+                        _ => st.pending.remove(&ino),
+                    };
+                    st.inodes.detach(&path);
+                    st.invalidate(parent_of(&path));
+                    Some(gone)
+                }
+                _ => None,
+            }
+        };
+        if let Some(gone) = local {
+            self.uploader.cancel(&path);
+            if let Some(l) = gone {
+                if let Err(e) = self.journal.remove(l.id) {
+                    log::debug!("journal remove {}: {e}", l.id);
+                }
+            }
+            // An older version may also be on the server.
+            match self.conns.ns(|s| s.delete(&path)) {
+                Ok(()) => {}
+                Err(e) if e.to_errno() == libc::ENOENT => {}
+                Err(e) => log::warn!("{path}: removing the server copy failed: {e}"),
+            }
+            self.lock().invalidate(parent_of(&path));
+            return Ok(());
+        }
+        let r = self.conns.ns(|s| s.delete(&path));
+        let mut st = self.lock();
+        st.invalidate(parent_of(&path));
+        r?;
+        st.inodes.detach(&path);
+        Ok(())
+    }
+
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &std::ffi::OsStr,
+        newparent: u64,
+        newname: &std::ffi::OsStr,
+        flags: u32,
+    ) -> FsResult<()> {
+        let noreplace = flags == libc::RENAME_NOREPLACE;
+        if flags != 0 && !noreplace {
+            return Err(errno(libc::EINVAL));
+        }
+        let from = self.child_path(parent, name)?;
+        let to = self.child_path(newparent, newname)?;
+        if noreplace && self.attr_of_path(&to, false).is_ok() {
+            return Err(errno(libc::EEXIST));
+        }
+        if from == to {
+            return Ok(());
+        }
+        if to.starts_with(&format!("{from}/")) {
+            return Err(errno(libc::EINVAL));
+        }
+        // Local versions at or below `from`, and a local version at `to`
+        // that the rename replaces.
+        let (moved, replaced) = {
+            let st = self.lock();
+            let prefix = format!("{from}/");
+            let moved: Vec<String> = st
+                .pending
+                .iter()
+                .filter(|(_, l)| !l.unlinked)
+                .filter_map(|(i, _)| st.inodes.path(*i))
+                .filter(|p| *p == from || p.starts_with(&prefix))
+                .map(str::to_string)
+                .collect();
+            let replaced = st
+                .inodes
+                .get(&to)
+                .filter(|i| st.pending.contains_key(i))
+                .is_some();
+            (moved, replaced)
+        };
+        // A file with a local version is moved by the uploader alone (it
+        // aborts an upload in flight and drops the partial at the old name);
+        // renaming the server copy too would race with that upload.
+        let is_local_file = moved.len() == 1 && moved[0] == from;
+        if !is_local_file {
+            let on_server = self.remote_entry(&from)?.is_some();
+            if moved.is_empty() && !on_server {
+                return Err(errno(libc::ENOENT));
+            }
+            if on_server {
+                self.conns.ns(|s| s.rename(&from, &to))?;
+            }
+        }
+        if replaced {
+            self.uploader.cancel(&to);
+            let mut st = self.lock();
+            if let Some(ino) = st.inodes.get(&to) {
+                if let Some(l) = st.pending.remove(&ino) {
+                    if l.writers > 0 {
+                        // Still open elsewhere: keep it writable, forget it at close.
+                        st.pending.insert(
+                            ino,
+                            super::Local {
+                                unlinked: true,
+                                ..l
+                            },
+                        );
+                    } else {
+                        drop(st);
+                        let _ = self.journal.remove(l.id);
+                    }
+                }
+            }
+        }
+        for old in &moved {
+            let new = format!("{to}{}", &old[from.len()..]);
+            self.uploader.rename(old, &new);
+        }
+        let mut st = self.lock();
+        st.inodes.rename(&from, &to);
+        st.invalidate(parent_of(&from));
+        st.invalidate(parent_of(&to));
+        st.invalidate(&from);
+        Ok(())
+    }
+}

@@ -1,0 +1,271 @@
+//! The filesystem core driven WITHOUT FUSE against a real in-process
+//! keyftpd on 127.0.0.1:0: spooled writes visible at once, uploads that
+//! land byte-identical, streaming remote reads with seeks, append to a
+//! remote file, namespace ops and errno mapping, and the crash report of a
+//! file left open.
+
+use std::ffi::OsStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keyfs::fs::{inode::ROOT, Core, FsConfig, Kind};
+use keyfs::remote::Endpoint;
+use keyfs::server::{Server, ServerConfig, ServerHandle};
+use keyfs::upload::resume::Policy;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Rig {
+    root: tempfile::TempDir,
+    spool: tempfile::TempDir,
+    server: Option<ServerHandle>,
+    port: u16,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let root = tempfile::tempdir().unwrap();
+        let cfg = ServerConfig::new(root.path().to_path_buf(), "127.0.0.1:0".parse().unwrap())
+            .with_user("u", "pw");
+        let server = Server::bind(cfg).expect("bind keyftpd");
+        let port = server.local_addr().port();
+        Rig {
+            root,
+            spool: tempfile::tempdir().unwrap(),
+            server: Some(server.spawn()),
+            port,
+        }
+    }
+
+    fn core(&self) -> Arc<Core> {
+        Core::start(FsConfig {
+            endpoint: Endpoint {
+                host: "127.0.0.1".into(),
+                port: self.port,
+                user: "u".into(),
+                password: "pw".into(),
+                root: "/".into(),
+            },
+            spool_dir: self.spool.path().to_path_buf(),
+            workers: 2,
+            bwlimit: None,
+            policy: Policy::Safe,
+            uid: 0,
+            gid: 0,
+            timeout: Duration::from_secs(10),
+            fsync_timeout: WAIT,
+        })
+        .expect("core start")
+    }
+
+    fn server_file(&self, rel: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.root.path().join(rel)).ok()
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        if let Some(h) = self.server.take() {
+            h.shutdown();
+        }
+    }
+}
+
+fn data(n: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2654435761) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+fn name(s: &str) -> &OsStr {
+    OsStr::new(s)
+}
+
+#[test]
+fn fs_write_is_visible_at_once_and_uploads_identical() {
+    let rig = Rig::new();
+    let core = rig.core();
+    let body = data(3 << 20, 1);
+    let (attr, o) = core.create(ROOT, name("movie.ts"), libc::O_WRONLY).unwrap();
+    assert_eq!(attr.size, 0);
+    assert!(o.direct_io);
+    // Out of order: second half first, in 1 MiB pieces.
+    for off in [2usize << 20, 1 << 20, 0] {
+        let n = core
+            .write(o.fh, off as u64, &body[off..off + (1 << 20)])
+            .unwrap();
+        assert_eq!(n, 1 << 20);
+    }
+    let a = core.lookup(ROOT, name("movie.ts")).unwrap();
+    assert_eq!((a.size, a.kind), (3 << 20, Kind::File));
+    assert_eq!(core.read(o.fh, 100, 10).unwrap(), &body[100..110]);
+    core.release(o.fh).unwrap();
+    // Still listed and readable from the spool while (or after) uploading.
+    let d = core.opendir(ROOT).unwrap();
+    let names: Vec<String> = core
+        .readdir(d, 0)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    core.releasedir(d);
+    assert!(names.contains(&"movie.ts".to_string()), "{names:?}");
+    core.uploader().wait("movie.ts", WAIT).unwrap();
+    assert_eq!(rig.server_file("movie.ts").unwrap(), body);
+    core.shutdown();
+}
+
+#[test]
+fn fs_fsync_waits_for_the_verified_upload() {
+    let rig = Rig::new();
+    let core = rig.core();
+    let (_, o) = core.create(ROOT, name("f.txt"), libc::O_WRONLY).unwrap();
+    core.write(o.fh, 0, b"durable").unwrap();
+    core.fsync(o.fh).unwrap();
+    assert_eq!(rig.server_file("f.txt").unwrap(), b"durable");
+    // Writing after fsync starts a new version; close uploads it.
+    core.write(o.fh, 7, b"+more").unwrap();
+    core.fsync(o.fh).unwrap();
+    assert_eq!(rig.server_file("f.txt").unwrap(), b"durable+more");
+    core.release(o.fh).unwrap();
+    core.shutdown();
+}
+
+#[test]
+fn fs_remote_reads_stream_and_seek() {
+    let rig = Rig::new();
+    let body = data(5 << 20, 2);
+    std::fs::write(rig.root.path().join("big.bin"), &body).unwrap();
+    let core = rig.core();
+    let a = core.lookup(ROOT, name("big.bin")).unwrap();
+    assert_eq!(a.size, 5 << 20);
+    let o = core.open(a.ino, libc::O_RDONLY).unwrap();
+    let mut got = Vec::new();
+    let mut off = 0u64;
+    loop {
+        let chunk = core.read(o.fh, off, 128 * 1024).unwrap();
+        if chunk.is_empty() {
+            break;
+        }
+        off += chunk.len() as u64;
+        got.extend_from_slice(&chunk);
+    }
+    assert_eq!(got.len(), body.len());
+    assert!(got == body);
+    // Seeks: backwards, far forward, slightly out of order.
+    for at in [1000u64, 4 << 20, (4 << 20) - 5000, 17, (2 << 20) + 3] {
+        let c = core.read(o.fh, at, 4096).unwrap();
+        assert_eq!(c, &body[at as usize..at as usize + 4096], "at {at}");
+    }
+    core.release(o.fh).unwrap();
+    core.shutdown();
+}
+
+#[test]
+fn fs_append_to_remote_file_fetches_it_first() {
+    let rig = Rig::new();
+    std::fs::write(rig.root.path().join("log.txt"), b"line1\n").unwrap();
+    let core = rig.core();
+    let a = core.lookup(ROOT, name("log.txt")).unwrap();
+    let o = core.open(a.ino, libc::O_WRONLY | libc::O_APPEND).unwrap();
+    core.write(o.fh, 0, b"line2\n").unwrap();
+    assert_eq!(core.getattr(a.ino).unwrap().size, 12);
+    core.release(o.fh).unwrap();
+    core.uploader().wait("log.txt", WAIT).unwrap();
+    assert_eq!(rig.server_file("log.txt").unwrap(), b"line1\nline2\n");
+    // Truncate of a remote file goes through a new version too.
+    core.setattr(a.ino, Some(3), None).unwrap();
+    core.uploader().wait("log.txt", WAIT).unwrap();
+    assert_eq!(rig.server_file("log.txt").unwrap(), b"lin");
+    core.shutdown();
+}
+
+#[test]
+fn fs_namespace_ops_and_errnos() {
+    let rig = Rig::new();
+    let core = rig.core();
+    let e = core.lookup(ROOT, name("nope")).unwrap_err();
+    assert_eq!(e.errno(), libc::ENOENT);
+    assert_eq!(
+        core.lookup(ROOT, name("a\r\nDELE x")).unwrap_err().errno(),
+        libc::EINVAL
+    );
+    let d = core.mkdir(ROOT, name("dir")).unwrap();
+    assert_eq!(d.kind, Kind::Dir);
+    assert!(rig.root.path().join("dir").is_dir());
+    assert_eq!(
+        core.mkdir(ROOT, name("dir")).unwrap_err().errno(),
+        libc::EEXIST
+    );
+    std::fs::write(rig.root.path().join("dir/x"), b"x").unwrap();
+    assert_eq!(
+        core.rmdir(ROOT, name("dir")).unwrap_err().errno(),
+        libc::ENOTEMPTY
+    );
+    core.rename(d.ino, name("x"), ROOT, name("y"), 0).unwrap();
+    assert_eq!(rig.server_file("y").unwrap(), b"x");
+    core.unlink(ROOT, name("y")).unwrap();
+    assert!(rig.server_file("y").is_none());
+    core.rmdir(ROOT, name("dir")).unwrap();
+    assert!(!rig.root.path().join("dir").exists());
+    assert_eq!(
+        core.unlink(ROOT, name("y")).unwrap_err().errno(),
+        libc::ENOENT
+    );
+    core.shutdown();
+}
+
+#[test]
+fn fs_unlink_and_rename_of_pending_files() {
+    let rig = Rig::new();
+    let core = rig.core();
+    let (_, o) = core.create(ROOT, name("tmp"), libc::O_WRONLY).unwrap();
+    core.write(o.fh, 0, b"abc").unwrap();
+    core.release(o.fh).unwrap();
+    core.rename(ROOT, name("tmp"), ROOT, name("final"), 0)
+        .unwrap();
+    assert_eq!(core.lookup(ROOT, name("final")).unwrap().size, 3);
+    core.uploader().wait("final", WAIT).unwrap();
+    // A partial left at the old name by an upload in flight is dropped.
+    let deadline = std::time::Instant::now() + WAIT;
+    while core.lookup(ROOT, name("tmp")).is_ok() {
+        assert!(std::time::Instant::now() < deadline, "tmp still visible");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(rig.server_file("final").unwrap(), b"abc");
+    let (_, o) = core.create(ROOT, name("gone"), libc::O_WRONLY).unwrap();
+    core.write(o.fh, 0, b"zzz").unwrap();
+    core.release(o.fh).unwrap();
+    core.unlink(ROOT, name("gone")).unwrap();
+    assert_eq!(
+        core.lookup(ROOT, name("gone")).unwrap_err().errno(),
+        libc::ENOENT
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(rig.server_file("gone").is_none());
+    core.shutdown();
+}
+
+#[test]
+fn fs_file_open_at_crash_is_kept_and_reported() {
+    let rig = Rig::new();
+    {
+        let core = rig.core();
+        let (_, o) = core.create(ROOT, name("half"), libc::O_WRONLY).unwrap();
+        core.write(o.fh, 0, b"half-written").unwrap();
+        // No release: the daemon "dies" here.
+        core.shutdown();
+    }
+    let core = rig.core();
+    assert_eq!(core.kept_open.len(), 1);
+    assert_eq!(core.kept_open[0].remote_path, "half");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(rig.server_file("half").is_none());
+    core.shutdown();
+}
