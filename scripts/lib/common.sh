@@ -94,7 +94,11 @@ kf_unmount() {
 # Stops everything in the registry (idempotent). Safe to call from a trap.
 kf_cleanup() {
     [[ -n $KF_STATE && -d $KF_STATE ]] || return 0
-    local line
+    local line sub
+    # Nested registries (a script run by a test, with KF_STATE=$KF_STATE/x).
+    for sub in "$KF_STATE"/*/; do
+        [[ -d $sub ]] && (KF_STATE=${sub%/} && kf_cleanup)
+    done
     # Mounts first (a daemon exits when unmounted), newest first.
     if [[ -s $KF_STATE/mounts ]]; then
         tac "$KF_STATE/mounts" | while read -r line; do kf_unmount "$line"; done
