@@ -377,4 +377,7 @@ kf_assert_le() { (($1 <= $2)) || kf_fail "$3 ($1 > $2)"; }
 kf_state
 # A registry created here (not handed down by scripts/test) is ours to
 # clean up, even if the script dies before it calls kf_trap_cleanup.
-[[ ${KF_STATE_OWNED:-0} == 1 ]] && kf_trap_cleanup
+if [[ ${KF_STATE_OWNED:-0} == 1 ]]; then
+    kf_trap_cleanup
+fi
+true
