@@ -38,6 +38,12 @@ impl Rig {
     }
 
     fn core(&self) -> Arc<Core> {
+        self.core_bw(None)
+    }
+
+    /// A core whose uploads are capped at `bwlimit` bytes/s (to catch one
+    /// in flight).
+    fn core_bw(&self, bwlimit: Option<u64>) -> Arc<Core> {
         Core::start(FsConfig {
             endpoint: Endpoint {
                 host: "127.0.0.1".into(),
@@ -48,7 +54,7 @@ impl Rig {
             },
             spool_dir: self.spool.path().to_path_buf(),
             workers: 2,
-            bwlimit: None,
+            bwlimit,
             policy: Policy::Safe,
             uid: 0,
             gid: 0,
@@ -267,5 +273,126 @@ fn fs_file_open_at_crash_is_kept_and_reported() {
     assert_eq!(core.kept_open[0].remote_path, "half");
     std::thread::sleep(Duration::from_millis(300));
     assert!(rig.server_file("half").is_none());
+    core.shutdown();
+}
+
+/// Writes `body` to a new file `n` and closes it (queued for upload).
+fn put(core: &Core, n: &str, body: &[u8]) {
+    let (_, o) = core.create(ROOT, name(n), libc::O_WRONLY).unwrap();
+    core.write(o.fh, 0, body).unwrap();
+    core.release(o.fh).unwrap();
+}
+
+/// Waits until the upload of `path` has sent some bytes (it is in flight).
+fn wait_in_flight(core: &Core, path: &str) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let st = core.uploader().status();
+        if st
+            .iter()
+            .any(|j| j.record.remote_path == path && j.sent > 0)
+        {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{path} never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn fs_rename_pending_file_replaces_older_server_copy() {
+    let rig = Rig::new();
+    std::fs::write(rig.root.path().join("a"), b"old version").unwrap();
+    // 1 MiB at 256 KiB/s: the rename lands while the upload of `a` runs.
+    let core = rig.core_bw(Some(256 * 1024));
+    let body = data(1 << 20, 7);
+    put(&core, "a", &body);
+    wait_in_flight(&core, "a");
+    core.rename(ROOT, name("a"), ROOT, name("b"), 0).unwrap();
+    // At once: no `a` on the server (neither the old copy nor the partial).
+    assert!(rig.server_file("a").is_none(), "a still on the server");
+    assert_eq!(
+        core.lookup(ROOT, name("a")).unwrap_err().errno(),
+        libc::ENOENT
+    );
+    assert_eq!(core.lookup(ROOT, name("b")).unwrap().size, 1 << 20);
+    core.uploader().wait("b", WAIT).unwrap();
+    assert!(rig.server_file("b").unwrap() == body);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(rig.server_file("a").is_none(), "a came back");
+    assert_eq!(
+        core.lookup(ROOT, name("a")).unwrap_err().errno(),
+        libc::ENOENT
+    );
+    // Not in flight: a queued file over an older server copy, renamed.
+    std::fs::write(rig.root.path().join("c"), b"old c").unwrap();
+    put(&core, "c", b"new c");
+    core.rename(ROOT, name("c"), ROOT, name("d"), 0).unwrap();
+    core.uploader().wait("d", WAIT).unwrap();
+    assert_eq!(rig.server_file("d").unwrap(), b"new c");
+    assert!(rig.server_file("c").is_none());
+    core.shutdown();
+}
+
+#[test]
+fn fs_unlink_pending_file_removes_older_server_copy() {
+    let rig = Rig::new();
+    std::fs::write(rig.root.path().join("g"), b"old version").unwrap();
+    std::fs::write(rig.root.path().join("h"), b"old h").unwrap();
+    let core = rig.core_bw(Some(256 * 1024));
+    put(&core, "g", &data(1 << 20, 8));
+    wait_in_flight(&core, "g");
+    core.unlink(ROOT, name("g")).unwrap();
+    // The upload in flight stopped and its partial went with the old copy.
+    assert!(rig.server_file("g").is_none(), "g still on the server");
+    // Queued, not started (the only other worker is free, so make it wait
+    // behind nothing: it may or may not have started; both must end empty).
+    put(&core, "h", b"new h");
+    core.unlink(ROOT, name("h")).unwrap();
+    assert!(rig.server_file("h").is_none());
+    std::thread::sleep(Duration::from_millis(500));
+    for n in ["g", "h"] {
+        assert!(rig.server_file(n).is_none(), "{n} came back");
+        assert_eq!(
+            core.lookup(ROOT, name(n)).unwrap_err().errno(),
+            libc::ENOENT
+        );
+    }
+    assert!(core.uploader().status().is_empty());
+    core.shutdown();
+}
+
+#[test]
+fn fs_rename_while_open_for_writing_follows_the_new_name() {
+    let rig = Rig::new();
+    std::fs::write(rig.root.path().join("w1"), b"older w1").unwrap();
+    {
+        let core = rig.core();
+        let (_, o) = core.create(ROOT, name("w1"), libc::O_WRONLY).unwrap();
+        core.write(o.fh, 0, b"first ").unwrap();
+        core.rename(ROOT, name("w1"), ROOT, name("w2"), 0).unwrap();
+        assert!(rig.server_file("w1").is_none(), "old w1 kept");
+        core.write(o.fh, 6, b"second").unwrap();
+        assert_eq!(core.lookup(ROOT, name("w2")).unwrap().size, 12);
+        core.release(o.fh).unwrap();
+        core.uploader().wait("w2", WAIT).unwrap();
+        assert_eq!(rig.server_file("w2").unwrap(), b"first second");
+        assert!(rig.server_file("w1").is_none());
+
+        // Open, renamed, then the daemon "dies": the report names the new path.
+        let (_, o) = core.create(ROOT, name("x1"), libc::O_WRONLY).unwrap();
+        core.write(o.fh, 0, b"half").unwrap();
+        core.rename(ROOT, name("x1"), ROOT, name("x2"), 0).unwrap();
+        core.shutdown();
+    }
+    let core = rig.core();
+    let kept: Vec<&str> = core
+        .kept_open
+        .iter()
+        .map(|r| r.remote_path.as_str())
+        .collect();
+    assert_eq!(kept, ["x2"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(rig.server_file("x1").is_none() && rig.server_file("x2").is_none());
     core.shutdown();
 }
