@@ -2,6 +2,7 @@
 //! `keyfs status`. Parsing helpers are pure and unit-tested; [`mount`]
 //! holds the daemon start-up (fork before any thread, readiness pipe).
 
+pub mod live;
 pub mod mount;
 pub mod netrc;
 pub mod password;
@@ -42,7 +43,8 @@ background. Unmount with `fusermount3 -u MOUNTPOINT`; pending uploads stay in th
 continue at the next mount of the same URL (or with the same --spool)."
     )]
     Mount(MountArgs),
-    /// List pending, failed and crash-kept uploads of a spool.
+    /// Show a spool's uploads: live progress and last errors from the
+    /// running daemon, else the pending, failed and crash-kept jobs of its journal.
     Status(StatusArgs),
 }
 
