@@ -54,6 +54,9 @@ struct Mounted(PathBuf);
 
 impl Drop for Mounted {
     fn drop(&mut self) {
+        if !is_mounted(&self.0) {
+            return;
+        }
         let ok = Command::new("fusermount3")
             .arg("-u")
             .arg(&self.0)
@@ -182,4 +185,98 @@ fn fs_mount_errors_are_one_line_and_nonzero() {
         assert!(err.contains(want), "{args:?}: {err}");
         assert!(!is_mounted(&mnt), "{args:?} mounted");
     }
+}
+
+/// Whether `pid` runs (a zombie does not count).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().next())
+            .is_some_and(|st| st != "Z" && st != "X")
+    })
+}
+
+fn status(spool: &Path) -> String {
+    let out = keyfs(&["status", "--spool", spool.to_str().unwrap()], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Polls `f` until it is true, failing with `what` after [`WAIT`].
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn mount(rig: &Rig, spool: &Path, extra: &[&str]) -> Mounted {
+    let mnt = rig.p("mnt");
+    let url = rig.url();
+    let mut args = vec![
+        "mount",
+        &url,
+        mnt.to_str().unwrap(),
+        "--spool",
+        spool.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = keyfs(&args, "pw");
+    assert!(
+        out.status.success(),
+        "mount failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(is_mounted(&mnt));
+    Mounted(mnt)
+}
+
+#[test]
+fn fs_mount_sigterm_unmounts_and_the_pending_upload_survives() {
+    let rig = Rig::new();
+    let spool = rig.p("spool");
+    let mnt = rig.p("mnt");
+    let body: Vec<u8> = (0..(1u32 << 20))
+        .map(|i| (i * 13 + i / 777) as u8)
+        .collect();
+    // 1 MiB at 64 KiB/s: still uploading when SIGTERM comes.
+    let guard = mount(&rig, &spool, &["--bwlimit", "64K"]);
+    std::fs::write(mnt.join("big.bin"), &body).unwrap();
+    // The live status names the daemon and shows the upload in flight.
+    let mut pid = 0;
+    wait_for("live status with progress", || {
+        let s = status(&spool);
+        pid = s
+            .split("daemon: running (pid ")
+            .nth(1)
+            .and_then(|r| r.split(')').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        pid > 0 && s.contains("big.bin") && s.contains("uploading")
+    });
+    // SAFETY: a signal to the keyfs daemon we started, by its PID.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    wait_for("unmount and exit after SIGTERM", || {
+        !is_mounted(&mnt) && !alive(pid)
+    });
+    drop(guard);
+    assert!(std::fs::read(rig.p("root/big.bin")).map_or(true, |d| d != body));
+    // Stopped: the journal still holds the job.
+    let s = status(&spool);
+    assert!(s.contains("daemon: not running"), "{s}");
+    assert!(s.contains("big.bin") && s.contains("pending"), "{s}");
+    // The next mount with the same spool finishes it.
+    let _guard = mount(&rig, &spool, &[]);
+    wait_for("upload completes after remount", || {
+        std::fs::read(rig.p("root/big.bin")).is_ok_and(|d| d == body)
+    });
+    wait_for("status empties", || {
+        status(&spool).contains("no pending uploads")
+    });
+    assert!(std::fs::read(mnt.join("big.bin")).unwrap() == body);
 }
