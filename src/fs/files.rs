@@ -212,6 +212,14 @@ impl Core {
         ))
     }
 
+    /// Whether a read of `fh` may wait on the network (a remote stream).
+    pub fn read_may_block(&self, fh: u64) -> bool {
+        self.lock()
+            .handles
+            .get(&fh)
+            .is_some_and(|h| matches!(**h, Handle::Remote { .. }))
+    }
+
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
         let h = self.handle(fh)?;
         match &*h {

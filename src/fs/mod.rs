@@ -16,7 +16,10 @@
 //!   the uploader: close never waits on the network. fsync seals and waits
 //!   for the verified upload, or fails with EIO.
 //! - **Remote reads** ([`reader`]): REST+RETR at the offset, one streaming
-//!   data connection per open handle, reconnecting only on a seek.
+//!   data connection per open handle, reconnecting only on a seek. The
+//!   adapter runs them, and directory listings, on small thread pools
+//!   ([`pool`]) that reply from there, so the FUSE request threads never
+//!   wait on a slow download.
 //!
 //! Locks are never held across network I/O: the core state is one mutex
 //! for in-memory tables only (plus `order`, which serializes sealing with
@@ -28,6 +31,7 @@ pub mod files;
 pub mod fuse;
 pub mod inode;
 pub mod namespace;
+pub mod pool;
 pub mod reader;
 
 use std::collections::HashMap;
