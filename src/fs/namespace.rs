@@ -314,7 +314,8 @@ impl Core {
             return Err(errno(libc::EEXIST));
         }
         if from == to {
-            return Ok(());
+            // Still ENOENT for a name that does not exist.
+            return self.attr_of_path(&from, false).map(|_| ());
         }
         if to.starts_with(&format!("{from}/")) {
             return Err(errno(libc::EINVAL));
@@ -374,11 +375,20 @@ impl Core {
                 }
             }
         }
+        // The local version's upload may finish while we get here: then the
+        // server holds it complete under `from` and it must move there too.
+        let mut uploaded_meanwhile = false;
         {
             // Under `order`, no version is sealed (and submitted under its
             // old name) while the names change.
             let _order = lock_order(&self.order);
             let mut st = self.lock();
+            if let (true, Some((ino, _))) = (is_local_file, moved.first()) {
+                uploaded_meanwhile = st
+                    .pending
+                    .get(ino)
+                    .is_none_or(|l| l.status == Status::Uploaded);
+            }
             st.inodes.rename(&from, &to);
             for (ino, old) in &moved {
                 let new = format!("{to}{}", &old[from.len()..]);
@@ -402,7 +412,11 @@ impl Core {
             st.invalidate(parent_of(&to));
             st.invalidate(&from);
         }
-        if is_local_file {
+        if uploaded_meanwhile {
+            let r = self.conns.ns(|s| s.rename(&from, &to));
+            self.lock().invalidate(parent_of(&to));
+            r?;
+        } else if is_local_file {
             self.drop_server_copy(&from);
         }
         Ok(())
