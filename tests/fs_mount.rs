@@ -54,6 +54,9 @@ struct Mounted(PathBuf);
 
 impl Drop for Mounted {
     fn drop(&mut self) {
+        if !is_mounted(&self.0) {
+            return;
+        }
         let ok = Command::new("fusermount3")
             .arg("-u")
             .arg(&self.0)
@@ -182,4 +185,200 @@ fn fs_mount_errors_are_one_line_and_nonzero() {
         assert!(err.contains(want), "{args:?}: {err}");
         assert!(!is_mounted(&mnt), "{args:?} mounted");
     }
+}
+
+/// Whether `pid` runs (a zombie does not count).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().next())
+            .is_some_and(|st| st != "Z" && st != "X")
+    })
+}
+
+fn status(spool: &Path) -> String {
+    let out = keyfs(&["status", "--spool", spool.to_str().unwrap()], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Polls `f` until it is true, failing with `what` after [`WAIT`].
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn mount(rig: &Rig, spool: &Path, extra: &[&str]) -> Mounted {
+    let mnt = rig.p("mnt");
+    let url = rig.url();
+    let mut args = vec![
+        "mount",
+        &url,
+        mnt.to_str().unwrap(),
+        "--spool",
+        spool.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = keyfs(&args, "pw");
+    assert!(
+        out.status.success(),
+        "mount failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(is_mounted(&mnt));
+    Mounted(mnt)
+}
+
+#[test]
+fn fs_mount_sigterm_unmounts_and_the_pending_upload_survives() {
+    let rig = Rig::new();
+    let spool = rig.p("spool");
+    let mnt = rig.p("mnt");
+    let body: Vec<u8> = (0..(1u32 << 20))
+        .map(|i| (i * 13 + i / 777) as u8)
+        .collect();
+    // 1 MiB at 64 KiB/s: still uploading when SIGTERM comes.
+    let guard = mount(&rig, &spool, &["--bwlimit", "64K"]);
+    std::fs::write(mnt.join("big.bin"), &body).unwrap();
+    // The live status names the daemon and shows the upload in flight.
+    let mut pid = 0;
+    wait_for("live status with progress", || {
+        let s = status(&spool);
+        pid = s
+            .split("daemon: running (pid ")
+            .nth(1)
+            .and_then(|r| r.split(')').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        pid > 0 && s.contains("big.bin") && s.contains("uploading")
+    });
+    // SAFETY: a signal to the keyfs daemon we started, by its PID.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    wait_for("unmount and exit after SIGTERM", || {
+        !is_mounted(&mnt) && !alive(pid)
+    });
+    drop(guard);
+    assert!(std::fs::read(rig.p("root/big.bin")).map_or(true, |d| d != body));
+    // Stopped: the journal still holds the job.
+    let s = status(&spool);
+    assert!(s.contains("daemon: not running"), "{s}");
+    assert!(s.contains("big.bin") && s.contains("pending"), "{s}");
+    // The next mount with the same spool finishes it.
+    let _guard = mount(&rig, &spool, &[]);
+    wait_for("upload completes after remount", || {
+        std::fs::read(rig.p("root/big.bin")).is_ok_and(|d| d == body)
+    });
+    wait_for("status empties", || {
+        status(&spool).contains("no pending uploads")
+    });
+    assert!(std::fs::read(mnt.join("big.bin")).unwrap() == body);
+}
+
+/// Runs `f` on a thread; its duration, or `None` if it took over `bound`
+/// (the thread is then left to finish once the test unblocks it).
+fn timed<T: Send + 'static>(
+    bound: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<(Duration, T)> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let t = Instant::now();
+        let v = f();
+        let _ = tx.send((t.elapsed(), v));
+    });
+    rx.recv_timeout(bound).ok()
+}
+
+#[test]
+fn fs_mount_ls_and_stat_answer_while_remote_reads_crawl() {
+    use keyfs::faultproxy::{FaultProxy, Faults};
+    let rig = Rig::new();
+    let readers = 6;
+    for i in 0..readers {
+        std::fs::write(rig.p(&format!("root/slow{i}.bin")), vec![i as u8; 2 << 20]).unwrap();
+    }
+    std::fs::write(rig.p("root/small.txt"), b"small").unwrap();
+    // Every data connection shares 32 KiB/s: six 2 MiB downloads crawl.
+    let mut proxy = FaultProxy::start(
+        "127.0.0.1:0".parse().unwrap(),
+        format!("127.0.0.1:{}", rig.port).parse().unwrap(),
+        Faults {
+            throttle: Some(32 * 1024),
+            ..Faults::default()
+        },
+    )
+    .unwrap();
+    let mnt = rig.p("mnt");
+    let spool = rig.p("spool");
+    let url = format!("ftp://u@127.0.0.1:{}/", proxy.addr().port());
+    let out = keyfs(
+        &[
+            "mount",
+            &url,
+            mnt.to_str().unwrap(),
+            "--spool",
+            spool.to_str().unwrap(),
+        ],
+        "pw",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let guard = Mounted(mnt.clone());
+    // More readers than FUSE request threads (4).
+    let mut kids: Vec<std::process::Child> = (0..readers)
+        .map(|i| {
+            Command::new("dd")
+                .arg(format!("if={}", mnt.join(format!("slow{i}.bin")).display()))
+                .arg("of=/dev/null")
+                .arg("bs=1M")
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    let bound = Duration::from_secs(10);
+    let m = mnt.clone();
+    let ls = timed(bound, move || {
+        std::fs::read_dir(&m).map(|d| d.count()).unwrap_or(0)
+    });
+    let m = mnt.clone();
+    let stat = timed(bound, move || {
+        std::fs::metadata(m.join("small.txt")).map(|a| a.len()).ok()
+    });
+    let m = mnt.clone();
+    let missing = timed(bound, move || std::fs::metadata(m.join("nope")).is_err());
+    // Readers still crawling (none can have finished 2 MiB at 32 KiB/s shared).
+    let mut still = 0;
+    for k in &mut kids {
+        if matches!(k.try_wait(), Ok(None)) {
+            still += 1;
+        }
+    }
+    for k in &mut kids {
+        let _ = k.kill();
+        let _ = k.wait();
+    }
+    proxy.shutdown();
+    drop(guard);
+    let (t_ls, n) = ls.expect("ls hung while remote reads were slow");
+    assert_eq!(n, readers + 1);
+    let (t_stat, len) = stat.expect("stat hung while remote reads were slow");
+    assert_eq!(len, Some(5));
+    assert!(missing.expect("stat of a missing name hung").1);
+    assert_eq!(
+        still, readers,
+        "the reads were not slow: test proves nothing"
+    );
+    eprintln!("ls {t_ls:?}, stat {t_stat:?} with {readers} reads crawling");
 }

@@ -2,6 +2,7 @@
 //! `keyfs status`. Parsing helpers are pure and unit-tested; [`mount`]
 //! holds the daemon start-up (fork before any thread, readiness pipe).
 
+pub mod live;
 pub mod mount;
 pub mod netrc;
 pub mod password;
@@ -38,11 +39,17 @@ pub enum Command {
     /// Mount ftp://[user@]host[:port][/dir] on MOUNTPOINT.
     #[command(
         after_help = "Without -f, keyfs returns once the mount is ready and keeps running in the \
-background. Unmount with `fusermount3 -u MOUNTPOINT`; pending uploads stay in the spool and \
-continue at the next mount of the same URL (or with the same --spool)."
+background (log: SPOOL/keyfs.log). Unmount with `fusermount3 -u MOUNTPOINT` or SIGTERM to \
+the daemon; pending uploads stay in the spool and continue at the next mount of the same URL \
+(or with the same --spool). The password comes from KEYFS_PASSWORD, else ~/.netrc, else \
+--password-file."
     )]
     Mount(MountArgs),
-    /// List pending, failed and crash-kept uploads of a spool.
+    /// Show a spool's uploads (live from its running daemon, else from the journal).
+    #[command(
+        after_help = "While a daemon runs on the spool: bytes uploaded since the mount and, per job, \
+its progress and last error. Otherwise: the pending, failed and crash-kept jobs of the journal."
+    )]
     Status(StatusArgs),
 }
 
@@ -69,7 +76,7 @@ pub struct MountArgs {
     /// fast small writes), fsname=NAME.
     #[arg(short = 'o', value_name = "OPTIONS")]
     pub options: Vec<String>,
-    /// A file holding the password (used when neither KEYFS_PASSWORD nor ~/.netrc has one).
+    /// A file whose first line is the password (used when neither KEYFS_PASSWORD nor ~/.netrc has one).
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
     /// Resume policy on servers without KEY or a checksum command: `safe`

@@ -226,7 +226,13 @@ fn serve(plan: Plan, ready: &mut Option<std::fs::File>) -> Result<(), String> {
         detach_stdio(&spool);
     }
     log::info!("mounted {} on {}", ep.root, plan.mountpoint.display());
+    let live = super::live::start(spool.clone(), core.clone())
+        .map_err(|e| log::warn!("no live status file: {e}"))
+        .ok();
     let r = session.run();
+    if let Some(stop) = live {
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
     core.shutdown();
     r.map_err(|e| format!("fuse session: {e}"))
 }

@@ -1,5 +1,7 @@
-//! `keyfs status`: what the spool's journal holds, read directly (works
-//! whether or not a daemon is running; records are replaced atomically).
+//! `keyfs status`: the live status of the daemon running on the spool
+//! (bytes sent, last error per job; see [`super::live`]) when there is
+//! one, else what the spool's journal holds, read directly (records are
+//! replaced atomically, so this works while a daemon runs too).
 
 use keyfs::spool::journal::{JobState, Journal};
 
@@ -28,12 +30,34 @@ pub fn run(args: StatusArgs) -> Result<(), String> {
     if !spool.is_dir() {
         return Err(format!("no spool at {}", spool.display()));
     }
+    if let Some((pid, text)) = super::live::read_fresh(&spool) {
+        println!("spool: {}", spool.display());
+        let mut lines = text.lines();
+        let sent = lines
+            .next()
+            .and_then(|h| {
+                h.split_whitespace()
+                    .find_map(|w| w.strip_prefix("bytes_sent="))
+            })
+            .unwrap_or("?");
+        println!("daemon: running (pid {pid}), {sent} bytes uploaded since mount");
+        let mut any = false;
+        for l in lines {
+            println!("{l}");
+            any = true;
+        }
+        if !any {
+            println!("no pending uploads");
+        }
+        return Ok(());
+    }
     let journal = Journal::open(&spool).map_err(|e| format!("{}: {e}", spool.display()))?;
     let mut recs = journal
         .load_all()
         .map_err(|e| format!("{}: cannot read the journal: {e}", spool.display()))?;
     recs.sort_by_key(|r| r.id);
     println!("spool: {}", spool.display());
+    println!("daemon: not running (from the journal)");
     if recs.is_empty() {
         println!("no pending uploads");
         return Ok(());

@@ -14,7 +14,7 @@ use std::time::SystemTime;
 use super::inode::{join, parent_of};
 use super::namespace::check_name;
 use super::reader::RemoteReader;
-use super::{errno, Attr, Core, FsError, FsResult, Handle, Local, Opened, Status};
+use super::{errno, lock_order, Attr, Core, FsError, FsResult, Handle, Local, Opened, Status};
 use crate::spool::file::SpoolFile;
 use crate::spool::journal::{JobRecord, JobState};
 use crate::upload::UploadError;
@@ -212,6 +212,14 @@ impl Core {
         ))
     }
 
+    /// Whether a read of `fh` may wait on the network (a remote stream).
+    pub fn read_may_block(&self, fh: u64) -> bool {
+        self.lock()
+            .handles
+            .get(&fh)
+            .is_some_and(|h| matches!(**h, Handle::Remote { .. }))
+    }
+
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
         let h = self.handle(fh)?;
         match &*h {
@@ -295,6 +303,7 @@ impl Core {
 
     /// One writer went away; the last one seals the version and submits it.
     fn end_write(&self, ino: u64) -> FsResult<()> {
+        let _order = lock_order(&self.order);
         let mut st = self.lock();
         let Some(l) = st.pending.get_mut(&ino) else {
             return Ok(());
@@ -321,6 +330,7 @@ impl Core {
 
     /// Marks the version of `ino` sealed (no more writes to its spool file),
     /// then computes its CRC, syncs it and submits it. Disk work only.
+    /// The caller holds `order` (taken before the state lock).
     fn seal(&self, mut st: std::sync::MutexGuard<'_, super::State>, ino: u64) -> FsResult<()> {
         let path = st.inodes.path(ino).map(str::to_string);
         let Some(l) = st.pending.get_mut(&ino) else {
@@ -359,6 +369,7 @@ impl Core {
             // Read-only handles have nothing of their own to make durable.
             Handle::Spool { .. } | Handle::Remote { .. } | Handle::Dir { .. } => return Ok(()),
         };
+        let order = lock_order(&self.order);
         let st = self.lock();
         let writing = st
             .pending
@@ -370,6 +381,7 @@ impl Core {
         } else {
             drop(st);
         }
+        drop(order);
         match path {
             Some(p) => self.wait_uploaded(&p),
             None => Ok(()),

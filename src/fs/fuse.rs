@@ -1,5 +1,10 @@
 //! The fuser adapter: each method makes one call into [`Core`] and sends
 //! one reply. Errors are logged once here and replied as their errno.
+//!
+//! Remote reads and `opendir` (a server listing) run on [`Pool`]s and
+//! reply from there: the FUSE request threads stay free for `ls`, `stat`
+//! and local I/O while downloads crawl. Reads of spooled files stay inline
+//! (local disk).
 
 use std::ffi::OsStr;
 use std::sync::Arc;
@@ -12,10 +17,18 @@ use fuser::{
     WriteFlags,
 };
 
+use super::pool::Pool;
 use super::{Attr, Core, FsError, Kind, ATTR_TTL, BLKSIZE};
+
+/// Threads for remote reads (each blocks on its stream while it waits).
+pub const READ_THREADS: usize = 4;
+/// Threads for directory listings.
+pub const LIST_THREADS: usize = 2;
 
 pub struct KeyFs {
     core: Arc<Core>,
+    reads: Pool,
+    lists: Pool,
     /// Ask the kernel for its writeback cache (fast small writes, out of order).
     pub writeback: bool,
 }
@@ -24,6 +37,8 @@ impl KeyFs {
     pub fn new(core: Arc<Core>) -> KeyFs {
         KeyFs {
             core,
+            reads: Pool::new("keyfs-read", READ_THREADS),
+            lists: Pool::new("keyfs-list", LIST_THREADS),
             writeback: false,
         }
     }
@@ -87,6 +102,8 @@ impl Filesystem for KeyFs {
     }
 
     fn destroy(&mut self) {
+        self.reads.stop();
+        self.lists.stop();
         self.core.shutdown();
     }
 
@@ -198,9 +215,15 @@ impl Filesystem for KeyFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.core.read(fh.0, offset, size) {
+        let core = self.core.clone();
+        let read = move || match core.read(fh.0, offset, size) {
             Ok(d) => reply.data(&d),
             Err(e) => reply.error(err("read", &e)),
+        };
+        if self.core.read_may_block(fh.0) {
+            self.reads.run(read);
+        } else {
+            read();
         }
     }
 
@@ -267,10 +290,11 @@ impl Filesystem for KeyFs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.core.opendir(ino.0) {
+        let core = self.core.clone();
+        self.lists.run(move || match core.opendir(ino.0) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(err("opendir", &e)),
-        }
+        });
     }
 
     fn readdir(

@@ -16,10 +16,14 @@
 //!   the uploader: close never waits on the network. fsync seals and waits
 //!   for the verified upload, or fails with EIO.
 //! - **Remote reads** ([`reader`]): REST+RETR at the offset, one streaming
-//!   data connection per open handle, reconnecting only on a seek.
+//!   data connection per open handle, reconnecting only on a seek. The
+//!   adapter runs them, and directory listings, on small thread pools
+//!   ([`pool`]) that reply from there, so the FUSE request threads never
+//!   wait on a slow download.
 //!
 //! Locks are never held across network I/O: the core state is one mutex
-//! for in-memory tables only; the namespace connection and each read
+//! for in-memory tables only (plus `order`, which serializes sealing with
+//! renames: disk work only); the namespace connection and each read
 //! stream have their own.
 pub mod conn;
 mod error;
@@ -27,6 +31,7 @@ pub mod files;
 pub mod fuse;
 pub mod inode;
 pub mod namespace;
+pub mod pool;
 pub mod reader;
 
 use std::collections::HashMap;
@@ -153,6 +158,10 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+fn lock_order(order: &Mutex<()>) -> MutexGuard<'_, ()> {
+    order.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The filesystem core. All methods take `&self` and may be called from
 /// several threads at once.
 pub struct Core {
@@ -160,6 +169,10 @@ pub struct Core {
     journal: Arc<Journal>,
     uploader: Uploader,
     state: Arc<Mutex<State>>,
+    /// Taken before `state` by seal (path read + submit) and by rename
+    /// (names + journal + uploader), so a version is never submitted under
+    /// a name a concurrent rename just gave up.
+    order: Mutex<()>,
     uid: u32,
     gid: u32,
     fsync_timeout: Duration,
@@ -251,6 +264,7 @@ impl Core {
             journal,
             uploader,
             state,
+            order: Mutex::new(()),
             uid: cfg.uid,
             gid: cfg.gid,
             fsync_timeout: cfg.fsync_timeout,

@@ -4,14 +4,17 @@
 //! content win until their upload is verified.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::inode::{join, name_of, parent_of, ROOT};
-use super::{errno, Attr, Core, DirEntry, FsResult, Handle, Kind, ATTR_TTL};
+use super::{errno, lock_order, Attr, Core, DirEntry, FsResult, Handle, Kind, Status, ATTR_TTL};
 use crate::remote::RemoteEntry;
+use crate::spool::journal::{JobRecord, JobState};
 
 /// Cached listings kept at most (each is one directory).
 const DIR_CACHE_MAX: usize = 256;
+/// How long unlink/rename wait for a stopped upload to let go of a name.
+const IDLE_WAIT: Duration = Duration::from_secs(15);
 
 /// Checks a name from the kernel: no separators, no CR/LF (they would
 /// smuggle FTP commands), not `.`/`..`, and UTF-8.
@@ -27,6 +30,23 @@ pub fn check_name(name: &std::ffi::OsStr) -> FsResult<&str> {
 }
 
 impl Core {
+    /// Deletes the server's copy of `path` after its pending file was
+    /// removed or renamed in the mount: first waits until no upload runs
+    /// to `path` (a stopped upload finishes its chunk and lets go; until
+    /// then keyftpd refuses DELE with 450), so no upload in flight can
+    /// leave the old name behind.
+    fn drop_server_copy(&self, path: &str) {
+        if !self.uploader.wait_idle(path, IDLE_WAIT) {
+            log::warn!("{path}: the stopped upload did not let go in time");
+        }
+        match self.conns.ns(|s| s.delete(path)) {
+            Ok(()) => {}
+            Err(e) if e.to_errno() == libc::ENOENT => {}
+            Err(e) => log::warn!("{path}: removing the server copy failed: {e}"),
+        }
+        self.lock().invalidate(parent_of(path));
+    }
+
     pub(super) fn path_of(&self, ino: u64) -> FsResult<String> {
         self.lock()
             .inodes
@@ -263,13 +283,9 @@ impl Core {
                     log::debug!("journal remove {}: {e}", l.id);
                 }
             }
-            // An older version may also be on the server.
-            match self.conns.ns(|s| s.delete(&path)) {
-                Ok(()) => {}
-                Err(e) if e.to_errno() == libc::ENOENT => {}
-                Err(e) => log::warn!("{path}: removing the server copy failed: {e}"),
-            }
-            self.lock().invalidate(parent_of(&path));
+            // An older version, or the partial of the stopped upload, may
+            // be on the server too.
+            self.drop_server_copy(&path);
             return Ok(());
         }
         let r = self.conns.ns(|s| s.delete(&path));
@@ -298,7 +314,8 @@ impl Core {
             return Err(errno(libc::EEXIST));
         }
         if from == to {
-            return Ok(());
+            // Still ENOENT for a name that does not exist.
+            return self.attr_of_path(&from, false).map(|_| ());
         }
         if to.starts_with(&format!("{from}/")) {
             return Err(errno(libc::EINVAL));
@@ -308,13 +325,13 @@ impl Core {
         let (moved, replaced) = {
             let st = self.lock();
             let prefix = format!("{from}/");
-            let moved: Vec<String> = st
+            let moved: Vec<(u64, String)> = st
                 .pending
                 .iter()
                 .filter(|(_, l)| !l.unlinked)
-                .filter_map(|(i, _)| st.inodes.path(*i))
-                .filter(|p| *p == from || p.starts_with(&prefix))
-                .map(str::to_string)
+                .filter_map(|(i, _)| st.inodes.path(*i).map(|p| (*i, p)))
+                .filter(|(_, p)| *p == from || p.starts_with(&prefix))
+                .map(|(i, p)| (i, p.to_string()))
                 .collect();
             let replaced = st
                 .inodes
@@ -323,10 +340,11 @@ impl Core {
                 .is_some();
             (moved, replaced)
         };
-        // A file with a local version is moved by the uploader alone (it
-        // aborts an upload in flight and drops the partial at the old name);
-        // renaming the server copy too would race with that upload.
-        let is_local_file = moved.len() == 1 && moved[0] == from;
+        // A file with a local version is moved by the uploader (it aborts
+        // an upload in flight, which drops its partial at the old name);
+        // an older copy on the server is deleted afterwards. Renaming the
+        // server copy instead would race with that upload.
+        let is_local_file = moved.len() == 1 && moved[0].1 == from;
         if !is_local_file {
             let on_server = self.remote_entry(&from)?.is_some();
             if moved.is_empty() && !on_server {
@@ -357,15 +375,50 @@ impl Core {
                 }
             }
         }
-        for old in &moved {
-            let new = format!("{to}{}", &old[from.len()..]);
-            self.uploader.rename(old, &new);
+        // The local version's upload may finish while we get here: then the
+        // server holds it complete under `from` and it must move there too.
+        let mut uploaded_meanwhile = false;
+        {
+            // Under `order`, no version is sealed (and submitted under its
+            // old name) while the names change.
+            let _order = lock_order(&self.order);
+            let mut st = self.lock();
+            if let (true, Some((ino, _))) = (is_local_file, moved.first()) {
+                uploaded_meanwhile = st
+                    .pending
+                    .get(ino)
+                    .is_none_or(|l| l.status == Status::Uploaded);
+            }
+            st.inodes.rename(&from, &to);
+            for (ino, old) in &moved {
+                let new = format!("{to}{}", &old[from.len()..]);
+                // A file still open for writing: its `Open` record names the
+                // new path, so a crash reports the name the file has now.
+                if let Some(l) = st.pending.get(ino).filter(|l| l.status == Status::Writing) {
+                    let rec = JobRecord {
+                        id: l.id,
+                        remote_path: new.clone(),
+                        size: l.spool.size(),
+                        crc: 0,
+                        state: JobState::Open,
+                    };
+                    if let Err(e) = self.journal.record(&rec) {
+                        log::warn!("journal: cannot record the rename of job {}: {e}", l.id);
+                    }
+                }
+                self.uploader.rename(old, &new);
+            }
+            st.invalidate(parent_of(&from));
+            st.invalidate(parent_of(&to));
+            st.invalidate(&from);
         }
-        let mut st = self.lock();
-        st.inodes.rename(&from, &to);
-        st.invalidate(parent_of(&from));
-        st.invalidate(parent_of(&to));
-        st.invalidate(&from);
+        if uploaded_meanwhile {
+            let r = self.conns.ns(|s| s.rename(&from, &to));
+            self.lock().invalidate(parent_of(&to));
+            r?;
+        } else if is_local_file {
+            self.drop_server_copy(&from);
+        }
         Ok(())
     }
 }

@@ -155,6 +155,12 @@ impl Uploader {
     pub fn wait(&self, remote_path: &str, timeout: Duration) -> Result<(), UploadError> {
         self.shared.wait(remote_path, timeout)
     }
+    /// Waits until no worker is uploading to `remote_path` (for instance
+    /// until an upload stopped by `cancel`/`rename` has let go of it and
+    /// dropped its partial). False on timeout.
+    pub fn wait_idle(&self, remote_path: &str, timeout: Duration) -> bool {
+        self.shared.wait_idle(remote_path, timeout)
+    }
     pub fn status(&self) -> Vec<JobStatus> {
         self.shared.status()
     }

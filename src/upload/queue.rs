@@ -385,6 +385,27 @@ impl Shared {
         }
     }
 
+    /// Waits until no worker is uploading to `path` (an attempt stopped by
+    /// cancel or rename has dropped its partial by then). False on timeout.
+    pub fn wait_idle(&self, path: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.lock();
+        loop {
+            if !st.busy_paths.contains(path) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            st = self
+                .cond
+                .wait_timeout(st, (deadline - now).min(Duration::from_millis(200)))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
     pub fn status(&self) -> Vec<JobStatus> {
         self.lock()
             .jobs
