@@ -91,6 +91,8 @@ pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
     let Some(data) = open_data(s)? else {
         return Ok(());
     };
+    // A client that never reads must not block this session forever.
+    let _ = data.set_write_timeout(Some(s.shared.cfg.data_timeout));
     s.reply(150, "Here comes the listing")?;
     let mut w = BufWriter::with_capacity(64 * 1024, &data);
     let mut res = Ok(());
