@@ -3,15 +3,16 @@
 //! normally and then answers one command badly.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use keyfs::remote::{Endpoint, RemoteError, Session, StoreStart};
 
 /// What the script answers to one command line: raw bytes to send (CRLFs
-/// included), or None to close the connection.
-type Script = fn(&str) -> Option<Vec<u8>>;
+/// included), or None to close the connection. It gets the PASV listener
+/// and the control connection for commands that use a data connection.
+type Script = fn(&str, &TcpListener, &mut TcpStream) -> Option<Vec<u8>>;
 
 /// Serves one client: greeting, login, TYPE, CWD and FEAT (`feat` lines),
 /// everything else from `script`. Ends when the client goes away.
@@ -59,7 +60,7 @@ fn serve(feat: &'static [&'static str], script: Script) -> (Endpoint, JoinHandle
                         .into_bytes(),
                     )
                 }
-                _ => script(&cmd),
+                _ => script(&cmd, &data, &mut w),
             };
             match out {
                 Some(b) => {
@@ -87,7 +88,7 @@ fn connect(ep: &Endpoint) -> Session {
 
 #[test]
 fn hash_reply_with_huge_range_end_is_an_error_not_a_panic() {
-    let (ep, t) = serve(&["HASH CRC32"], |cmd| {
+    let (ep, t) = serve(&["HASH CRC32"], |cmd, _, _| {
         Some(match cmd.split(' ').next() {
             Some("OPTS") => b"200 ok\r\n".to_vec(),
             Some("RANG") => b"350 ok\r\n".to_vec(),
@@ -105,7 +106,7 @@ fn hash_reply_with_huge_range_end_is_an_error_not_a_panic() {
 
 #[test]
 fn huge_reply_without_crlf_fails_fast() {
-    let (ep, t) = serve(&[], |_| {
+    let (ep, t) = serve(&[], |_, _, _| {
         let mut b = b"200 ".to_vec();
         b.extend(std::iter::repeat_n(b'x', 4 << 20));
         Some(b)
@@ -121,7 +122,7 @@ fn huge_reply_without_crlf_fails_fast() {
 
 #[test]
 fn endless_multiline_reply_fails_fast() {
-    let (ep, t) = serve(&[], |_| {
+    let (ep, t) = serve(&[], |_, _, _| {
         let mut b = Vec::new();
         for _ in 0..200_000 {
             b.extend_from_slice(b"200-still going\r\n");
@@ -137,7 +138,7 @@ fn endless_multiline_reply_fails_fast() {
 
 #[test]
 fn garbage_reply_codes_are_errors() {
-    let (ep, t) = serve(&[], |cmd| {
+    let (ep, t) = serve(&[], |cmd, _, _| {
         Some(match cmd {
             "NOOP" => b"2x0 what\r\n".to_vec(),
             _ => b"9\r\n".to_vec(),
@@ -152,7 +153,7 @@ fn garbage_reply_codes_are_errors() {
 
 #[test]
 fn same_name_prompt_without_a_number_asks_size() {
-    let (ep, t) = serve(&["KEY"], |cmd| {
+    let (ep, t) = serve(&["KEY"], |cmd, _, _| {
         Some(match cmd.split(' ').next() {
             Some("STOR") => b"350 partial here, go on\r\n".to_vec(),
             Some("SIZE") => b"213 1234\r\n".to_vec(),
@@ -171,7 +172,7 @@ fn same_name_prompt_without_a_number_asks_size() {
 
 #[test]
 fn key_null_with_garbage_is_a_protocol_error() {
-    let (ep, t) = serve(&["KEY"], |cmd| {
+    let (ep, t) = serve(&["KEY"], |cmd, _, _| {
         Some(match cmd {
             "KEY NULL" => b"230 0xZZZZ\r\n".to_vec(),
             _ => b"250 zzzz\r\n".to_vec(),
@@ -185,10 +186,35 @@ fn key_null_with_garbage_is_a_protocol_error() {
 
 #[test]
 fn server_closing_mid_session_is_an_io_error() {
-    let (ep, t) = serve(&[], |_| None);
+    let (ep, t) = serve(&[], |_, _, _| None);
     let mut s = connect(&ep);
     let e = s.noop().err().expect("closed");
     assert!(!e.is_permanent(), "{e}");
+    drop(s);
+    let _ = t.join();
+}
+
+#[test]
+fn endless_listing_is_cut_at_the_cap() {
+    let (ep, t) = serve(&["MLST type*;size*;"], |cmd, data, ctrl| {
+        if !cmd.starts_with("MLSD") {
+            return Some(b"502 no\r\n".to_vec());
+        }
+        ctrl.write_all(b"150 here it comes\r\n").ok()?;
+        let (mut d, _) = data.accept().ok()?;
+        let line = format!("type=file;size=1; {}\r\n", "f".repeat(1000));
+        // Until the client stops reading (well past the cap).
+        while d.write_all(line.as_bytes()).is_ok() {}
+        Some(b"426 data connection closed\r\n".to_vec())
+    });
+    let mut s = connect(&ep);
+    let e = s.list("").err().expect("listing over the cap");
+    assert!(
+        matches!(&e, RemoteError::Protocol(m) if m.contains("larger than")),
+        "{e}"
+    );
+    // The control connection is still in step: the next reply is NOOP's.
+    assert_eq!(s.raw("NOOP").map(|r| r.code).ok(), Some(502));
     drop(s);
     let _ = t.join();
 }
