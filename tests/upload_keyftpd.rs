@@ -149,6 +149,22 @@ fn upload_and_verify() {
     s.up.shutdown();
 }
 
+/// `Duration::MAX` means "no time limit" to `wait`; it used to overflow
+/// `Instant + Duration` and panic.
+#[test]
+fn wait_without_a_time_limit() {
+    let srv = InProc::start();
+    let spool = Spool::new();
+    let s = start(srv.ep(), &spool, 1, None, Policy::Safe);
+    s.up.wait("nothing.bin", Duration::MAX)
+        .expect("nothing pending");
+    let a = data(100_000, 3);
+    s.up.submit(spool.job("a.bin", &a)).unwrap();
+    s.up.wait("a.bin", Duration::MAX).expect("a");
+    assert_eq!(srv.read("a.bin"), a);
+    s.up.shutdown();
+}
+
 #[test]
 fn same_key_partial_resumes_sending_only_the_rest() {
     let srv = InProc::start();

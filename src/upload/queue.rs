@@ -55,6 +55,20 @@ pub(crate) struct Picked {
     pub abort: Arc<AtomicBool>,
 }
 
+/// What is left until `deadline`, at most a second (waits re-check their
+/// condition); None once it has passed. A deadline too far away to
+/// represent (`Duration::MAX` as "forever") never passes.
+fn time_left(deadline: Option<Instant>) -> Option<Duration> {
+    let cap = Duration::from_secs(1);
+    match deadline {
+        None => Some(cap),
+        Some(d) => {
+            let left = d.saturating_duration_since(Instant::now());
+            (!left.is_zero()).then(|| left.min(cap))
+        }
+    }
+}
+
 impl Shared {
     pub fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -100,19 +114,18 @@ impl Shared {
 
     /// Sleeps `d`, waking early on abort or shutdown. True if it should stop.
     pub fn sleep_unless_aborted(&self, d: Duration, abort: &AtomicBool) -> bool {
-        let deadline = Instant::now() + d;
+        let deadline = Instant::now().checked_add(d);
         let mut st = self.lock();
         loop {
             if st.shutdown || abort.load(Ordering::SeqCst) {
                 return true;
             }
-            let now = Instant::now();
-            if now >= deadline {
+            let Some(left) = time_left(deadline) else {
                 return false;
-            }
+            };
             st = self
                 .cond
-                .wait_timeout(st, deadline - now)
+                .wait_timeout(st, left)
                 .map(|(g, _)| g)
                 .unwrap_or_else(|p| p.into_inner().0);
         }
@@ -354,7 +367,7 @@ impl Shared {
     }
 
     pub fn wait(&self, path: &str, timeout: Duration) -> Result<(), UploadError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now().checked_add(timeout);
         let mut st = self.lock();
         loop {
             let job = st
@@ -373,13 +386,12 @@ impl Shared {
             if st.shutdown {
                 return Err(UploadError::Cancelled);
             }
-            let now = Instant::now();
-            if now >= deadline {
+            let Some(left) = time_left(deadline) else {
                 return Err(UploadError::Timeout);
-            }
+            };
             st = self
                 .cond
-                .wait_timeout(st, (deadline - now).min(Duration::from_secs(1)))
+                .wait_timeout(st, left)
                 .map(|(g, _)| g)
                 .unwrap_or_else(|p| p.into_inner().0);
         }
