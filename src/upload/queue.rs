@@ -154,13 +154,9 @@ impl Shared {
     /// fsync returns after the fs has seen the upload finish.
     pub fn complete(&self, p: &Picked) {
         let rec = {
-            let mut st = self.lock();
-            st.busy_paths.remove(&p.rec.remote_path);
-            if p.abort.load(Ordering::SeqCst) {
-                drop(st);
-                self.aborted_locked_out(p);
+            let Some(st) = self.end_attempt(p) else {
                 return;
-            }
+            };
             if let Err(e) = self.journal.remove(p.rec.id) {
                 log::error!("journal: cannot remove job {}: {e}", p.rec.id);
             }
@@ -179,6 +175,20 @@ impl Shared {
         }
         drop(st);
         self.cond.notify_all();
+    }
+
+    /// An attempt of `p` ended (verified or failed): frees its path and
+    /// returns the locked state, or None when the job was aborted meanwhile
+    /// (then it is requeued as by [`Shared::aborted`]).
+    fn end_attempt(&self, p: &Picked) -> Option<MutexGuard<'_, State>> {
+        let mut st = self.lock();
+        st.busy_paths.remove(&p.rec.remote_path);
+        if p.abort.load(Ordering::SeqCst) {
+            drop(st);
+            self.aborted_locked_out(p);
+            return None;
+        }
+        Some(st)
     }
 
     /// The attempt stopped because the job was cancelled, replaced or renamed
@@ -206,13 +216,9 @@ impl Shared {
 
     /// A permanent error: the job is recorded Failed, its data kept.
     pub fn failed(&self, p: &Picked, reason: &str) {
-        let mut st = self.lock();
-        st.busy_paths.remove(&p.rec.remote_path);
-        if p.abort.load(Ordering::SeqCst) {
-            drop(st);
-            self.aborted_locked_out(p);
+        let Some(mut st) = self.end_attempt(p) else {
             return;
-        }
+        };
         if let Some(j) = st.jobs.get_mut(&p.rec.id) {
             j.running = false;
             j.rec.state = JobState::Failed(reason.to_string());
