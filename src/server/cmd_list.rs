@@ -56,13 +56,8 @@ pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
     } else {
         arg.to_string()
     };
-    let v = match s.resolve(&path) {
-        Ok(v) => v,
-        Err(e) => return s.path_error(e),
-    };
-    let real = match s.shared.jail.check(&v, true) {
-        Ok(r) => r,
-        Err(e) => return s.path_error(e),
+    let Some((v, real)) = s.target(&path, true, None)? else {
+        return Ok(());
     };
     let md = match fs::metadata(&real) {
         Ok(m) => m,
