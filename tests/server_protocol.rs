@@ -356,3 +356,20 @@ fn passive_ports_stay_in_the_given_range() {
     }
     assert_eq!(c.upload("STOR r", b"ranged").0, 226);
 }
+
+/// The busy mark of an upload is gone by the time its 226 is sent: another
+/// session writing the same file right after the reply is not refused.
+#[test]
+fn a_file_is_free_once_its_upload_is_answered() {
+    let (_d, srv) = server();
+    let mut a = srv.login();
+    let mut b = srv.login();
+    for i in 0..100 {
+        assert_eq!(a.upload("STOR f.bin", b"x").0, 226, "round {i}");
+        let d = b.data();
+        let (code, text) = b.cmd("APPE f.bin");
+        assert_eq!(code, 150, "round {i}: {text}");
+        drop(d);
+        assert_eq!(b.read_reply().0, 226, "round {i}");
+    }
+}

@@ -241,7 +241,7 @@ fn store(s: &mut Session, arg: &str, append: bool) -> io::Result<()> {
         return s.reply(550, "Anonymous sessions are read-only");
     }
     let shared = s.shared.clone();
-    let Some(_busy) = shared.claim(&rel) else {
+    let Some(busy) = shared.claim(&rel) else {
         return s.reply(450, "File busy: another upload of it is in progress");
     };
     let existing = fs::metadata(&real).ok();
@@ -387,6 +387,10 @@ fn store(s: &mut Session, arg: &str, append: bool) -> io::Result<()> {
         bound_key.map(|k| k.to_string()).unwrap_or("none".into()),
         state.as_str()
     );
+    // The state is recorded: free the file before the reply, so a client
+    // that reads 226 and at once writes the file on another connection
+    // does not get 450 busy.
+    drop(busy);
     match outcome {
         Outcome::Clean => {
             let note = match bound_key {
