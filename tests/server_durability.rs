@@ -101,7 +101,15 @@ fn sigterm_mid_upload_leaves_a_recorded_partial() {
     let mut d = c.data();
     assert_eq!(c.cmd("STOR t.bin").0, 150);
     d.write_all(&data[..400_000]).expect("send");
-    std::thread::sleep(Duration::from_millis(400));
+    // Until the server has written all of it (no fixed sleep: CI is slow).
+    let t = std::time::Instant::now();
+    while std::fs::metadata(root.join("t.bin")).map(|m| m.len()).ok() != Some(400_000) {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "server never stored 400 kB"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(srv.terminate(), "keyftpd exits cleanly on SIGTERM");
     let (code, _) = c.try_read_reply().unwrap_or((0, String::new()));
     assert!(code == 426 || code == 421 || code == 0, "{code}");

@@ -158,7 +158,7 @@ fn idle_sessions_time_out() {
     let (code, _) = c.read_reply();
     assert_eq!(code, 421);
     assert!(t.elapsed() >= Duration::from_millis(900));
-    assert!(t.elapsed() < Duration::from_secs(5));
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     assert!(c.try_read_reply().is_err(), "closed after 421");
 }
 
