@@ -113,7 +113,7 @@ fn a_listing_nobody_reads_times_out() {
         std::fs::write(dir.path().join(format!("{long}{i:05}")), b"").expect("file");
     }
     let mut cfg = config(dir.path());
-    cfg.data_timeout = Duration::from_secs(2);
+    cfg.data_timeout = Duration::from_secs(1);
     let handle = Server::bind(cfg).expect("bind").spawn();
     let mut c = login(handle.local_addr());
     let d = c.data();
