@@ -188,7 +188,7 @@ fn key_null_with_garbage_is_a_protocol_error() {
 fn server_closing_mid_session_is_an_io_error() {
     let (ep, t) = serve(&[], |_, _, _| None);
     let mut s = connect(&ep);
-    let e = s.noop().err().expect("closed");
+    let e = s.noop().expect_err("closed");
     assert!(!e.is_permanent(), "{e}");
     drop(s);
     let _ = t.join();
@@ -208,7 +208,7 @@ fn endless_listing_is_cut_at_the_cap() {
         Some(b"426 data connection closed\r\n".to_vec())
     });
     let mut s = connect(&ep);
-    let e = s.list("").err().expect("listing over the cap");
+    let e = s.list("").expect_err("listing over the cap");
     assert!(
         matches!(&e, RemoteError::Protocol(m) if m.contains("larger than")),
         "{e}"

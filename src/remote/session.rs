@@ -230,7 +230,6 @@ impl Session {
             match self.listing_lines(&format!("MLSD {path}")) {
                 Ok(lines) => return Ok(lines.iter().filter_map(|l| parse_mlsx_line(l)).collect()),
                 Err(e) => {
-                    let e = RemoteError::from(e);
                     if !matches!(e.code(), Some(500 | 502 | 504)) {
                         return Err(e);
                     }
