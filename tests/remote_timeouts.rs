@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use keyfs::remote::{Endpoint, Session};
 use keyfs::upload::resume::Policy;
 use keyfs::upload::Tuning;
-use support::jobs::{data, eventually, start_tuned, Spool};
+use support::jobs::{data, eventually, sent_more_than, start_tuned, Spool, PATIENCE};
 use support::pureftpd::PureFtpd;
 
 #[test]
@@ -27,7 +27,8 @@ fn silent_server_times_out() {
     let e = Session::connect(&ep, Duration::from_millis(700))
         .err()
         .expect("no greeting");
-    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    // Far below "forever"; generous for a loaded CI machine.
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     assert!(!e.is_permanent());
     assert_eq!(e.to_errno(), libc::ETIMEDOUT, "{e}");
 }
@@ -53,14 +54,10 @@ fn frozen_server_mid_upload_is_retried() {
         tuning,
     );
     s.up.submit(spool.job("frozen.bin", &d)).unwrap();
-    assert!(eventually(Duration::from_secs(10), || s
-        .up
-        .status()
-        .first()
-        .is_some_and(|j| j.sent > 300_000)));
+    assert!(sent_more_than(&s.up, 300_000));
     srv.signal(libc::SIGSTOP);
     assert!(
-        eventually(Duration::from_secs(10), || s
+        eventually(PATIENCE, || s
             .up
             .status()
             .first()

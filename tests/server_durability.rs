@@ -8,14 +8,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use keyfs::key;
-use support::keyftpd::{key_of, pattern, prompt_size, Keyftpd};
-
-fn root() -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path().join("root");
-    std::fs::create_dir(&root).expect("mkdir root");
-    (dir, root)
-}
+use support::keyftpd::{key_of, pattern, prompt_size, temp_root, Keyftpd};
 
 fn partial(srv: &Keyftpd, name: &str, data: &[u8], n: usize) {
     let mut c = srv.login();
@@ -45,7 +38,7 @@ fn probe(srv: &Keyftpd, name: &str, key_arg: &str) -> Option<(u64, Option<key::K
 
 #[test]
 fn key_and_state_survive_a_hard_kill() {
-    let (_d, root) = root();
+    let (_d, root) = temp_root();
     let data = pattern(400_000, 1);
     let mut srv = Keyftpd::start(&root, &[]);
     partial(&srv, "k.bin", &data, 150_000);
@@ -59,7 +52,7 @@ fn key_and_state_survive_a_hard_kill() {
 
 #[test]
 fn rename_carries_the_key_for_files_and_directories() {
-    let (_d, root) = root();
+    let (_d, root) = temp_root();
     let data = pattern(300_000, 2);
     let k = key::Key::of(&data);
     let mut srv = Keyftpd::start(&root, &[]);
@@ -100,7 +93,7 @@ fn rename_carries_the_key_for_files_and_directories() {
 
 #[test]
 fn sigterm_mid_upload_leaves_a_recorded_partial() {
-    let (_d, root) = root();
+    let (_d, root) = temp_root();
     let data = pattern(1 << 20, 3);
     let mut srv = Keyftpd::start(&root, &[]);
     let mut c = srv.login();
@@ -108,7 +101,15 @@ fn sigterm_mid_upload_leaves_a_recorded_partial() {
     let mut d = c.data();
     assert_eq!(c.cmd("STOR t.bin").0, 150);
     d.write_all(&data[..400_000]).expect("send");
-    std::thread::sleep(Duration::from_millis(400));
+    // Until the server has written all of it (no fixed sleep: CI is slow).
+    let t = std::time::Instant::now();
+    while std::fs::metadata(root.join("t.bin")).map(|m| m.len()).ok() != Some(400_000) {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "server never stored 400 kB"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(srv.terminate(), "keyftpd exits cleanly on SIGTERM");
     let (code, _) = c.try_read_reply().unwrap_or((0, String::new()));
     assert!(code == 426 || code == 421 || code == 0, "{code}");
@@ -125,7 +126,7 @@ fn sigterm_mid_upload_leaves_a_recorded_partial() {
 
 #[test]
 fn metadata_is_invisible_and_unreachable() {
-    let (_d, root) = root();
+    let (_d, root) = temp_root();
     let data = pattern(1000, 4);
     let srv = Keyftpd::start(&root, &[]);
     partial(&srv, "x.bin", &data, 10);

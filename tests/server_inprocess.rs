@@ -100,3 +100,42 @@ fn shutdown_during_a_streaming_upload_records_a_partial() {
     );
     handle.shutdown();
 }
+
+/// A client that opens the data connection of a large listing and never
+/// reads it must not pin its session thread forever: the listing's writes
+/// time out after the data timeout and the control connection gets 426.
+#[test]
+fn a_listing_nobody_reads_times_out() {
+    use std::os::fd::AsRawFd;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let long = "n".repeat(245);
+    for i in 0..16_000 {
+        std::fs::write(dir.path().join(format!("{long}{i:05}")), b"").expect("file");
+    }
+    let mut cfg = config(dir.path());
+    cfg.data_timeout = Duration::from_secs(1);
+    let handle = Server::bind(cfg).expect("bind").spawn();
+    let mut c = login(handle.local_addr());
+    let d = c.data();
+    // A small receive window so the listing (~5 MB) cannot fit in socket buffers.
+    let small: libc::c_int = 4096;
+    // SAFETY: valid fd, pointer to a c_int of the given size.
+    unsafe {
+        libc::setsockopt(
+            d.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&small as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+    assert_eq!(c.cmd("MLSD").0, 150);
+    let t = Instant::now();
+    // Ctrl reads time out after 20 s; the server must answer well before.
+    let (code, text) = c.try_read_reply().expect("426 after the data timeout");
+    assert_eq!(code, 426, "{text}");
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    assert_eq!(c.cmd("NOOP").0, 200, "session still usable");
+    drop(d);
+    handle.shutdown();
+}

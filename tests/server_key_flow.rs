@@ -8,15 +8,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use keyfs::key;
-use support::keyftpd::{key_of, pattern, prompt_size, reset_on_close, Keyftpd};
-
-fn server() -> (tempfile::TempDir, Keyftpd) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path().join("root");
-    std::fs::create_dir(&root).expect("mkdir root");
-    let srv = Keyftpd::start(&root, &[]);
-    (dir, srv)
-}
+use support::keyftpd::{key_of, pattern, prompt_size, reset_on_close, server, Keyftpd};
 
 /// Uploads the first `half` bytes of `data` under `key`; the client closes
 /// the data connection early, as a client that dies would.
@@ -48,7 +40,7 @@ fn keystate(srv: &Keyftpd, name: &str) -> String {
 
 #[test]
 fn resume_with_rest_stor_after_prompt_and_key_null() {
-    let (_d, srv) = server();
+    let (_d, srv) = server(&[]);
     let data = pattern(3 << 20, 1);
     let half = data.len() / 2 + 17;
     interrupted_upload(&srv, "f.bin", &data, half);
@@ -86,7 +78,7 @@ fn resume_with_rest_stor_after_prompt_and_key_null() {
 
 #[test]
 fn resume_with_appe_after_prompt() {
-    let (_d, srv) = server();
+    let (_d, srv) = server(&[]);
     let data = pattern(1 << 20, 2);
     let half = 300_001;
     interrupted_upload(&srv, "a.bin", &data, half);
@@ -108,7 +100,7 @@ fn resume_with_appe_after_prompt() {
 
 #[test]
 fn different_file_same_name_is_deleted_and_reuploaded() {
-    let (_d, srv) = server();
+    let (_d, srv) = server(&[]);
     let old = pattern(500_000, 3);
     interrupted_upload(&srv, "same.bin", &old, 200_000);
 
@@ -131,7 +123,7 @@ fn different_file_same_name_is_deleted_and_reuploaded() {
 
 #[test]
 fn plain_stor_with_a_bound_key_after_prompt_overwrites_from_zero() {
-    let (_d, srv) = server();
+    let (_d, srv) = server(&[]);
     let data = pattern(200_000, 5);
     interrupted_upload(&srv, "p.bin", &data, 50_000);
     let mut c = srv.login();
@@ -145,7 +137,7 @@ fn plain_stor_with_a_bound_key_after_prompt_overwrites_from_zero() {
 
 #[test]
 fn session_without_key_overwrites_without_prompt_and_clears_key() {
-    let (_d, srv) = server();
+    let (_d, srv) = server(&[]);
     let data = pattern(100_000, 6);
     interrupted_upload(&srv, "n.bin", &data, 10_000);
     let mut c = srv.login();
@@ -162,7 +154,7 @@ fn session_without_key_overwrites_without_prompt_and_clears_key() {
 
 #[test]
 fn key_null_answers_0x00_when_no_key_is_stored() {
-    let (_d, srv) = server();
+    let (_d, srv) = server(&[]);
     let data = pattern(300_000, 8);
     // A keyless upload whose data connection breaks (RST) is a partial without key.
     let mut c = srv.login();
@@ -186,7 +178,7 @@ fn key_null_answers_0x00_when_no_key_is_stored() {
 
 #[test]
 fn resume_without_key_keeps_the_stored_key() {
-    let (_d, srv) = server();
+    let (_d, srv) = server(&[]);
     let data = pattern(700_000, 9);
     let half = 333_333;
     interrupted_upload(&srv, "r.bin", &data, half);
@@ -200,7 +192,7 @@ fn resume_without_key_keeps_the_stored_key() {
 
 #[test]
 fn control_connection_dying_mid_upload_keeps_every_byte() {
-    let (_d, srv) = server();
+    let (_d, srv) = server(&[]);
     let data = pattern(2 << 20, 10);
     let mut c = srv.login();
     assert_eq!(c.cmd(&format!("KEY {}", key_of(&data))).0, 230);
@@ -220,7 +212,7 @@ fn control_connection_dying_mid_upload_keeps_every_byte() {
 
 #[test]
 fn malformed_key_and_rest_past_eof() {
-    let (_d, srv) = server();
+    let (_d, srv) = server(&[]);
     let mut c = srv.login();
     for bad in [
         "KEY",

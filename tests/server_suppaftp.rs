@@ -9,15 +9,7 @@ use std::io::{Cursor, Write};
 use keyfs::key;
 use suppaftp::types::FtpError;
 use suppaftp::{FtpStream, Status};
-use support::keyftpd::{key_of, pattern, Keyftpd};
-
-fn server() -> (tempfile::TempDir, Keyftpd) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path().join("root");
-    std::fs::create_dir(&root).expect("mkdir root");
-    let srv = Keyftpd::start(&root, &[]);
-    (dir, srv)
-}
+use support::keyftpd::{key_of, pattern, server};
 
 fn body(r: &suppaftp::types::Response) -> String {
     String::from_utf8_lossy(&r.body).into_owned()
@@ -34,7 +26,7 @@ fn raw(ftp: &mut FtpStream, cmd: &str) -> String {
 
 #[test]
 fn ordinary_client_operations() {
-    let (_d, srv) = server();
+    let (_d, srv) = server(&[]);
     let mut ftp = srv.suppaftp();
     let feat = ftp.feat().expect("FEAT");
     assert!(
@@ -77,7 +69,7 @@ fn ordinary_client_operations() {
 
 #[test]
 fn patent_flow_through_suppaftp() {
-    let (_d, srv) = server();
+    let (_d, srv) = server(&[]);
     let data = pattern(2 << 20, 2);
     let k = key_of(&data);
     let half = 777_777;
@@ -191,7 +183,7 @@ fn patent_flow_through_suppaftp() {
 
 #[test]
 fn abort_keeps_the_control_connection_in_step() {
-    let (_d, srv) = server();
+    let (_d, srv) = server(&[]);
     let data = pattern(4 << 20, 4);
     let mut ftp = srv.suppaftp();
     ftp.custom_command(format!("KEY {}", key_of(&data)), &[Status::LoggedIn])

@@ -14,7 +14,7 @@ use keyfs::key::Key;
 use keyfs::remote::{Endpoint, Session, StoreStart};
 use keyfs::server::{Server, ServerConfig, ServerHandle};
 use keyfs::upload::resume::Policy;
-use support::jobs::{data, eventually, start, Spool};
+use support::jobs::{data, eventually, sent_more_than, start, Spool, PATIENCE};
 
 const WAIT: Duration = Duration::from_secs(30);
 const USER: &str = "u";
@@ -149,6 +149,22 @@ fn upload_and_verify() {
     s.up.shutdown();
 }
 
+/// `Duration::MAX` means "no time limit" to `wait`; it used to overflow
+/// `Instant + Duration` and panic.
+#[test]
+fn wait_without_a_time_limit() {
+    let srv = InProc::start();
+    let spool = Spool::new();
+    let s = start(srv.ep(), &spool, 1, None, Policy::Safe);
+    s.up.wait("nothing.bin", Duration::MAX)
+        .expect("nothing pending");
+    let a = data(100_000, 3);
+    s.up.submit(spool.job("a.bin", &a)).unwrap();
+    s.up.wait("a.bin", Duration::MAX).expect("a");
+    assert_eq!(srv.read("a.bin"), a);
+    s.up.shutdown();
+}
+
 #[test]
 fn same_key_partial_resumes_sending_only_the_rest() {
     let srv = InProc::start();
@@ -202,11 +218,7 @@ fn replace_while_uploading_uploads_the_new_file() {
     let s = start(srv.ep(), &spool, 2, Some(600_000), Policy::Safe);
     let old = data(2_000_000, 6);
     s.up.submit(spool.job("v.bin", &old)).unwrap();
-    assert!(eventually(Duration::from_secs(10), || s
-        .up
-        .status()
-        .first()
-        .is_some_and(|j| j.sent > 200_000)));
+    assert!(sent_more_than(&s.up, 200_000));
     let new = data(250_000, 7);
     s.up.submit(spool.job("v.bin", &new)).unwrap();
     s.up.wait("v.bin", WAIT).expect("uploaded");
@@ -266,11 +278,7 @@ fn server_killed_mid_upload_resumes() {
     let spool = Spool::new();
     let s = start(ep(port), &spool, 1, Some(1_500_000), Policy::Safe);
     s.up.submit(spool.job("big.bin", &d)).unwrap();
-    assert!(eventually(Duration::from_secs(10), || s
-        .up
-        .status()
-        .first()
-        .is_some_and(|j| j.sent > 1_000_000)));
+    assert!(sent_more_than(&s.up, 1_000_000));
     drop(srv); // SIGKILL
     std::thread::sleep(Duration::from_millis(300));
     let mut again = None;
@@ -300,11 +308,7 @@ fn rename_while_uploading_moves_the_upload() {
     let s = start(srv.ep(), &spool, 1, Some(800_000), Policy::Safe);
     let d = data(1_500_000, 40);
     s.up.submit(spool.job("before.bin", &d)).unwrap();
-    assert!(eventually(Duration::from_secs(10), || s
-        .up
-        .status()
-        .first()
-        .is_some_and(|j| j.sent > 200_000)));
+    assert!(sent_more_than(&s.up, 200_000));
     s.up.rename("before.bin", "after.bin");
     s.up.wait("after.bin", WAIT)
         .expect("uploaded under the new name");
@@ -312,11 +316,7 @@ fn rename_while_uploading_moves_the_upload() {
         .expect("nothing pending there");
     assert_eq!(srv.read("after.bin"), d);
     assert!(
-        eventually(Duration::from_secs(5), || !srv
-            .root
-            .path()
-            .join("before.bin")
-            .exists()),
+        eventually(PATIENCE, || !srv.root.path().join("before.bin").exists()),
         "the partial under the old name is removed"
     );
     s.up.shutdown();
@@ -337,6 +337,7 @@ fn bwlimit_caps_the_rate() {
     eprintln!("800 kB at a 400 kB/s cap took {el:.2} s");
     // 800 kB minus the 100 kB burst at 400 kB/s: at least 1.75 s.
     assert!(el >= 1.6, "{el}");
-    assert!(el < 6.0, "{el}");
+    // Only catches "no cap at all" (well under a second); CI may be slow.
+    assert!(el < 15.0, "{el}");
     s.up.shutdown();
 }

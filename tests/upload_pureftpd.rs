@@ -7,7 +7,7 @@ use std::time::Duration;
 use keyfs::spool::journal::JobState;
 use keyfs::upload::resume::Policy;
 use keyfs::upload::UploadError;
-use support::jobs::{data, eventually, start, Spool};
+use support::jobs::{data, eventually, sent_more_than, start, Spool, PATIENCE};
 use support::pureftpd::PureFtpd;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -111,11 +111,7 @@ fn server_restart_mid_upload_recovers() {
     let spool = Spool::new();
     let s = start(srv.endpoint(), &spool, 1, Some(1_000_000), Policy::Safe);
     s.up.submit(spool.job("big.bin", &d)).unwrap();
-    assert!(eventually(Duration::from_secs(10), || s
-        .up
-        .status()
-        .first()
-        .is_some_and(|j| j.sent > 300_000)));
+    assert!(sent_more_than(&s.up, 300_000));
     srv.stop();
     std::thread::sleep(Duration::from_millis(700));
     srv.restart().expect("restart");
@@ -136,11 +132,7 @@ fn cancel_and_replace_while_uploading() {
     let old = data(2_000_000, 10);
     let r_old = spool.job("c.bin", &old);
     s.up.submit(r_old.clone()).unwrap();
-    assert!(eventually(Duration::from_secs(10), || s
-        .up
-        .status()
-        .first()
-        .is_some_and(|j| j.sent > 100_000)));
+    assert!(sent_more_than(&s.up, 100_000));
     // Replace: the new version wins, never mixed with the old.
     let new = data(300_000, 11);
     let r_new = spool.job("c.bin", &new);
@@ -155,11 +147,7 @@ fn cancel_and_replace_while_uploading() {
     // Cancel: the job and its data are gone, wait returns at once.
     let r = spool.job("gone.bin", &data(2_000_000, 12));
     s.up.submit(r.clone()).unwrap();
-    assert!(eventually(Duration::from_secs(10), || s
-        .up
-        .status()
-        .iter()
-        .any(|j| j.sent > 50_000)));
+    assert!(sent_more_than(&s.up, 50_000));
     s.up.cancel("gone.bin");
     assert!(s.up.status().is_empty());
     assert!(!spool.journal.data_path(r.id).exists());
@@ -187,11 +175,11 @@ fn journal_jobs_resume_at_start_and_wait_times_out_when_down() {
         s.up.wait("later.bin", Duration::from_millis(800)),
         Err(UploadError::Timeout)
     ));
-    assert!(eventually(Duration::from_secs(5), || s
-        .up
-        .status()
-        .iter()
-        .any(|j| j.record.id == r.id && j.last_error.is_some())));
+    assert!(eventually(PATIENCE, || s.up.status().iter().any(|j| j
+        .record
+        .id
+        == r.id
+        && j.last_error.is_some())));
     srv.restart().expect("restart");
     s.up.wait("later.bin", WAIT).expect("uploaded");
     assert_eq!(std::fs::read(srv.path("later.bin")).unwrap(), d);

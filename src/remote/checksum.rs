@@ -70,7 +70,8 @@ impl Session {
         let (got_end, crc) =
             key::parse_hash_reply(&r.text).map_err(|e| RemoteError::Protocol(e.to_string()))?;
         if let Some(e) = end {
-            if got_end != e && got_end + 1 != e {
+            // Inclusive or exclusive end; a hostile `u64::MAX` must not overflow.
+            if got_end != e && got_end.checked_add(1) != Some(e) {
                 return Err(RemoteError::Protocol(format!(
                     "HASH answered range 0-{got_end}, asked 0-{e}"
                 )));

@@ -5,11 +5,12 @@
 //! a thread forever. Binary mode is set at once: suppaftp starts in ASCII,
 //! which would silently rewrite line endings of every upload.
 
+use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use suppaftp::types::FileType;
-use suppaftp::{FtpError, FtpStream, Mode};
+use suppaftp::{FtpError, FtpStream, Mode, Status};
 
 use super::errno::from_reply_body;
 use super::listing::{parse_list_line, parse_mlsx_line};
@@ -18,6 +19,10 @@ use super::{Endpoint, Features, RemoteEntry, RemoteError, Session};
 /// Replies that need the server to read a whole file (XCRC, the 226 after
 /// a large upload) may take longer than ordinary ones.
 pub(crate) const SLOW_REPLY_MIN: Duration = Duration::from_secs(120);
+
+/// The most bytes of one directory listing the client reads (about 300,000
+/// entries); more is treated as a broken server.
+pub const MAX_LISTING: u64 = 64 << 20;
 
 /// A raw reply: its code and its whole text (all lines).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -222,10 +227,9 @@ impl Session {
     pub fn list(&mut self, dir: &str) -> Result<Vec<RemoteEntry>, RemoteError> {
         let path = self.abs(dir)?;
         if self.features.mlsd {
-            match self.ftp.mlsd(Some(&path)) {
+            match self.listing_lines(&format!("MLSD {path}")) {
                 Ok(lines) => return Ok(lines.iter().filter_map(|l| parse_mlsx_line(l)).collect()),
                 Err(e) => {
-                    let e = RemoteError::from(e);
                     if !matches!(e.code(), Some(500 | 502 | 504)) {
                         return Err(e);
                     }
@@ -233,8 +237,46 @@ impl Session {
                 }
             }
         }
-        let lines = self.ftp.list(Some(&path))?;
+        let lines = self.listing_lines(&format!("LIST {path}"))?;
         Ok(lines.iter().filter_map(|l| parse_list_line(l)).collect())
+    }
+
+    /// Runs a listing command (MLSD/LIST) and reads its non-empty lines,
+    /// at most [`MAX_LISTING`] bytes: a server streaming an endless listing
+    /// gets an error instead of all of our memory.
+    fn listing_lines(&mut self, cmd: &str) -> Result<Vec<String>, RemoteError> {
+        let (_, stream) = self
+            .ftp
+            .custom_data_command(cmd, &[Status::AboutToSend, Status::AlreadyOpen])?;
+        let mut r = BufReader::new(stream.take(MAX_LISTING + 1));
+        let mut lines = Vec::new();
+        let mut total = 0u64;
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            let n = r.read_until(b'\n', &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            let l = buf.strip_suffix(b"\n").unwrap_or(&buf);
+            let l = l.strip_suffix(b"\r").unwrap_or(l);
+            if !l.is_empty() {
+                lines.push(String::from_utf8_lossy(l).into_owned());
+            }
+        }
+        // Closes the data connection and reads the transfer reply, which
+        // keeps the control connection in step even when we stop early.
+        let finished = r.into_inner().into_inner().finish();
+        if total > MAX_LISTING {
+            return Err(RemoteError::Protocol(format!(
+                "{} listing larger than {} MiB",
+                cmd.split(' ').next().unwrap_or(""),
+                MAX_LISTING >> 20
+            )));
+        }
+        finished?;
+        Ok(lines)
     }
 
     /// One entry (MLST, or SIZE/MDTM, or a listing of the parent); `None` if absent.

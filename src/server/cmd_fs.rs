@@ -47,14 +47,8 @@ pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
             }
         }
         "MKD" | "XMKD" => {
-            let v = match s.resolve(arg) {
-                Ok(v) if !v.is_root() => v,
-                Ok(_) => return s.reply(550, "Root exists"),
-                Err(e) => return s.path_error(e),
-            };
-            let real = match s.shared.jail.check(&v, false) {
-                Ok(r) => r,
-                Err(e) => return s.path_error(e),
+            let Some((v, real)) = s.target(arg, false, Some((550, "Root exists")))? else {
+                return Ok(());
             };
             match fs::create_dir(&real) {
                 Ok(()) => {
@@ -65,14 +59,9 @@ pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
             }
         }
         "RMD" | "XRMD" => {
-            let v = match s.resolve(arg) {
-                Ok(v) if !v.is_root() => v,
-                Ok(_) => return s.reply(550, "Cannot remove the root"),
-                Err(e) => return s.path_error(e),
-            };
-            let real = match s.shared.jail.check(&v, false) {
-                Ok(r) => r,
-                Err(e) => return s.path_error(e),
+            let Some((_, real)) = s.target(arg, false, Some((550, "Cannot remove the root")))?
+            else {
+                return Ok(());
             };
             match fs::remove_dir(&real) {
                 Ok(()) => s.reply(250, "Directory removed"),
@@ -80,13 +69,8 @@ pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
             }
         }
         "DELE" => {
-            let v = match s.resolve(arg) {
-                Ok(v) => v,
-                Err(e) => return s.path_error(e),
-            };
-            let real = match s.shared.jail.check(&v, false) {
-                Ok(r) => r,
-                Err(e) => return s.path_error(e),
+            let Some((v, real)) = s.target(arg, false, None)? else {
+                return Ok(());
             };
             match fs::symlink_metadata(&real) {
                 Ok(md) if md.is_dir() => return s.reply(550, "Is a directory (use RMD)"),
@@ -108,14 +92,9 @@ pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
             }
         }
         "RNFR" => {
-            let v = match s.resolve(arg) {
-                Ok(v) if !v.is_root() => v,
-                Ok(_) => return s.reply(550, "Cannot rename the root"),
-                Err(e) => return s.path_error(e),
-            };
-            let real = match s.shared.jail.check(&v, false) {
-                Ok(r) => r,
-                Err(e) => return s.path_error(e),
+            let Some((v, real)) = s.target(arg, false, Some((550, "Cannot rename the root")))?
+            else {
+                return Ok(());
             };
             if fs::symlink_metadata(&real).is_err() {
                 return s.reply(550, "No such file or directory");
@@ -162,13 +141,8 @@ pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
             }
         }
         "SIZE" | "MDTM" => {
-            let v = match s.resolve(arg) {
-                Ok(v) => v,
-                Err(e) => return s.path_error(e),
-            };
-            let real = match s.shared.jail.check(&v, true) {
-                Ok(r) => r,
-                Err(e) => return s.path_error(e),
+            let Some((_, real)) = s.target(arg, true, None)? else {
+                return Ok(());
             };
             match fs::metadata(&real) {
                 Ok(md) if md.is_file() => {

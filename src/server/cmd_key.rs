@@ -55,13 +55,8 @@ pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
                 Ok(x) => x,
                 Err(e) => return s.reply(501, &format!("XCRC: {e}")),
             };
-            let v = match s.resolve(path) {
-                Ok(v) => v,
-                Err(e) => return s.path_error(e),
-            };
-            let real = match s.shared.jail.check(&v, true) {
-                Ok(r) => r,
-                Err(e) => return s.path_error(e),
+            let Some((v, real)) = s.target(path, true, None)? else {
+                return Ok(());
             };
             let mut f = match File::open(&real) {
                 Ok(f) => f,

@@ -56,13 +56,8 @@ pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
     } else {
         arg.to_string()
     };
-    let v = match s.resolve(&path) {
-        Ok(v) => v,
-        Err(e) => return s.path_error(e),
-    };
-    let real = match s.shared.jail.check(&v, true) {
-        Ok(r) => r,
-        Err(e) => return s.path_error(e),
+    let Some((v, real)) = s.target(&path, true, None)? else {
+        return Ok(());
     };
     let md = match fs::metadata(&real) {
         Ok(m) => m,
@@ -91,6 +86,8 @@ pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
     let Some(data) = open_data(s)? else {
         return Ok(());
     };
+    // A client that never reads must not block this session forever.
+    let _ = data.set_write_timeout(Some(s.shared.cfg.data_timeout));
     s.reply(150, "Here comes the listing")?;
     let mut w = BufWriter::with_capacity(64 * 1024, &data);
     let mut res = Ok(());

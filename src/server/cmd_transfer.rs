@@ -115,13 +115,8 @@ pub(crate) fn open_data(s: &mut Session) -> io::Result<Option<TcpStream>> {
 
 fn retr(s: &mut Session, arg: &str) -> io::Result<()> {
     let offset = s.rest.take().unwrap_or(0);
-    let v = match s.resolve(arg) {
-        Ok(v) => v,
-        Err(e) => return s.path_error(e),
-    };
-    let real = match s.shared.jail.check(&v, true) {
-        Ok(r) => r,
-        Err(e) => return s.path_error(e),
+    let Some((v, real)) = s.target(arg, true, None)? else {
+        return Ok(());
     };
     let file = match File::open(&real) {
         Ok(f) => f,
@@ -238,21 +233,15 @@ fn receive(
 fn store(s: &mut Session, arg: &str, append: bool) -> io::Result<()> {
     let verb = if append { "APPE" } else { "STOR" };
     let rest = s.rest.take();
-    let v = match s.resolve(arg) {
-        Ok(v) if !v.is_root() => v,
-        Ok(_) => return s.reply(553, "Not a file name"),
-        Err(e) => return s.path_error(e),
-    };
-    let real = match s.shared.jail.check(&v, true) {
-        Ok(r) => r,
-        Err(e) => return s.path_error(e),
+    let Some((v, real)) = s.target(arg, true, Some((553, "Not a file name")))? else {
+        return Ok(());
     };
     let rel = v.rel();
     if s.anonymous {
         return s.reply(550, "Anonymous sessions are read-only");
     }
     let shared = s.shared.clone();
-    let Some(_busy) = shared.claim(&rel) else {
+    let Some(busy) = shared.claim(&rel) else {
         return s.reply(450, "File busy: another upload of it is in progress");
     };
     let existing = fs::metadata(&real).ok();
@@ -398,6 +387,10 @@ fn store(s: &mut Session, arg: &str, append: bool) -> io::Result<()> {
         bound_key.map(|k| k.to_string()).unwrap_or("none".into()),
         state.as_str()
     );
+    // The state is recorded: free the file before the reply, so a client
+    // that reads 226 and at once writes the file on another connection
+    // does not get 450 busy.
+    drop(busy);
     match outcome {
         Outcome::Clean => {
             let note = match bound_key {

@@ -7,6 +7,7 @@
 
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -203,6 +204,29 @@ impl Session {
     /// Resolves a client path against the cwd.
     pub fn resolve(&self, arg: &str) -> Result<VPath, PathError> {
         self.cwd.resolve(arg)
+    }
+
+    /// Resolves `arg` and checks it against the jail (`follow_last`: see
+    /// [`super::paths::Jail::check`]); `root`, when given, is the reply for
+    /// a command that cannot act on `/`. On any refusal it replies and
+    /// returns None, so a command handler just returns.
+    pub fn target(
+        &mut self,
+        arg: &str,
+        follow_last: bool,
+        root: Option<(u16, &str)>,
+    ) -> io::Result<Option<(VPath, PathBuf)>> {
+        let v = match self.resolve(arg) {
+            Ok(v) => v,
+            Err(e) => return self.path_error(e).map(|_| None),
+        };
+        if let (true, Some((code, text))) = (v.is_root(), root) {
+            return self.reply(code, text).map(|_| None);
+        }
+        match self.shared.jail.check(&v, follow_last) {
+            Ok(real) => Ok(Some((v, real))),
+            Err(e) => self.path_error(e).map(|_| None),
+        }
     }
 
     fn command(&mut self, line: &str) -> io::Result<()> {

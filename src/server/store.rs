@@ -22,6 +22,7 @@ use std::sync::Mutex;
 use std::time::UNIX_EPOCH;
 
 use crate::key::Key;
+use crate::spool::journal::percent_decode;
 
 /// Whether an upload has been verified against its key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,23 +98,6 @@ fn esc(s: &str) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-fn unesc(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 fn set_line(path: &str, m: &FileMeta) -> String {
     let key = m.key.map(|k| format!("{:08X}", k.0)).unwrap_or("-".into());
     let st = match m.state {
@@ -154,7 +138,7 @@ fn parse_line(map: &mut HashMap<String, FileMeta>, line: &str) -> Option<()> {
     let mut it = line.split(' ');
     match it.next()? {
         "S" => {
-            let path = unesc(it.next()?)?;
+            let path = percent_decode(it.next()?)?;
             let key = match it.next()? {
                 "-" => None,
                 h => Some(Key(u32::from_str_radix(h, 16).ok()?)),
@@ -179,12 +163,12 @@ fn parse_line(map: &mut HashMap<String, FileMeta>, line: &str) -> Option<()> {
             );
         }
         "D" => {
-            let path = unesc(it.next()?)?;
+            let path = percent_decode(it.next()?)?;
             map.remove(&path);
         }
         "R" => {
-            let from = unesc(it.next()?)?;
-            let to = unesc(it.next()?)?;
+            let from = percent_decode(it.next()?)?;
+            let to = percent_decode(it.next()?)?;
             apply_rename(map, &from, &to);
         }
         _ => return None,
@@ -324,7 +308,7 @@ mod tests {
         assert_eq!(s.get("d/x"), None);
         assert_eq!(s.get("gone"), None);
         assert_eq!(s.get("stale"), None);
-        assert_eq!(unesc(&esc("é x%")).as_deref(), Some("é x%"));
+        assert_eq!(percent_decode(&esc("é x%")).as_deref(), Some("é x%"));
         Ok(())
     }
 }

@@ -65,7 +65,10 @@ fn escape(s: &str) -> String {
     out
 }
 
-fn unescape(s: &str) -> Option<String> {
+/// Decodes `%XX` escapes (any byte); None for a bad escape or a result
+/// that is not UTF-8. Shared with keyftpd's metadata log, whose escaping
+/// differs but whose decoding is the same.
+pub fn percent_decode(s: &str) -> Option<String> {
     let mut out = Vec::with_capacity(s.len());
     let b = s.as_bytes();
     let mut i = 0;
@@ -120,11 +123,11 @@ pub fn decode(text: &str) -> Option<JobRecord> {
         Some(v.to_string())
     };
     let id = field("id")?.parse().ok()?;
-    let remote_path = unescape(&field("path")?)?;
+    let remote_path = percent_decode(&field("path")?)?;
     let size = field("size")?.parse().ok()?;
     let crc = u32::from_str_radix(&field("crc")?, 16).ok()?;
     let state = field("state")?;
-    let reason = unescape(&field("reason")?)?;
+    let reason = percent_decode(&field("reason")?)?;
     let state = match state.as_str() {
         "open" => JobState::Open,
         "queued" => JobState::Queued,

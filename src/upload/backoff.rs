@@ -38,7 +38,7 @@ impl Backoff {
     /// The next delay: uniformly in [d/2, d], then d doubles up to the cap.
     pub fn next_delay(&mut self) -> Duration {
         let d = self.next;
-        self.next = (self.next * 2).min(self.max);
+        self.next = self.next.saturating_mul(2).min(self.max);
         let half = d / 2;
         let span = (d - half).as_micros() as u64 + 1;
         half + Duration::from_micros(self.random() % span)
@@ -64,5 +64,13 @@ mod tests {
             prev_max = prev_max.max(d);
         }
         assert!(prev_max <= Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_huge_cap_does_not_overflow() {
+        let mut b = Backoff::new(Duration::from_secs(u64::MAX / 4), Duration::MAX);
+        for _ in 0..4 {
+            let _ = b.next_delay();
+        }
     }
 }

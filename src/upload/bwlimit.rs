@@ -60,6 +60,8 @@ mod tests {
             b.acquire(20_000); // 400 kB total, 100 kB burst
         }
         let el = t.elapsed().as_secs_f64();
-        assert!((0.7..1.5).contains(&el), "{el}");
+        // Never faster than the rate allows; the upper bound only catches a
+        // broken bucket (sleeps overshoot on a loaded machine).
+        assert!((0.7..5.0).contains(&el), "{el}");
     }
 }

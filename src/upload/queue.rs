@@ -55,6 +55,20 @@ pub(crate) struct Picked {
     pub abort: Arc<AtomicBool>,
 }
 
+/// What is left until `deadline`, at most a second (waits re-check their
+/// condition); None once it has passed. A deadline too far away to
+/// represent (`Duration::MAX` as "forever") never passes.
+fn time_left(deadline: Option<Instant>) -> Option<Duration> {
+    let cap = Duration::from_secs(1);
+    match deadline {
+        None => Some(cap),
+        Some(d) => {
+            let left = d.saturating_duration_since(Instant::now());
+            (!left.is_zero()).then(|| left.min(cap))
+        }
+    }
+}
+
 impl Shared {
     pub fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -100,19 +114,18 @@ impl Shared {
 
     /// Sleeps `d`, waking early on abort or shutdown. True if it should stop.
     pub fn sleep_unless_aborted(&self, d: Duration, abort: &AtomicBool) -> bool {
-        let deadline = Instant::now() + d;
+        let deadline = Instant::now().checked_add(d);
         let mut st = self.lock();
         loop {
             if st.shutdown || abort.load(Ordering::SeqCst) {
                 return true;
             }
-            let now = Instant::now();
-            if now >= deadline {
+            let Some(left) = time_left(deadline) else {
                 return false;
-            }
+            };
             st = self
                 .cond
-                .wait_timeout(st, deadline - now)
+                .wait_timeout(st, left)
                 .map(|(g, _)| g)
                 .unwrap_or_else(|p| p.into_inner().0);
         }
@@ -141,13 +154,9 @@ impl Shared {
     /// fsync returns after the fs has seen the upload finish.
     pub fn complete(&self, p: &Picked) {
         let rec = {
-            let mut st = self.lock();
-            st.busy_paths.remove(&p.rec.remote_path);
-            if p.abort.load(Ordering::SeqCst) {
-                drop(st);
-                self.aborted_locked_out(p);
+            let Some(st) = self.end_attempt(p) else {
                 return;
-            }
+            };
             if let Err(e) = self.journal.remove(p.rec.id) {
                 log::error!("journal: cannot remove job {}: {e}", p.rec.id);
             }
@@ -166,6 +175,20 @@ impl Shared {
         }
         drop(st);
         self.cond.notify_all();
+    }
+
+    /// An attempt of `p` ended (verified or failed): frees its path and
+    /// returns the locked state, or None when the job was aborted meanwhile
+    /// (then it is requeued as by [`Shared::aborted`]).
+    fn end_attempt(&self, p: &Picked) -> Option<MutexGuard<'_, State>> {
+        let mut st = self.lock();
+        st.busy_paths.remove(&p.rec.remote_path);
+        if p.abort.load(Ordering::SeqCst) {
+            drop(st);
+            self.aborted_locked_out(p);
+            return None;
+        }
+        Some(st)
     }
 
     /// The attempt stopped because the job was cancelled, replaced or renamed
@@ -193,13 +216,9 @@ impl Shared {
 
     /// A permanent error: the job is recorded Failed, its data kept.
     pub fn failed(&self, p: &Picked, reason: &str) {
-        let mut st = self.lock();
-        st.busy_paths.remove(&p.rec.remote_path);
-        if p.abort.load(Ordering::SeqCst) {
-            drop(st);
-            self.aborted_locked_out(p);
+        let Some(mut st) = self.end_attempt(p) else {
             return;
-        }
+        };
         if let Some(j) = st.jobs.get_mut(&p.rec.id) {
             j.running = false;
             j.rec.state = JobState::Failed(reason.to_string());
@@ -354,7 +373,7 @@ impl Shared {
     }
 
     pub fn wait(&self, path: &str, timeout: Duration) -> Result<(), UploadError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now().checked_add(timeout);
         let mut st = self.lock();
         loop {
             let job = st
@@ -373,13 +392,12 @@ impl Shared {
             if st.shutdown {
                 return Err(UploadError::Cancelled);
             }
-            let now = Instant::now();
-            if now >= deadline {
+            let Some(left) = time_left(deadline) else {
                 return Err(UploadError::Timeout);
-            }
+            };
             st = self
                 .cond
-                .wait_timeout(st, (deadline - now).min(Duration::from_secs(1)))
+                .wait_timeout(st, left)
                 .map(|(g, _)| g)
                 .unwrap_or_else(|p| p.into_inner().0);
         }

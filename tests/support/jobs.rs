@@ -96,6 +96,15 @@ pub fn start_tuned(
     Started { up, done }
 }
 
+/// A generous deadline for polls: CI runs on two loaded cores, and a poll
+/// that succeeds returns at once anyway.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Waits (up to [`PATIENCE`]) until a job has sent more than `n` bytes.
+pub fn sent_more_than(up: &Uploader, n: u64) -> bool {
+    eventually(PATIENCE, || up.status().iter().any(|j| j.sent > n))
+}
+
 /// Polls `f` until true or the deadline; returns whether it became true.
 pub fn eventually(max: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + max;

@@ -15,6 +15,22 @@ pub const USER: &str = "u";
 /// Its password.
 pub const PASS: &str = "pw";
 
+/// A temp dir holding an empty `root/` to serve (a sibling path outside
+/// the root stays available for escape tests). Keep the TempDir alive.
+pub fn temp_root() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).expect("mkdir root");
+    (dir, root)
+}
+
+/// keyftpd with `extra` args on a fresh [`temp_root`].
+pub fn server(extra: &[&str]) -> (tempfile::TempDir, Keyftpd) {
+    let (dir, root) = temp_root();
+    let srv = Keyftpd::start(&root, extra);
+    (dir, srv)
+}
+
 /// A running keyftpd; killed (by PID) on drop.
 pub struct Keyftpd {
     child: Child,
@@ -215,16 +231,20 @@ impl Ctrl {
         self.read_reply()
     }
 
-    /// EPSV and connect the data socket.
-    pub fn data(&mut self) -> TcpStream {
+    /// EPSV: the data port the server announces.
+    pub fn epsv_port(&mut self) -> u16 {
         let (code, text) = self.cmd("EPSV");
         assert_eq!(code, 229, "{text}");
-        let port: u16 = text
-            .split("|||")
+        text.split("|||")
             .nth(1)
             .and_then(|t| t.split('|').next())
             .and_then(|p| p.parse().ok())
-            .expect("EPSV port");
+            .expect("EPSV port")
+    }
+
+    /// EPSV and connect the data socket.
+    pub fn data(&mut self) -> TcpStream {
+        let port = self.epsv_port();
         let addr = SocketAddr::new(self.w.peer_addr().expect("peer").ip(), port);
         let d = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("data connect");
         d.set_read_timeout(Some(Duration::from_secs(20)))
