@@ -22,17 +22,17 @@ use keyfs::faultproxy::{parse_size, FaultProxy, Faults, Stats};
 )]
 struct Args {
     /// Address to listen on (port 0 picks a free port).
-    #[arg(long, default_value = "127.0.0.1:0")]
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:0")]
     listen: SocketAddr,
     /// The FTP server to forward to.
-    #[arg(long)]
+    #[arg(long, value_name = "ADDR:PORT")]
     upstream: SocketAddr,
     /// Cut a data connection (TCP reset to the client) after this many upload
     /// bytes went through it (K/M/G suffixes allowed).
-    #[arg(long, value_parser = parse_size)]
+    #[arg(long, value_name = "N", value_parser = parse_size)]
     cut_after: Option<u64>,
     /// Number of cuts to make in total (0 = cut every upload that gets there).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, value_name = "K", default_value_t = 1)]
     cuts: u64,
     /// Also reset the session's control connection when cutting.
     #[arg(long)]
@@ -42,13 +42,13 @@ struct Args {
     #[arg(long)]
     reset_server: bool,
     /// Limit data connections to this many bytes per second, per direction.
-    #[arg(long, value_parser = parse_size)]
+    #[arg(long, value_name = "BYTES_PER_SEC", value_parser = parse_size)]
     throttle: Option<u64>,
     /// Exit by itself after this many seconds.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, value_name = "S", default_value_t = 300)]
     max_seconds: u64,
     /// Keep this file updated with `up_data=N down_data=N ... cuts=N`.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     stats: Option<PathBuf>,
 }
 

@@ -21,32 +21,32 @@ use keyfs::server::{hash_password, Accounts, Server, ServerConfig};
 struct Cli {
     #[command(subcommand)]
     cmd: Option<Cmd>,
-    /// Directory served as /.
-    #[arg(long)]
+    /// Directory served as / (required).
+    #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
     /// Control address, e.g. 0.0.0.0:21 or 127.0.0.1:0.
-    #[arg(long, default_value = "127.0.0.1:2121")]
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:2121")]
     listen: SocketAddr,
     /// The single account (password from KEYFTPD_PASSWORD).
-    #[arg(long, conflicts_with = "users")]
+    #[arg(long, value_name = "NAME", conflicts_with = "users")]
     user: Option<String>,
-    /// Accounts file: one `name:$6$...` line per account.
-    #[arg(long)]
+    /// Accounts file: one `name:$6$...` line per account (see `keyftpd hash-password`).
+    #[arg(long, value_name = "FILE")]
     users: Option<PathBuf>,
-    /// Also allow `anonymous`/`ftp` logins.
+    /// Also allow `anonymous`/`ftp` logins (read-only).
     #[arg(long)]
     anonymous: bool,
     /// Passive port range, A-B.
-    #[arg(long, value_parser = parse_range)]
+    #[arg(long, value_name = "A-B", value_parser = parse_range)]
     passive_ports: Option<(u16, u16)>,
     /// Maximum simultaneous sessions.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, value_name = "N", default_value_t = 64)]
     max_sessions: usize,
     /// Close control connections idle this many seconds.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
     idle_timeout: u64,
     /// Milliseconds to wait before answering a wrong password.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
     auth_delay_ms: u64,
     /// fsync every uploaded file before recording its state.
     #[arg(long)]

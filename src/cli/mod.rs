@@ -59,7 +59,7 @@ pub struct MountArgs {
     pub url: String,
     /// An existing directory to mount on.
     pub mountpoint: PathBuf,
-    /// Spool directory [default: $XDG_CACHE_HOME/keyfs/<host_port_user_path>, from the URL alone].
+    /// Spool directory [default: $XDG_CACHE_HOME/keyfs/HOST_PORT_USER_PATH-HASH (or ~/.cache/keyfs/...), from the URL alone].
     #[arg(long, value_name = "DIR")]
     pub spool: Option<PathBuf>,
     /// Cap on upload bandwidth in bytes per second, shared by all workers (e.g. 8M, 512K).
@@ -81,7 +81,7 @@ pub struct MountArgs {
     pub password_file: Option<PathBuf>,
     /// Resume policy on servers without KEY or a checksum command: `safe`
     /// restarts from 0; `trust-size` resumes at the server's size.
-    #[arg(long, value_enum, default_value_t = ResumeArg::Safe, require_equals = false)]
+    #[arg(long, value_name = "POLICY", value_enum, default_value_t = ResumeArg::Safe, require_equals = false)]
     pub resume: ResumeArg,
 }
 
