@@ -109,7 +109,9 @@ fn serve(cli: Cli) -> Result<(), String> {
     cfg.auth_fail_delay = Duration::from_millis(cli.auth_delay_ms);
     cfg.fsync_files = cli.fsync;
     let root_shown = cfg.root.display().to_string();
-    let server = Server::bind(cfg).map_err(|e| format!("cannot start on {root_shown}: {e}"))?;
+    let listen = cli.listen;
+    let server =
+        Server::bind(cfg).map_err(|e| format!("cannot serve {root_shown} on {listen}: {e}"))?;
     install_signals();
     let stopper = server.stopper();
     std::thread::spawn(move || loop {
