@@ -151,6 +151,17 @@ fn describe(e: &FsError, ep: &Endpoint) -> String {
         FsError::Remote(RemoteError::Reply { code: 550, text }) => {
             format!("{at}: cannot open directory {}: 550 {text}", ep.root)
         }
+        FsError::Remote(RemoteError::Io(io))
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            format!(
+                "cannot reach {at}: no FTP answer within {} seconds",
+                CONNECT_TIMEOUT.as_secs()
+            )
+        }
         FsError::Remote(RemoteError::Io(io)) => format!("cannot reach {at}: {io}"),
         FsError::Remote(r) => format!("{at}: {r}"),
         FsError::Io(io) => format!("spool: {io}"),
