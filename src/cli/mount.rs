@@ -51,10 +51,24 @@ fn prepare(_fg: bool, args: &MountArgs) -> Result<Plan, String> {
                 args.mountpoint.display()
             ))
         }
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            return Err(format!(
+                "mountpoint {0}: a dead FUSE mount is still there (run fusermount3 -u {0})",
+                args.mountpoint.display()
+            ))
+        }
         Err(e) => return Err(format!("mountpoint {}: {e}", args.mountpoint.display())),
     }
     let mountpoint = std::fs::canonicalize(&args.mountpoint)
         .map_err(|e| format!("mountpoint {}: {e}", args.mountpoint.display()))?;
+    if let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") {
+        if let Some(fstype) = fuse_mount_at(&info, &mountpoint) {
+            return Err(format!(
+                "{} is already mounted ({fstype}); unmount it first with fusermount3 -u",
+                mountpoint.display()
+            ));
+        }
+    }
     let (user, pass) = password::resolve(
         &u,
         std::env::var("KEYFS_PASSWORD").ok(),
@@ -94,6 +108,74 @@ fn prepare(_fg: bool, args: &MountArgs) -> Result<Plan, String> {
         fuse,
         writeback,
     })
+}
+
+/// The FUSE filesystem type mounted exactly at `dir`, from
+/// `/proc/self/mountinfo` text (paths there escape blanks as `\040`).
+fn fuse_mount_at(mountinfo: &str, dir: &Path) -> Option<String> {
+    let want = dir.to_str()?;
+    mountinfo.lines().find_map(|line| {
+        let (pre, post) = line.split_once(" - ")?;
+        let point = unescape_mountinfo(pre.split(' ').nth(4)?);
+        let fstype = post.split(' ').next()?;
+        (point == want && fstype.starts_with("fuse")).then(|| fstype.to_string())
+    })
+}
+
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let oct = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], oct) {
+            (b'\\', Some(d)) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Takes `<spool>/lock` (flock, held for the daemon's life): two daemons
+/// replaying one journal would upload the same jobs twice and drop each
+/// other's spooled copies.
+fn lock_spool(spool: &Path) -> Result<std::fs::File, String> {
+    use std::io::{Read, Seek};
+    use std::os::fd::AsRawFd;
+    let shown = spool.display();
+    std::fs::create_dir_all(spool).map_err(|e| format!("spool {shown}: {e}"))?;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(spool.join("lock"))
+        .map_err(|e| format!("spool {shown}: {e}"))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            let mut pid = String::new();
+            let _ = f.read_to_string(&mut pid);
+            return Err(format!(
+                "spool {shown} is in use by another keyfs (pid {})",
+                pid.trim()
+            ));
+        }
+        return Err(format!("spool {shown}: cannot lock: {err}"));
+    }
+    let pid = std::process::id();
+    let _ = f.set_len(0).and_then(|_| f.rewind());
+    let _ = writeln!(f, "{pid}");
+    Ok(f)
 }
 
 fn absolute(p: &Path) -> Result<PathBuf, String> {
@@ -196,6 +278,7 @@ fn serve(plan: Plan, ready: &mut Option<std::fs::File>) -> Result<(), String> {
     let set = block_signals();
     let ep = plan.cfg.endpoint.clone();
     let spool = plan.cfg.spool_dir.clone();
+    let _lock = lock_spool(&spool)?;
     let core: Arc<Core> = Core::start(plan.cfg).map_err(|e| describe(&e, &ep))?;
     for rec in &core.kept_open {
         log::warn!(
@@ -329,6 +412,27 @@ fn daemonize(plan: Plan) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn finds_fuse_mounts_in_mountinfo() {
+        let info = "36 35 98:0 / /mnt/a\\040b rw,noatime master:1 - fuse keyfs rw\n\
+                    37 35 98:0 / /mnt/c rw - ext4 /dev/sda1 rw\n";
+        let at = |p: &str| super::fuse_mount_at(info, std::path::Path::new(p));
+        assert_eq!(at("/mnt/a b").as_deref(), Some("fuse"));
+        assert_eq!(at("/mnt/c"), None);
+        assert_eq!(at("/mnt/a"), None);
+    }
+
+    #[test]
+    fn a_spool_is_locked_once() {
+        let d = tempfile::tempdir().unwrap();
+        let first = super::lock_spool(d.path()).unwrap();
+        let err = super::lock_spool(d.path()).unwrap_err();
+        assert!(err.contains("in use by another keyfs"), "{err}");
+        assert!(err.contains(&std::process::id().to_string()), "{err}");
+        drop(first);
+        assert!(super::lock_spool(d.path()).is_ok());
+    }
+
     use super::*;
 
     #[test]

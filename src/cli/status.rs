@@ -3,11 +3,32 @@
 //! one, else what the spool's journal holds, read directly (records are
 //! replaced atomically, so this works while a daemon runs too).
 
+use std::fmt::Write as _;
+use std::io::Write as _;
+
 use keyfs::spool::journal::{JobState, Journal};
+
+/// `writeln!` into a String cannot fail.
+macro_rules! outln {
+    ($out:expr, $($arg:tt)*) => {{
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
 
 use super::{password, spooldir, url, StatusArgs};
 
 pub fn run(args: StatusArgs) -> Result<(), String> {
+    let text = render(args)?;
+    // `keyfs status | head -2` closes the pipe early: that is not an error.
+    match std::io::stdout().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("stdout: {e}")),
+        _ => Ok(()),
+    }
+}
+
+/// The whole report, built first so that printing it is one write.
+fn render(args: StatusArgs) -> Result<String, String> {
+    let mut out = String::new();
     let spool = match (args.spool, args.url) {
         (Some(s), _) => s,
         (None, Some(u)) => {
@@ -31,7 +52,7 @@ pub fn run(args: StatusArgs) -> Result<(), String> {
         return Err(format!("no spool at {}", spool.display()));
     }
     if let Some((pid, text)) = super::live::read_fresh(&spool) {
-        println!("spool: {}", spool.display());
+        outln!(out, "spool: {}", spool.display());
         let mut lines = text.lines();
         let sent = lines
             .next()
@@ -40,27 +61,30 @@ pub fn run(args: StatusArgs) -> Result<(), String> {
                     .find_map(|w| w.strip_prefix("bytes_sent="))
             })
             .unwrap_or("?");
-        println!("daemon: running (pid {pid}), {sent} bytes uploaded since mount");
+        outln!(
+            out,
+            "daemon: running (pid {pid}), {sent} bytes uploaded since mount"
+        );
         let mut any = false;
         for l in lines {
-            println!("{l}");
+            outln!(out, "{l}");
             any = true;
         }
         if !any {
-            println!("no pending uploads");
+            outln!(out, "no pending uploads");
         }
-        return Ok(());
+        return Ok(out);
     }
     let journal = Journal::open(&spool).map_err(|e| format!("{}: {e}", spool.display()))?;
     let mut recs = journal
         .load_all()
         .map_err(|e| format!("{}: cannot read the journal: {e}", spool.display()))?;
     recs.sort_by_key(|r| r.id);
-    println!("spool: {}", spool.display());
-    println!("daemon: not running (from the journal)");
+    outln!(out, "spool: {}", spool.display());
+    outln!(out, "daemon: not running (from the journal)");
     if recs.is_empty() {
-        println!("no pending uploads");
-        return Ok(());
+        outln!(out, "no pending uploads");
+        return Ok(out);
     }
     for r in recs {
         let state = match &r.state {
@@ -70,10 +94,15 @@ pub fn run(args: StatusArgs) -> Result<(), String> {
             }
             JobState::Failed(why) => format!("failed: {why}"),
         };
-        println!(
+        outln!(
+            out,
             "{:>6} {:>12} 0x{:08X} {}  [{}]",
-            r.id, r.size, r.crc, r.remote_path, state
+            r.id,
+            r.size,
+            r.crc,
+            r.remote_path,
+            state
         );
     }
-    Ok(())
+    Ok(out)
 }
