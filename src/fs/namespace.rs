@@ -47,6 +47,62 @@ impl Core {
         self.lock().invalidate(parent_of(path));
     }
 
+    /// Moves the queued (sealed) version of `ino` from `old` to `new` as a
+    /// fresh job (its data hard-linked under a new id), then cancels the
+    /// job at `old`. The caller holds `order` and the state lock.
+    ///
+    /// Why not [`Uploader::rename`](crate::upload::Uploader::rename): the
+    /// uploader commits a verified upload (drops its record and data)
+    /// before `on_complete` tells the fs, so a rename in between sees the
+    /// version still queued while the server already holds it complete
+    /// under `old`; renaming the job then resurrects its record and the fs
+    /// deletes the fresh upload at `old`. Here the commit shows in the
+    /// spool itself: no record or no data under the old id means the
+    /// server holds the version complete at `old` (`Ok(false)`: move the
+    /// server copy instead); once linked, the data is ours whatever the
+    /// old job does, and at worst it is uploaded once more.
+    fn requeue_as(
+        &self,
+        st: &mut super::State,
+        ino: u64,
+        old: &str,
+        new: &str,
+    ) -> std::io::Result<bool> {
+        let Some(l) = st.pending.get_mut(&ino) else {
+            return Ok(false);
+        };
+        let rec = match self.journal.load(l.id)? {
+            None => return Ok(false),
+            Some(r) if r.state == JobState::Open => {
+                return Err(std::io::Error::other("its record is still Open"))
+            }
+            Some(r) => r,
+        };
+        let id = self.journal.next_id()?;
+        let data = self.journal.data_path(id);
+        match std::fs::hard_link(self.journal.data_path(l.id), &data) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        let submitted = self.uploader.submit(JobRecord {
+            id,
+            remote_path: new.to_string(),
+            state: JobState::Queued,
+            ..rec
+        });
+        if let Err(e) = submitted {
+            let _ = std::fs::remove_file(&data);
+            return Err(e);
+        }
+        // Drops the old record and its data link (ours stays), and stops
+        // an upload in flight; a late `on_complete` of the old id finds
+        // no version of ours.
+        self.uploader.cancel(old);
+        l.id = id;
+        Ok(true)
+    }
+
     pub(super) fn path_of(&self, ino: u64) -> FsResult<String> {
         self.lock()
             .inodes
@@ -340,10 +396,10 @@ impl Core {
                 .is_some();
             (moved, replaced)
         };
-        // A file with a local version is moved by the uploader (it aborts
-        // an upload in flight, which drops its partial at the old name);
-        // an older copy on the server is deleted afterwards. Renaming the
-        // server copy instead would race with that upload.
+        // A file with a local version is requeued under the new name (its
+        // upload in flight, if any, stops) and whatever the server has at
+        // the old name is deleted afterwards; renaming the server copy
+        // instead would race with that upload.
         let is_local_file = moved.len() == 1 && moved[0].1 == from;
         if !is_local_file {
             let on_server = self.remote_entry(&from)?.is_some();
@@ -392,6 +448,7 @@ impl Core {
             st.inodes.rename(&from, &to);
             for (ino, old) in &moved {
                 let new = format!("{to}{}", &old[from.len()..]);
+                let status = st.pending.get(ino).map(|l| l.status);
                 // A file still open for writing: its `Open` record names the
                 // new path, so a crash reports the name the file has now.
                 if let Some(l) = st.pending.get(ino).filter(|l| l.status == Status::Writing) {
@@ -405,6 +462,29 @@ impl Core {
                     if let Err(e) = self.journal.record(&rec) {
                         log::warn!("journal: cannot record the rename of job {}: {e}", l.id);
                     }
+                }
+                if is_local_file && !uploaded_meanwhile && status == Some(Status::Queued) {
+                    match self.requeue_as(&mut st, *ino, old, &new) {
+                        Ok(true) => continue,
+                        // The uploader committed it under the old name.
+                        Ok(false) => {
+                            uploaded_meanwhile = true;
+                            continue;
+                        }
+                        Err(e) => {
+                            log::warn!("{old}: cannot requeue as {new} ({e}); renaming the job");
+                        }
+                    }
+                }
+                if is_local_file && (uploaded_meanwhile || status == Some(Status::Writing)) {
+                    // Nothing of ours is queued under `old` any more (or
+                    // only an older version, which the seal replaces):
+                    // renaming a job that just committed would write its
+                    // record back.
+                    if status == Some(Status::Writing) {
+                        self.uploader.rename(old, &new);
+                    }
+                    continue;
                 }
                 self.uploader.rename(old, &new);
             }
