@@ -39,7 +39,7 @@ impl Core {
         if !self.uploader.wait_idle(path, IDLE_WAIT) {
             log::warn!("{path}: the stopped upload did not let go in time");
         }
-        match self.conns.ns(|s| s.delete(path)) {
+        match self.while_busy(|| self.conns.ns(|s| s.delete(path))) {
             Ok(()) => {}
             Err(e) if e.to_errno() == libc::ENOENT => {}
             Err(e) => log::warn!("{path}: removing the server copy failed: {e}"),
@@ -101,6 +101,25 @@ impl Core {
         self.uploader.cancel(old);
         l.id = id;
         Ok(true)
+    }
+
+    /// Runs a namespace command again while the server answers 450 (file
+    /// busy): the STOR of an upload we just stopped holds the name on the
+    /// server until that session has seen its data connection close, a
+    /// little after our worker has let go. Bounded by [`IDLE_WAIT`].
+    fn while_busy(
+        &self,
+        mut f: impl FnMut() -> Result<(), crate::remote::RemoteError>,
+    ) -> Result<(), crate::remote::RemoteError> {
+        let deadline = Instant::now() + IDLE_WAIT;
+        loop {
+            match f() {
+                Err(e) if e.code() == Some(450) && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                r => return r,
+            }
+        }
     }
 
     pub(super) fn path_of(&self, ino: u64) -> FsResult<String> {
@@ -399,17 +418,19 @@ impl Core {
         // A file with a local version is requeued under the new name (its
         // upload in flight, if any, stops) and whatever the server has at
         // the old name is deleted afterwards; renaming the server copy
-        // instead would race with that upload.
+        // instead would race with that upload. Anything else (a directory,
+        // a server-only file) is renamed on the server, after a replaced
+        // local version's upload has let go of `to`.
         let is_local_file = moved.len() == 1 && moved[0].1 == from;
-        if !is_local_file {
+        let on_server = if is_local_file {
+            false
+        } else {
             let on_server = self.remote_entry(&from)?.is_some();
             if moved.is_empty() && !on_server {
                 return Err(errno(libc::ENOENT));
             }
-            if on_server {
-                self.conns.ns(|s| s.rename(&from, &to))?;
-            }
-        }
+            on_server
+        };
         if replaced {
             self.uploader.cancel(&to);
             let mut st = self.lock();
@@ -430,6 +451,15 @@ impl Core {
                     }
                 }
             }
+        }
+        if on_server {
+            // The stopped upload of the file this replaces must let go of
+            // `to` before the server copy moves there: a STOR it already
+            // sent truncates `to` when the server opens it.
+            if replaced && !self.uploader.wait_idle(&to, IDLE_WAIT) {
+                log::warn!("{to}: the stopped upload did not let go in time");
+            }
+            self.while_busy(|| self.conns.ns(|s| s.rename(&from, &to)))?;
         }
         // The local version's upload may finish while we get here: then the
         // server holds it complete under `from` and it must move there too.
@@ -493,7 +523,12 @@ impl Core {
             st.invalidate(&from);
         }
         if uploaded_meanwhile {
-            let r = self.conns.ns(|s| s.rename(&from, &to));
+            // A stopped upload of the file this replaces must let go of
+            // `to` first: its STOR truncates `to` when it opens it.
+            if replaced && !self.uploader.wait_idle(&to, IDLE_WAIT) {
+                log::warn!("{to}: the stopped upload did not let go in time");
+            }
+            let r = self.while_busy(|| self.conns.ns(|s| s.rename(&from, &to)));
             self.lock().invalidate(parent_of(&to));
             r?;
         } else if is_local_file {
