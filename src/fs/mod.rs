@@ -135,11 +135,15 @@ struct State {
     handles: HashMap<u64, Arc<Handle>>,
     next_fh: u64,
     dirs: HashMap<String, (Instant, Arc<Vec<RemoteEntry>>)>,
+    /// Bumped by every invalidation: a listing fetched across one may
+    /// predate the change (an upload that landed) and is not cached.
+    dirs_gen: u64,
 }
 
 impl State {
     fn invalidate(&mut self, dir: &str) {
         self.dirs.remove(dir);
+        self.dirs_gen += 1;
     }
     fn add_handle(&mut self, h: Handle) -> u64 {
         self.next_fh += 1;

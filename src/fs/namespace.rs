@@ -142,14 +142,28 @@ impl Core {
                 return Ok(list.clone());
             }
         }
-        let list = Arc::new(self.conns.ns(|s| s.list(dir))?);
-        let mut st = self.lock();
-        if st.dirs.len() >= DIR_CACHE_MAX {
-            st.dirs.clear();
+        // An upload that lands while we list drops its local version and
+        // invalidates: a listing taken across that may miss the file, so
+        // it is taken again (a few times at most) rather than trusted.
+        let mut tries = 0;
+        loop {
+            let gen = self.lock().dirs_gen;
+            let list = Arc::new(self.conns.ns(|s| s.list(dir))?);
+            let mut st = self.lock();
+            tries += 1;
+            if st.dirs_gen != gen {
+                if tries < 4 {
+                    continue;
+                }
+                return Ok(list);
+            }
+            if st.dirs.len() >= DIR_CACHE_MAX {
+                st.dirs.clear();
+            }
+            st.dirs
+                .insert(dir.to_string(), (Instant::now(), list.clone()));
+            return Ok(list);
         }
-        st.dirs
-            .insert(dir.to_string(), (Instant::now(), list.clone()));
-        Ok(list)
     }
 
     /// The server's entry for `path`, `None` when absent.
