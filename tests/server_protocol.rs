@@ -365,3 +365,62 @@ fn a_file_is_free_once_its_upload_is_answered() {
         assert_eq!(b.read_reply().0, 226, "round {i}");
     }
 }
+
+/// RNTO onto a file with an upload in progress is refused (450): the upload,
+/// even a stopped one, would otherwise end after the rename and record its
+/// key over the renamed file's. Once the upload is answered, RNTO works.
+/// A source that became busy between RNFR and RNTO is refused as well.
+#[test]
+fn rnto_onto_a_busy_target_is_refused() {
+    let (_d, srv) = server(&[]);
+    let mut b = srv.login();
+    assert_eq!(b.upload("STOR x.bin", b"the x file").0, 226);
+
+    let mut a = srv.login();
+    let mut d = a.data();
+    assert_eq!(a.cmd("STOR busy.bin").0, 150);
+    d.write_all(b"slow ").expect("send");
+
+    assert_eq!(b.cmd("RNFR x.bin").0, 350);
+    let (code, text) = b.cmd("RNTO busy.bin");
+    assert_eq!(code, 450, "{text}");
+    assert_eq!(
+        std::fs::read(srv.root.join("x.bin")).ok(),
+        Some(b"the x file".to_vec()),
+        "the source is untouched"
+    );
+    // The refused RNTO used up the RNFR.
+    assert_eq!(b.cmd("RNTO busy.bin").0, 503);
+
+    d.write_all(b"upload").expect("send");
+    drop(d);
+    assert_eq!(a.read_reply().0, 226);
+    assert_eq!(
+        std::fs::read(srv.root.join("busy.bin")).ok(),
+        Some(b"slow upload".to_vec())
+    );
+
+    assert_eq!(b.cmd("RNFR x.bin").0, 350);
+    let (code, text) = b.cmd("RNTO busy.bin");
+    assert_eq!(code, 250, "{text}");
+    assert_eq!(
+        std::fs::read(srv.root.join("busy.bin")).ok(),
+        Some(b"the x file".to_vec())
+    );
+    assert!(!srv.root.join("x.bin").exists());
+
+    // The source becomes busy after RNFR.
+    assert_eq!(b.cmd("RNFR busy.bin").0, 350);
+    let mut d = a.data();
+    assert_eq!(a.cmd("APPE busy.bin").0, 150);
+    let (code, text) = b.cmd("RNTO y.bin");
+    assert_eq!(code, 450, "{text}");
+    d.write_all(b"!").expect("send");
+    drop(d);
+    assert_eq!(a.read_reply().0, 226);
+    assert!(!srv.root.join("y.bin").exists());
+    assert_eq!(
+        std::fs::read(srv.root.join("busy.bin")).ok(),
+        Some(b"the x file!".to_vec())
+    );
+}

@@ -341,3 +341,67 @@ fn bwlimit_caps_the_rate() {
     assert!(el < 15.0, "{el}");
     s.up.shutdown();
 }
+
+/// A rename in the moment between the uploader dropping a verified job's
+/// record and the fs hearing of it (`on_complete`) must not move the job:
+/// writing its record back under the new name would upload it again at the
+/// next start, with its spooled data already gone ("spool data missing").
+#[test]
+fn rename_while_completing_writes_no_record_back() {
+    use std::sync::mpsc;
+    use std::sync::{Arc, Mutex};
+
+    let srv = InProc::start();
+    let spool = Spool::new();
+    let (entered_tx, entered_rx) = mpsc::channel::<String>();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let entered_tx = Mutex::new(entered_tx);
+    let release_rx = Mutex::new(release_rx);
+    let on_complete = move |r: &keyfs::spool::journal::JobRecord| {
+        let _ = entered_tx.lock().unwrap().send(r.remote_path.clone());
+        // Hold the uploader inside on_complete until the test has renamed.
+        let _ = release_rx.lock().unwrap().recv_timeout(WAIT);
+    };
+    let cfg = keyfs::upload::UploadConfig {
+        endpoint: srv.ep(),
+        workers: 1,
+        bwlimit: None,
+        policy: Policy::Safe,
+        on_complete: Some(Arc::new(on_complete)),
+    };
+    let up =
+        keyfs::upload::Uploader::start_tuned(cfg, spool.journal.clone(), support::jobs::tuning())
+            .expect("start");
+    let d = data(200_000, 50);
+    up.submit(spool.job("a.bin", &d)).unwrap();
+    let done = entered_rx.recv_timeout(WAIT).expect("on_complete called");
+    assert_eq!(done, "a.bin");
+
+    // In the gap: the fs has not seen the upload finish yet.
+    assert!(
+        up.wait("a.bin", Duration::from_millis(300)).is_err(),
+        "wait returns only after on_complete"
+    );
+    let moved = up.rename("a.bin", "b.bin");
+    assert!(moved.is_empty(), "a done job is not renamed: {moved:?}");
+    up.cancel("a.bin");
+    let left = spool.journal.load_all().unwrap();
+    assert!(left.is_empty(), "no record written back: {left:?}");
+    assert!(up.status().is_empty(), "nothing pending: {:?}", up.status());
+
+    release_tx.send(()).unwrap();
+    up.wait("a.bin", WAIT).expect("done");
+    up.wait("b.bin", WAIT)
+        .expect("nothing pending under the new name");
+    up.shutdown();
+    assert_eq!(srv.read("a.bin"), d);
+
+    // A new uploader on the same journal uploads nothing again.
+    let s = start(srv.ep(), &spool, 1, None, Policy::Safe);
+    assert!(s.up.status().is_empty(), "{:?}", s.up.status());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(s.up.bytes_sent(), 0);
+    assert!(s.done.lock().unwrap().is_empty());
+    assert!(!srv.root.path().join("b.bin").exists());
+    s.up.shutdown();
+}

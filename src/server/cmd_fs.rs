@@ -1,7 +1,9 @@
 //! Namespace commands: PWD CWD CDUP MKD RMD DELE RNFR RNTO SIZE MDTM.
 //!
 //! DELE drops a file's key metadata; RNFR/RNTO moves it (for a directory,
-//! the metadata of everything below it).
+//! the metadata of everything below it). A file with an upload in progress
+//! can be neither deleted nor renamed, nor renamed onto (450): the upload
+//! would record its key over the moved file's when it ends.
 
 use std::fs;
 use std::io;
@@ -124,6 +126,23 @@ pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
             if to.rel().starts_with(&format!("{}/", from.rel())) {
                 return s.reply(553, "Cannot move a directory into itself");
             }
+            // Hold both names for the rename, as an upload does: a busy
+            // target would have its key metadata overwritten when its
+            // (maybe stopped) upload finishes, and a source may have become
+            // busy since RNFR.
+            let shared = s.shared.clone();
+            let (from_rel, to_rel) = (from.rel(), to.rel());
+            let Some(_to_guard) = shared.claim(&to_rel) else {
+                return s.reply(450, "Target busy: an upload of it is in progress");
+            };
+            let _from_guard = if from_rel == to_rel {
+                None
+            } else {
+                match shared.claim(&from_rel) {
+                    Some(g) => Some(g),
+                    None => return s.reply(450, "File busy: an upload of it is in progress"),
+                }
+            };
             match fs::rename(&rf, &rt) {
                 Ok(()) => {
                     if let Err(e) = s.shared.store.rename(&from.rel(), &to.rel()) {

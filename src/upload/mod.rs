@@ -146,8 +146,10 @@ impl Uploader {
         self.shared.cancel(remote_path)
     }
     /// The pending file was renamed in the mount: upload it under the new name.
-    /// Jobs under a renamed directory follow it.
-    pub fn rename(&self, from: &str, to: &str) {
+    /// Jobs under a renamed directory follow it. Returns the records as
+    /// renamed (empty when nothing pending was there: a job that has just
+    /// been uploaded and verified is not moved, nor written back).
+    pub fn rename(&self, from: &str, to: &str) -> Vec<JobRecord> {
         self.shared.rename(from, to)
     }
     /// For fsync: waits until the job for `remote_path` is uploaded and verified.

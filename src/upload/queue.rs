@@ -32,6 +32,10 @@ pub(crate) struct State {
     /// Remote paths a worker is uploading; a second job for the same path
     /// waits, so an aborted old upload never races its replacement.
     pub busy_paths: HashSet<String>,
+    /// Verified jobs (id, remote path) whose `on_complete` is still running:
+    /// already out of `jobs` and the journal (so rename/cancel no longer see
+    /// them), but `wait` keeps waiting until the fs has seen them finish.
+    pub completing: Vec<(u64, String)>,
     pub shutdown: bool,
 }
 
@@ -149,31 +153,39 @@ impl Shared {
         self.lock().jobs.get(&id).map(|j| j.rec.remote_path.clone())
     }
 
-    /// The upload of `p` is verified: drop the record and the spooled data,
-    /// tell the fs (`on_complete`), and only then wake `wait`ers, so an
-    /// fsync returns after the fs has seen the upload finish.
+    /// The upload of `p` is verified: drop the record and the spooled data
+    /// and take the job out of `jobs` in one locked step (so a rename or
+    /// cancel either happens before, and aborted this attempt, or sees no
+    /// job at all), tell the fs (`on_complete`), and only then wake `wait`ers,
+    /// so an fsync returns after the fs has seen the upload finish.
     pub fn complete(&self, p: &Picked) {
         let rec = {
-            let Some(st) = self.end_attempt(p) else {
+            let Some(mut st) = self.end_attempt(p) else {
                 return;
             };
+            let ours = st
+                .jobs
+                .get(&p.rec.id)
+                .is_some_and(|j| Arc::ptr_eq(&j.abort, &p.abort));
+            if !ours {
+                // Replaced meanwhile: the new content still has to go.
+                drop(st);
+                self.aborted_locked_out(p);
+                return;
+            }
             if let Err(e) = self.journal.remove(p.rec.id) {
                 log::error!("journal: cannot remove job {}: {e}", p.rec.id);
             }
-            st.jobs.get(&p.rec.id).map(|j| j.rec.clone())
+            let rec = st.jobs.remove(&p.rec.id).map(|j| j.rec);
+            if let Some(r) = &rec {
+                st.completing.push((r.id, r.remote_path.clone()));
+            }
+            rec
         };
         if let (Some(rec), Some(cb)) = (&rec, &self.on_complete) {
             cb(rec);
         }
-        let mut st = self.lock();
-        let ours = st
-            .jobs
-            .get(&p.rec.id)
-            .is_some_and(|j| Arc::ptr_eq(&j.abort, &p.abort));
-        if ours {
-            st.jobs.remove(&p.rec.id);
-        }
-        drop(st);
+        self.lock().completing.retain(|(id, _)| *id != p.rec.id);
         self.cond.notify_all();
     }
 
@@ -333,12 +345,17 @@ impl Shared {
         self.cond.notify_all();
     }
 
-    /// Renames pending jobs at `from` (or under it, for a directory).
-    pub fn rename(&self, from: &str, to: &str) {
+    /// Renames pending jobs at `from` (or under it, for a directory) and
+    /// returns their records as renamed. A job that is done (verified and
+    /// gone from `jobs`) or whose record is no longer in the journal is left
+    /// alone: writing its record back would upload it again at the next
+    /// start, with its data already dropped.
+    pub fn rename(&self, from: &str, to: &str) -> Vec<JobRecord> {
         let mut st = self.lock();
         let prefix = format!("{}/", from.trim_end_matches('/'));
         let State { jobs, queue, .. } = &mut *st;
         let mut changed = Vec::new();
+        let mut moved = Vec::new();
         // Records left `Open` by a crashed daemon belong to the fs: never
         // touched here (kept and reported, neither uploaded nor deleted).
         for j in jobs.values_mut().filter(|j| j.rec.state != JobState::Open) {
@@ -349,6 +366,21 @@ impl Shared {
             } else {
                 continue;
             };
+            match self.journal.load(j.rec.id) {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    log::warn!(
+                        "journal: job {} ({}) has no record any more; not renaming it",
+                        j.rec.id,
+                        j.rec.remote_path
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    log::error!("journal: cannot read job {}: {e}", j.rec.id);
+                    continue;
+                }
+            }
             j.rec.remote_path = new_path;
             if matches!(j.rec.state, JobState::Failed(_)) {
                 // A new name may fix a permanent error (553 bad name).
@@ -357,6 +389,7 @@ impl Shared {
             if let Err(e) = self.journal.record(&j.rec) {
                 log::error!("journal: cannot record rename of job {}: {e}", j.rec.id);
             }
+            moved.push(j.rec.clone());
             if j.running {
                 j.abort.store(true, Ordering::SeqCst);
             } else if j.rec.state == JobState::Queued {
@@ -370,6 +403,7 @@ impl Shared {
         }
         drop(st);
         self.cond.notify_all();
+        moved
     }
 
     pub fn wait(&self, path: &str, timeout: Duration) -> Result<(), UploadError> {
@@ -381,8 +415,10 @@ impl Shared {
                 .values()
                 .filter(|j| j.rec.remote_path == path && j.rec.state != JobState::Open)
                 .max_by_key(|j| j.rec.id);
+            let completing = st.completing.iter().any(|(_, p)| p == path);
             match job {
-                None => return Ok(()),
+                None if !completing => return Ok(()),
+                None => {}
                 Some(j) => {
                     if let JobState::Failed(r) = &j.rec.state {
                         return Err(UploadError::Permanent(r.clone()));
