@@ -94,7 +94,11 @@ kf_unmount() {
 # Stops everything in the registry (idempotent). Safe to call from a trap.
 kf_cleanup() {
     [[ -n $KF_STATE && -d $KF_STATE ]] || return 0
-    local line
+    local line sub
+    # Nested registries (a script run by a test, with KF_STATE=$KF_STATE/x).
+    for sub in "$KF_STATE"/*/; do
+        [[ -d $sub ]] && (KF_STATE=${sub%/} && kf_cleanup)
+    done
     # Mounts first (a daemon exits when unmounted), newest first.
     if [[ -s $KF_STATE/mounts ]]; then
         tac "$KF_STATE/mounts" | while read -r line; do kf_unmount "$line"; done
@@ -371,3 +375,9 @@ kf_proxy_url() { printf 'ftp://%s@127.0.0.1:%s/\n' "$FTP_USER" "$1"; }
 kf_assert_le() { (($1 <= $2)) || kf_fail "$3 ($1 > $2)"; }
 
 kf_state
+# A registry created here (not handed down by scripts/test) is ours to
+# clean up, even if the script dies before it calls kf_trap_cleanup.
+if [[ ${KF_STATE_OWNED:-0} == 1 ]]; then
+    kf_trap_cleanup
+fi
+true
