@@ -241,6 +241,25 @@ impl Core {
         }
     }
 
+    /// Like [`read`](Self::read), but hands the bytes to `answer` as a
+    /// slice: a remote stream answers from its window without a copy.
+    pub fn read_with<T>(
+        &self,
+        fh: u64,
+        offset: u64,
+        size: u32,
+        answer: impl FnOnce(&[u8]) -> T,
+    ) -> FsResult<T> {
+        let h = self.handle(fh)?;
+        match &*h {
+            Handle::Remote { reader } => {
+                let mut r = reader.lock().unwrap_or_else(|e| e.into_inner());
+                Ok(r.read_with(&self.conns, offset, size as usize, answer)?)
+            }
+            _ => Ok(answer(&self.read(fh, offset, size)?)),
+        }
+    }
+
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
         let h = self.handle(fh)?;
         let Handle::Write { ino, append } = &*h else {

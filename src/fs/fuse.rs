@@ -216,9 +216,16 @@ impl Filesystem for KeyFs {
         reply: ReplyData,
     ) {
         let core = self.core.clone();
-        let read = move || match core.read(fh.0, offset, size) {
-            Ok(d) => reply.data(&d),
-            Err(e) => reply.error(err("read", &e)),
+        let read = move || {
+            let mut reply = Some(reply);
+            let r = core.read_with(fh.0, offset, size, |d| {
+                if let Some(reply) = reply.take() {
+                    reply.data(d);
+                }
+            });
+            if let (Err(e), Some(reply)) = (r, reply) {
+                reply.error(err("read", &e));
+            }
         };
         if self.core.read_may_block(fh.0) {
             self.reads.run(read);
