@@ -11,7 +11,7 @@ use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use super::inode::{join, parent_of};
+use super::inode::join;
 use super::namespace::check_name;
 use super::reader::RemoteReader;
 use super::{errno, lock_order, Attr, Core, FsError, FsResult, Handle, Local, Opened, Status};
@@ -58,7 +58,13 @@ impl Core {
             crc: 0,
             state: JobState::Open,
         };
-        if let Err(e) = self.journal.record(&rec) {
+        // Not fsynced: until close this record only says "a file is being
+        // written here" (never uploaded). A machine crash before close can
+        // lose it, leaving an orphan data file instead of a kept Open job;
+        // nothing the user closed is lost, since close makes the data
+        // durable (fdatasync) before the durable Queued record replaces this
+        // one, and only a Queued record is ever uploaded.
+        if let Err(e) = self.journal.record_volatile(&rec) {
             let _ = std::fs::remove_file(&data);
             return Err(e.into());
         }
@@ -148,7 +154,9 @@ impl Core {
                 unlinked: false,
             },
         );
-        st.invalidate(parent_of(&path));
+        // No need to drop the parent's cached listing: the local version
+        // overlays it (and `uploaded` puts the name in it), so the next
+        // lookups in a `cp -r` are answered from the cache.
         Ok(spool)
     }
 
