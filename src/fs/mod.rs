@@ -135,11 +135,15 @@ struct State {
     handles: HashMap<u64, Arc<Handle>>,
     next_fh: u64,
     dirs: HashMap<String, (Instant, Arc<Vec<RemoteEntry>>)>,
+    /// Bumped by every invalidation: a listing fetched across one may
+    /// predate the change (an upload that landed) and is not cached.
+    dirs_gen: u64,
 }
 
 impl State {
     fn invalidate(&mut self, dir: &str) {
         self.dirs.remove(dir);
+        self.dirs_gen += 1;
     }
     /// Puts `entry` into the cached listing of `dir` (if cached), in place
     /// of a same-name entry: the cache stays as fresh as it was.
@@ -184,6 +188,9 @@ pub struct Core {
     /// (names + journal + uploader), so a version is never submitted under
     /// a name a concurrent rename just gave up.
     order: Mutex<()>,
+    /// Held by the uploader's `on_complete` while it tells the fs; see
+    /// [`Core::hold_upload_completions`].
+    completions: Arc<Mutex<()>>,
     uid: u32,
     gid: u32,
     fsync_timeout: Duration,
@@ -202,7 +209,10 @@ impl Core {
         let records = journal.load_all()?;
         let state = Arc::new(Mutex::new(State::default()));
         let weak = Arc::downgrade(&state);
+        let completions = Arc::new(Mutex::new(()));
+        let gate = completions.clone();
         let on_complete: Arc<dyn Fn(&JobRecord) + Send + Sync> = Arc::new(move |rec| {
+            let _gate = lock_order(&gate);
             if let Some(state) = weak.upgrade() {
                 uploaded(&state, rec);
             }
@@ -276,6 +286,7 @@ impl Core {
             uploader,
             state,
             order: Mutex::new(()),
+            completions,
             uid: cfg.uid,
             gid: cfg.gid,
             fsync_timeout: cfg.fsync_timeout,
@@ -285,6 +296,14 @@ impl Core {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
+    }
+
+    /// Test seam: while the guard lives, a verified upload is committed by
+    /// the uploader (record and data dropped) but the fs is not told yet,
+    /// which is how a rename can meet an upload that has just finished.
+    #[doc(hidden)]
+    pub fn hold_upload_completions(&self) -> MutexGuard<'_, ()> {
+        lock_order(&self.completions)
     }
 
     pub fn uploader(&self) -> &Uploader {

@@ -39,12 +39,87 @@ impl Core {
         if !self.uploader.wait_idle(path, IDLE_WAIT) {
             log::warn!("{path}: the stopped upload did not let go in time");
         }
-        match self.conns.ns(|s| s.delete(path)) {
+        match self.while_busy(|| self.conns.ns(|s| s.delete(path))) {
             Ok(()) => {}
             Err(e) if e.to_errno() == libc::ENOENT => {}
             Err(e) => log::warn!("{path}: removing the server copy failed: {e}"),
         }
         self.lock().invalidate(parent_of(path));
+    }
+
+    /// Moves the queued (sealed) version of `ino` from `old` to `new` as a
+    /// fresh job (its data hard-linked under a new id), then cancels the
+    /// job at `old`. The caller holds `order` and the state lock.
+    ///
+    /// Why not [`Uploader::rename`](crate::upload::Uploader::rename): the
+    /// uploader commits a verified upload (drops its record and data)
+    /// before `on_complete` tells the fs, so a rename in between sees the
+    /// version still queued while the server already holds it complete
+    /// under `old`; renaming the job then resurrects its record and the fs
+    /// deletes the fresh upload at `old`. Here the commit shows in the
+    /// spool itself: no record or no data under the old id means the
+    /// server holds the version complete at `old` (`Ok(false)`: move the
+    /// server copy instead); once linked, the data is ours whatever the
+    /// old job does, and at worst it is uploaded once more.
+    fn requeue_as(
+        &self,
+        st: &mut super::State,
+        ino: u64,
+        old: &str,
+        new: &str,
+    ) -> std::io::Result<bool> {
+        let Some(l) = st.pending.get_mut(&ino) else {
+            return Ok(false);
+        };
+        let rec = match self.journal.load(l.id)? {
+            None => return Ok(false),
+            Some(r) if r.state == JobState::Open => {
+                return Err(std::io::Error::other("its record is still Open"))
+            }
+            Some(r) => r,
+        };
+        let id = self.journal.next_id()?;
+        let data = self.journal.data_path(id);
+        match std::fs::hard_link(self.journal.data_path(l.id), &data) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        let submitted = self.uploader.submit(JobRecord {
+            id,
+            remote_path: new.to_string(),
+            state: JobState::Queued,
+            ..rec
+        });
+        if let Err(e) = submitted {
+            let _ = std::fs::remove_file(&data);
+            return Err(e);
+        }
+        // Drops the old record and its data link (ours stays), and stops
+        // an upload in flight; a late `on_complete` of the old id finds
+        // no version of ours.
+        self.uploader.cancel(old);
+        l.id = id;
+        Ok(true)
+    }
+
+    /// Runs a namespace command again while the server answers 450 (file
+    /// busy): the STOR of an upload we just stopped holds the name on the
+    /// server until that session has seen its data connection close, a
+    /// little after our worker has let go. Bounded by [`IDLE_WAIT`].
+    fn while_busy(
+        &self,
+        mut f: impl FnMut() -> Result<(), crate::remote::RemoteError>,
+    ) -> Result<(), crate::remote::RemoteError> {
+        let deadline = Instant::now() + IDLE_WAIT;
+        loop {
+            match f() {
+                Err(e) if e.code() == Some(450) && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                r => return r,
+            }
+        }
     }
 
     pub(super) fn path_of(&self, ino: u64) -> FsResult<String> {
@@ -67,14 +142,28 @@ impl Core {
                 return Ok(list.clone());
             }
         }
-        let list = Arc::new(self.conns.ns(|s| s.list(dir))?);
-        let mut st = self.lock();
-        if st.dirs.len() >= DIR_CACHE_MAX {
-            st.dirs.clear();
+        // An upload that lands while we list drops its local version and
+        // invalidates: a listing taken across that may miss the file, so
+        // it is taken again (a few times at most) rather than trusted.
+        let mut tries = 0;
+        loop {
+            let gen = self.lock().dirs_gen;
+            let list = Arc::new(self.conns.ns(|s| s.list(dir))?);
+            let mut st = self.lock();
+            tries += 1;
+            if st.dirs_gen != gen {
+                if tries < 4 {
+                    continue;
+                }
+                return Ok(list);
+            }
+            if st.dirs.len() >= DIR_CACHE_MAX {
+                st.dirs.clear();
+            }
+            st.dirs
+                .insert(dir.to_string(), (Instant::now(), list.clone()));
+            return Ok(list);
         }
-        st.dirs
-            .insert(dir.to_string(), (Instant::now(), list.clone()));
-        Ok(list)
     }
 
     /// The server's entry for `path`, `None` when absent.
@@ -340,20 +429,22 @@ impl Core {
                 .is_some();
             (moved, replaced)
         };
-        // A file with a local version is moved by the uploader (it aborts
-        // an upload in flight, which drops its partial at the old name);
-        // an older copy on the server is deleted afterwards. Renaming the
-        // server copy instead would race with that upload.
+        // A file with a local version is requeued under the new name (its
+        // upload in flight, if any, stops) and whatever the server has at
+        // the old name is deleted afterwards; renaming the server copy
+        // instead would race with that upload. Anything else (a directory,
+        // a server-only file) is renamed on the server, after a replaced
+        // local version's upload has let go of `to`.
         let is_local_file = moved.len() == 1 && moved[0].1 == from;
-        if !is_local_file {
+        let on_server = if is_local_file {
+            false
+        } else {
             let on_server = self.remote_entry(&from)?.is_some();
             if moved.is_empty() && !on_server {
                 return Err(errno(libc::ENOENT));
             }
-            if on_server {
-                self.conns.ns(|s| s.rename(&from, &to))?;
-            }
-        }
+            on_server
+        };
         if replaced {
             self.uploader.cancel(&to);
             let mut st = self.lock();
@@ -375,6 +466,15 @@ impl Core {
                 }
             }
         }
+        if on_server {
+            // The stopped upload of the file this replaces must let go of
+            // `to` before the server copy moves there: a STOR it already
+            // sent truncates `to` when the server opens it.
+            if replaced && !self.uploader.wait_idle(&to, IDLE_WAIT) {
+                log::warn!("{to}: the stopped upload did not let go in time");
+            }
+            self.while_busy(|| self.conns.ns(|s| s.rename(&from, &to)))?;
+        }
         // The local version's upload may finish while we get here: then the
         // server holds it complete under `from` and it must move there too.
         let mut uploaded_meanwhile = false;
@@ -392,6 +492,7 @@ impl Core {
             st.inodes.rename(&from, &to);
             for (ino, old) in &moved {
                 let new = format!("{to}{}", &old[from.len()..]);
+                let status = st.pending.get(ino).map(|l| l.status);
                 // A file still open for writing: its `Open` record names the
                 // new path, so a crash reports the name the file has now.
                 if let Some(l) = st.pending.get(ino).filter(|l| l.status == Status::Writing) {
@@ -406,6 +507,29 @@ impl Core {
                         log::warn!("journal: cannot record the rename of job {}: {e}", l.id);
                     }
                 }
+                if is_local_file && !uploaded_meanwhile && status == Some(Status::Queued) {
+                    match self.requeue_as(&mut st, *ino, old, &new) {
+                        Ok(true) => continue,
+                        // The uploader committed it under the old name.
+                        Ok(false) => {
+                            uploaded_meanwhile = true;
+                            continue;
+                        }
+                        Err(e) => {
+                            log::warn!("{old}: cannot requeue as {new} ({e}); renaming the job");
+                        }
+                    }
+                }
+                if is_local_file && (uploaded_meanwhile || status == Some(Status::Writing)) {
+                    // Nothing of ours is queued under `old` any more (or
+                    // only an older version, which the seal replaces):
+                    // renaming a job that just committed would write its
+                    // record back.
+                    if status == Some(Status::Writing) {
+                        self.uploader.rename(old, &new);
+                    }
+                    continue;
+                }
                 self.uploader.rename(old, &new);
             }
             st.invalidate(parent_of(&from));
@@ -413,7 +537,12 @@ impl Core {
             st.invalidate(&from);
         }
         if uploaded_meanwhile {
-            let r = self.conns.ns(|s| s.rename(&from, &to));
+            // A stopped upload of the file this replaces must let go of
+            // `to` first: its STOR truncates `to` when it opens it.
+            if replaced && !self.uploader.wait_idle(&to, IDLE_WAIT) {
+                log::warn!("{to}: the stopped upload did not let go in time");
+            }
+            let r = self.while_busy(|| self.conns.ns(|s| s.rename(&from, &to)));
             self.lock().invalidate(parent_of(&to));
             r?;
         } else if is_local_file {
