@@ -146,8 +146,10 @@ impl State {
         self.dirs_gen += 1;
     }
     /// Puts `entry` into the cached listing of `dir` (if cached), in place
-    /// of a same-name entry: the cache stays as fresh as it was.
+    /// of a same-name entry: the cache stays as fresh as it was. Counts as
+    /// an invalidation for a listing in flight, which may predate it.
     fn upsert(&mut self, dir: &str, entry: RemoteEntry) {
+        self.dirs_gen += 1;
         if let Some((_, list)) = self.dirs.get_mut(dir) {
             let list = Arc::make_mut(list);
             match list.iter_mut().find(|e| e.name == entry.name) {
