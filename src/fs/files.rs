@@ -11,7 +11,7 @@ use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use super::inode::{join, parent_of};
+use super::inode::join;
 use super::namespace::check_name;
 use super::reader::RemoteReader;
 use super::{errno, lock_order, Attr, Core, FsError, FsResult, Handle, Local, Opened, Status};
@@ -58,7 +58,13 @@ impl Core {
             crc: 0,
             state: JobState::Open,
         };
-        if let Err(e) = self.journal.record(&rec) {
+        // Not fsynced: until close this record only says "a file is being
+        // written here" (never uploaded). A machine crash before close can
+        // lose it, leaving an orphan data file instead of a kept Open job;
+        // nothing the user closed is lost, since close makes the data
+        // durable (fdatasync) before the durable Queued record replaces this
+        // one, and only a Queued record is ever uploaded.
+        if let Err(e) = self.journal.record_volatile(&rec) {
             let _ = std::fs::remove_file(&data);
             return Err(e.into());
         }
@@ -148,7 +154,9 @@ impl Core {
                 unlinked: false,
             },
         );
-        st.invalidate(parent_of(&path));
+        // No need to drop the parent's cached listing: the local version
+        // overlays it (and `uploaded` puts the name in it), so the next
+        // lookups in a `cp -r` are answered from the cache.
         Ok(spool)
     }
 
@@ -238,6 +246,25 @@ impl Core {
                 Ok(r.read(&self.conns, offset, size as usize)?)
             }
             Handle::Dir { .. } => Err(errno(libc::EISDIR)),
+        }
+    }
+
+    /// Like [`read`](Self::read), but hands the bytes to `answer` as a
+    /// slice: a remote stream answers from its window without a copy.
+    pub fn read_with<T>(
+        &self,
+        fh: u64,
+        offset: u64,
+        size: u32,
+        answer: impl FnOnce(&[u8]) -> T,
+    ) -> FsResult<T> {
+        let h = self.handle(fh)?;
+        match &*h {
+            Handle::Remote { reader } => {
+                let mut r = reader.lock().unwrap_or_else(|e| e.into_inner());
+                Ok(r.read_with(&self.conns, offset, size as usize, answer)?)
+            }
+            _ => Ok(answer(&self.read(fh, offset, size)?)),
         }
     }
 

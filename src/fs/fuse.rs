@@ -44,6 +44,10 @@ impl KeyFs {
     }
 }
 
+/// How long the kernel may remember that a name does not exist: short, as
+/// a file may appear on the server at any time.
+const NEGATIVE_TTL: std::time::Duration = std::time::Duration::from_millis(500);
+
 fn to_attr(a: &Attr) -> FileAttr {
     FileAttr {
         ino: INodeNo(a.ino),
@@ -110,6 +114,20 @@ impl Filesystem for KeyFs {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.core.lookup(parent.0, name) {
             Ok(a) => reply.entry(&ATTR_TTL, &to_attr(&a), Generation(0)),
+            // A negative entry (node id 0): the kernel remembers the miss
+            // briefly, so `cp` does not ask again before its create.
+            Err(e) if e.errno() == libc::ENOENT => {
+                let none = Attr {
+                    ino: 0,
+                    kind: Kind::File,
+                    size: 0,
+                    mtime: std::time::SystemTime::UNIX_EPOCH,
+                    perm: 0,
+                    uid: 0,
+                    gid: 0,
+                };
+                reply.entry(&NEGATIVE_TTL, &to_attr(&none), Generation(0))
+            }
             Err(e) => reply.error(err("lookup", &e)),
         }
     }
@@ -216,9 +234,16 @@ impl Filesystem for KeyFs {
         reply: ReplyData,
     ) {
         let core = self.core.clone();
-        let read = move || match core.read(fh.0, offset, size) {
-            Ok(d) => reply.data(&d),
-            Err(e) => reply.error(err("read", &e)),
+        let read = move || {
+            let mut reply = Some(reply);
+            let r = core.read_with(fh.0, offset, size, |d| {
+                if let Some(reply) = reply.take() {
+                    reply.data(d);
+                }
+            });
+            if let (Err(e), Some(reply)) = (r, reply) {
+                reply.error(err("read", &e));
+            }
         };
         if self.core.read_may_block(fh.0) {
             self.reads.run(read);

@@ -145,6 +145,19 @@ impl State {
         self.dirs.remove(dir);
         self.dirs_gen += 1;
     }
+    /// Puts `entry` into the cached listing of `dir` (if cached), in place
+    /// of a same-name entry: the cache stays as fresh as it was. Counts as
+    /// an invalidation for a listing in flight, which may predate it.
+    fn upsert(&mut self, dir: &str, entry: RemoteEntry) {
+        self.dirs_gen += 1;
+        if let Some((_, list)) = self.dirs.get_mut(dir) {
+            let list = Arc::make_mut(list);
+            match list.iter_mut().find(|e| e.name == entry.name) {
+                Some(e) => *e = entry,
+                None => list.push(entry),
+            }
+        }
+    }
     fn add_handle(&mut self, h: Handle) -> u64 {
         self.next_fh += 1;
         self.handles.insert(self.next_fh, Arc::new(h));
@@ -360,6 +373,7 @@ impl Core {
 /// The uploader verified job `rec`: the server copy now stands for the file.
 fn uploaded(state: &Mutex<State>, rec: &JobRecord) {
     let mut st = lock(state);
+    let mut listed = false;
     if let Some(ino) = st.pending_ino(rec.id) {
         let remove = match st.pending.get_mut(&ino) {
             Some(l) if l.status == Status::Queued => {
@@ -369,8 +383,23 @@ fn uploaded(state: &Mutex<State>, rec: &JobRecord) {
             _ => false,
         };
         if remove {
-            st.pending.remove(&ino);
+            if let Some(l) = st.pending.remove(&ino) {
+                // The server now has exactly this version: show it in the
+                // cached listing instead of re-listing the directory.
+                if !l.unlinked && st.inodes.path(ino) == Some(rec.remote_path.as_str()) {
+                    let entry = RemoteEntry {
+                        name: inode::name_of(&rec.remote_path).to_string(),
+                        is_dir: false,
+                        size: rec.size,
+                        mtime: Some(l.mtime),
+                    };
+                    st.upsert(inode::parent_of(&rec.remote_path), entry);
+                    listed = true;
+                }
+            }
         }
     }
-    st.invalidate(inode::parent_of(&rec.remote_path));
+    if !listed {
+        st.invalidate(inode::parent_of(&rec.remote_path));
+    }
 }

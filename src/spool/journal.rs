@@ -241,6 +241,26 @@ impl Journal {
         self.write_atomic(&self.record_path(rec.id), encode(rec).as_bytes())
     }
 
+    /// Writes or replaces the record atomically (temp file + rename) but
+    /// without any fsync: it survives a crash of the daemon, not
+    /// necessarily one of the machine. Only for records whose loss costs
+    /// nothing the user relies on (the `Open` record of a file still being
+    /// written: the durable `Queued` record replaces it at close).
+    pub fn record_volatile(&self, rec: &JobRecord) -> io::Result<()> {
+        let n = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.dir.join(format!("{}-{n}.tmp", std::process::id()));
+        let written = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(encode(rec).as_bytes()))
+            .and_then(|()| fs::rename(&tmp, self.record_path(rec.id)));
+        if written.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        written
+    }
+
     /// Removes the record and the job's data file.
     pub fn remove(&self, id: u64) -> io::Result<()> {
         self.remove_record(id)?;
