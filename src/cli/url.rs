@@ -1,5 +1,6 @@
 //! Parsing `ftp://[user@]host[:port][/dir]`. The password never comes from
 //! the URL (it would show in `ps`); see [`super::password`].
+use keyfs::spool::journal::percent_decode;
 
 /// A parsed mount URL, before the password is known.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,23 +88,6 @@ pub fn parse(url: &str) -> Result<FtpUrl, String> {
         port,
         path: format!("/{}", parts.join("/")),
     })
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
