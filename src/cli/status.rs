@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 
-use keyfs::spool::journal::{JobState, Journal};
+use keyfs::spool::journal::{JobRecord, JobState, Journal};
 
 /// `writeln!` into a String cannot fail.
 macro_rules! outln {
@@ -66,16 +66,41 @@ fn render(args: StatusArgs) -> Result<String, String> {
             "daemon: running (pid {pid}), {sent} bytes uploaded since mount"
         );
         let mut any = false;
+        let mut shown = std::collections::HashSet::new();
         for l in lines {
+            if let Some(id) = l
+                .split_whitespace()
+                .next()
+                .and_then(|w| w.parse::<u64>().ok())
+            {
+                shown.insert(id);
+            }
             outln!(out, "{l}");
             any = true;
+        }
+        // The live file is rewritten every 250 ms: a file closed since then
+        // is already queued in the journal, so show it from there.
+        if let Ok(recs) = Journal::open_for_reading(&spool).and_then(|j| j.load_all()) {
+            for r in recs.iter().filter(|r| r.state == JobState::Queued) {
+                if !shown.contains(&r.id) {
+                    outln!(out, "{}", journal_line(r));
+                    any = true;
+                }
+            }
         }
         if !any {
             outln!(out, "no pending uploads");
         }
         return Ok(out);
     }
-    let journal = Journal::open(&spool).map_err(|e| format!("{}: {e}", spool.display()))?;
+    if !spool.join("journal").is_dir() {
+        outln!(out, "spool: {}", spool.display());
+        outln!(out, "daemon: not running (from the journal)");
+        outln!(out, "no pending uploads");
+        return Ok(out);
+    }
+    let journal =
+        Journal::open_for_reading(&spool).map_err(|e| format!("{}: {e}", spool.display()))?;
     let mut recs = journal
         .load_all()
         .map_err(|e| format!("{}: cannot read the journal: {e}", spool.display()))?;
@@ -86,23 +111,23 @@ fn render(args: StatusArgs) -> Result<String, String> {
         outln!(out, "no pending uploads");
         return Ok(out);
     }
-    for r in recs {
-        let state = match &r.state {
-            JobState::Queued => "pending".to_string(),
-            JobState::Open => {
-                "kept: was open for writing when the daemon stopped; not uploaded".to_string()
-            }
-            JobState::Failed(why) => format!("failed: {why}"),
-        };
-        outln!(
-            out,
-            "{:>6} {:>12} 0x{:08X} {}  [{}]",
-            r.id,
-            r.size,
-            r.crc,
-            r.remote_path,
-            state
-        );
+    for r in &recs {
+        outln!(out, "{}", journal_line(r));
     }
     Ok(out)
+}
+
+/// One job as the journal records it.
+fn journal_line(r: &JobRecord) -> String {
+    let state = match &r.state {
+        JobState::Queued => "pending".to_string(),
+        JobState::Open => {
+            "kept: was open for writing when the daemon stopped; not uploaded".to_string()
+        }
+        JobState::Failed(why) => format!("failed: {why}"),
+    };
+    format!(
+        "{:>6} {:>12} 0x{:08X} {}  [{}]",
+        r.id, r.size, r.crc, r.remote_path, state
+    )
 }

@@ -152,24 +152,40 @@ fn parse_job_name(name: &str) -> Option<u64> {
 }
 
 impl Journal {
-    /// Opens (creating if needed) the journal under `spool_dir`.
+    /// Opens (creating if needed) the journal under `spool_dir`, for the
+    /// daemon that owns the spool: it also clears records torn by a crash.
     pub fn open(spool_dir: &Path) -> io::Result<Journal> {
+        Self::open_as(spool_dir, true)
+    }
+
+    /// Opens the journal only to read it (`keyfs status`), changing nothing:
+    /// a running daemon's `*.tmp` files are records being written, not
+    /// torn ones, and removing them would make its rename fail.
+    pub fn open_for_reading(spool_dir: &Path) -> io::Result<Journal> {
+        Self::open_as(spool_dir, false)
+    }
+
+    fn open_as(spool_dir: &Path, owner: bool) -> io::Result<Journal> {
         let dir = spool_dir.join("journal");
-        fs::create_dir_all(&dir)?;
-        fs::create_dir_all(spool_dir.join("data"))?;
+        if owner {
+            fs::create_dir_all(&dir)?;
+            fs::create_dir_all(spool_dir.join("data"))?;
+        }
         let mut max_seen = 0u64;
-        for ent in fs::read_dir(&dir)? {
+        for ent in fs::read_dir(&dir).into_iter().flatten() {
             let ent = ent?;
             let name = ent.file_name();
             let name = name.to_string_lossy();
             if name.ends_with(".tmp") {
                 // A record torn by a crash: the rename never happened.
-                let _ = fs::remove_file(ent.path());
+                if owner {
+                    let _ = fs::remove_file(ent.path());
+                }
             } else if let Some(id) = parse_job_name(&name) {
                 max_seen = max_seen.max(id + 1);
             }
         }
-        for ent in fs::read_dir(spool_dir.join("data"))? {
+        for ent in fs::read_dir(spool_dir.join("data")).into_iter().flatten() {
             let ent = ent?;
             if let Some(id) = ent.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) {
                 max_seen = max_seen.max(id + 1);
@@ -518,5 +534,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn reading_leaves_a_daemons_temp_files_alone() {
+        let d = tempfile::tempdir().unwrap();
+        let owner = Journal::open(d.path()).unwrap();
+        let tmp = owner.write_temp(b"in flight").unwrap();
+        let reader = Journal::open_for_reading(d.path()).unwrap();
+        assert!(tmp.exists(), "a reader removed a record being written");
+        assert!(reader.load_all().unwrap().is_empty());
+        drop(Journal::open(d.path()).unwrap());
+        assert!(!tmp.exists(), "the owner clears torn records at open");
+        let empty = tempfile::tempdir().unwrap();
+        assert!(Journal::open_for_reading(empty.path()).is_ok());
+        assert!(
+            !empty.path().join("journal").exists(),
+            "a reader created the journal"
+        );
     }
 }
