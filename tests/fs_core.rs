@@ -400,18 +400,7 @@ fn fs_rename_while_open_for_writing_follows_the_new_name() {
 
 /// Every byte of `n` read through the core (`None` when it does not exist).
 fn read_all(core: &Core, n: &str) -> Option<Vec<u8>> {
-    let i = core.lookup(ROOT, name(n)).ok()?.ino;
-    let o = core.open(i, libc::O_RDONLY).unwrap();
-    let mut out = Vec::new();
-    loop {
-        let c = core.read(o.fh, out.len() as u64, 64 * 1024).unwrap();
-        if c.is_empty() {
-            break;
-        }
-        out.extend_from_slice(&c);
-    }
-    core.release(o.fh).unwrap();
-    Some(out)
+    read_path(core, n)
 }
 
 /// Shrunk from the model test (`write r; rename r q` over an older `q`):

@@ -357,15 +357,20 @@ kf_tmpfs() {
 # kf_setup_keyftpd: a work dir with a server root, a keyftpd on it, and the
 # password exported for keyfs. Sets WORK, ROOT, FTP_USER, KEYFS_PASSWORD,
 # KEYFTPD_* and URL (ftp://user@127.0.0.1:PORT/).
-kf_setup_keyftpd() {
+kf_setup_keyftpd() { kf_setup_server keyftpd; }
+
+# kf_setup_server keyftpd|pureftpd: the same set-up on either server (the
+# port is in KEYFTPD_PORT or PUREFTPD_PORT, and in URL).
+kf_setup_server() {
     WORK=$(kf_tmpdir)
     ROOT=$WORK/root
     mkdir -p "$ROOT"
     FTP_USER=tester
     KEYFS_PASSWORD=$(kf_password)
     export KEYFS_PASSWORD
-    kf_start_keyftpd "$ROOT" "$FTP_USER" "$KEYFS_PASSWORD"
-    URL="ftp://$FTP_USER@127.0.0.1:$KEYFTPD_PORT/"
+    "kf_start_$1" "$ROOT" "$FTP_USER" "$KEYFS_PASSWORD"
+    local port_var=${1^^}_PORT
+    URL="ftp://$FTP_USER@127.0.0.1:${!port_var}/"
 }
 
 # kf_proxy_url PORT: the keyfs URL going through ftpfault on PORT.

@@ -6,13 +6,7 @@ set -euo pipefail
 source "$(dirname "$0")/../lib/common.sh"
 kf_trap_cleanup
 
-WORK=$(kf_tmpdir)
-ROOT=$WORK/root
-mkdir -p "$ROOT"
-FTP_USER=tester
-KEYFS_PASSWORD=$(kf_password)
-export KEYFS_PASSWORD
-kf_start_pureftpd "$ROOT" "$FTP_USER" "$KEYFS_PASSWORD"
+kf_setup_server pureftpd
 
 size=$((6 << 20))
 cut=$((2 << 20))
