@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::fd::FromRawFd;
 use std::time::{Duration, Instant};
 
-use support::keyftpd::{key_of, pattern, server, Keyftpd};
+use support::keyftpd::{key_of, pattern, server, Ctrl, Keyftpd};
 
 #[test]
 fn traversal_and_absolute_paths_stay_in_the_root() {
@@ -279,4 +279,41 @@ fn disk_full_gets_452_and_a_recorded_partial() {
     assert_eq!(c.upload("STOR small", b"fits").0, 226);
     drop(c);
     drop(srv);
+}
+
+#[test]
+fn clients_that_never_log_in_are_closed_even_while_talking() {
+    let (_d, srv) = server(&["--login-timeout", "1", "--idle-timeout", "60"]);
+    let mut c = Ctrl::connect(srv.addr);
+    let t = Instant::now();
+    // NOOPs keep an idle timer happy; the login timer counts from connect.
+    let mut closed = None;
+    while t.elapsed() < Duration::from_secs(10) {
+        let (code, _) = c.cmd("NOOP");
+        if code == 421 {
+            closed = Some(t.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let at = closed.expect("421 within 10 s");
+    assert!(at >= Duration::from_millis(800), "{at:?}");
+    assert!(c.try_read_reply().is_err(), "closed after 421");
+    // A logged-in session is not bound by it.
+    let mut ok = srv.login();
+    std::thread::sleep(Duration::from_millis(1600));
+    assert_eq!(ok.cmd("NOOP").0, 200);
+}
+
+#[test]
+fn cwd_tells_a_missing_directory_from_a_file() {
+    let (_d, srv) = server(&[]);
+    std::fs::write(srv.root.join("f"), b"x").expect("write");
+    let mut c = srv.login();
+    let (code, text) = c.cmd("CWD nowhere");
+    assert_eq!(code, 550);
+    assert!(text.contains("No such directory"), "{text}");
+    let (code, text) = c.cmd("CWD f");
+    assert_eq!(code, 550);
+    assert!(text.contains("Not a directory"), "{text}");
 }

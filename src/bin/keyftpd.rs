@@ -45,6 +45,9 @@ struct Cli {
     /// Close control connections idle this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     idle_timeout: u64,
+    /// Close connections that have not logged in this many seconds after connecting.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    login_timeout: u64,
     /// Milliseconds to wait before answering a wrong password.
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     auth_delay_ms: u64,
@@ -106,6 +109,7 @@ fn serve(cli: Cli) -> Result<(), String> {
     cfg.passive_ports = cli.passive_ports;
     cfg.max_sessions = cli.max_sessions.max(1);
     cfg.idle_timeout = Duration::from_secs(cli.idle_timeout.max(1));
+    cfg.login_timeout = Duration::from_secs(cli.login_timeout.max(1));
     cfg.auth_fail_delay = Duration::from_millis(cli.auth_delay_ms);
     cfg.fsync_files = cli.fsync;
     let root_shown = cfg.root.display().to_string();

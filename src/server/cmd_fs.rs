@@ -44,7 +44,8 @@ pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
                     let p = s.cwd.display();
                     s.reply(250, &format!("Directory changed to {p}"))
                 }
-                Ok(_) => s.reply(550, "Not a directory"),
+                Ok(real) if real.exists() => s.reply(550, "Not a directory"),
+                Ok(_) => s.reply(550, "No such directory"),
                 Err(e) => s.path_error(e),
             }
         }

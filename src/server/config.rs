@@ -22,6 +22,9 @@ pub struct ServerConfig {
     pub max_sessions: usize,
     /// Close a control connection idle this long (421).
     pub idle_timeout: Duration,
+    /// Close a connection not logged in this long after it connected (421),
+    /// so clients that never log in cannot hold session slots.
+    pub login_timeout: Duration,
     /// Delay before answering a wrong password (slows guessing).
     pub auth_fail_delay: Duration,
     /// How long to wait for a passive data connection, and for a stalled one.
@@ -40,6 +43,7 @@ impl ServerConfig {
             passive_ports: None,
             max_sessions: 64,
             idle_timeout: Duration::from_secs(300),
+            login_timeout: Duration::from_secs(30),
             auth_fail_delay: Duration::from_secs(1),
             data_timeout: Duration::from_secs(60),
             fsync_files: false,

@@ -110,11 +110,18 @@ impl Session {
         {
             return "write failed".into();
         }
-        let mut last = Instant::now();
+        let connected = Instant::now();
+        let mut last = connected;
         loop {
             if self.shared.stop.load(Ordering::SeqCst) {
                 let _ = self.reply(421, "Server shutting down");
                 return "server shutdown".into();
+            }
+            // Counted from connect, not from the last line: a client that
+            // keeps talking without logging in still gives its slot back.
+            if self.user.is_none() && connected.elapsed() >= self.shared.cfg.login_timeout {
+                let _ = self.reply(421, "Login timeout, closing control connection");
+                return "login timeout".into();
             }
             let ev = match self.reader.next_event() {
                 Ok(ev) => ev,
