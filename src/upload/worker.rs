@@ -373,9 +373,12 @@ fn copy_buffered(
     };
     let left = p.rec.size.saturating_sub(pos);
     let len = (chunk.max(4096) as u64).min(left) as usize;
+    if len == 0 {
+        return Ok(pos);
+    }
     let mut buf = vec![0u8; len];
     let mut reader = file.take(left);
-    while len > 0 {
+    loop {
         aborted(p)?;
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
