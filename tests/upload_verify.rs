@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use keyfs::key::Key;
 use keyfs::remote::{Session, StoreStart};
 use keyfs::upload::resume::Policy;
-use keyfs::upload::verify::{verify_remote, VerifyError};
+use keyfs::upload::verify::{verify_remote, Verified, VerifyError};
 use keyfs::upload::UploadError;
 use support::jobs::{data, endpoint, start, Spool};
 use support::keyftpd::{server, PASS, USER};
@@ -35,9 +35,10 @@ fn put(s: &mut Session, path: &str, d: &[u8]) {
     }
 }
 
-fn verdict(r: Result<(), VerifyError>) -> &'static str {
+fn verdict(r: Result<Verified, VerifyError>) -> &'static str {
     match r {
-        Ok(()) => "ok",
+        Ok(Verified::Crc) => "ok",
+        Ok(Verified::SizeOnly) => "size only",
         Err(VerifyError::Mismatch(_)) => "mismatch",
         Err(VerifyError::CrcMismatch(_)) => "crc mismatch",
         Err(VerifyError::Remote(_)) => "remote error",
@@ -161,12 +162,42 @@ fn stock_server_verifies_by_size() {
     put(&mut s, "p.bin", &d);
     assert_eq!(std::fs::read(srv.path("p.bin")).unwrap(), d);
     let crc = crc32fast::hash(&d);
-    assert_eq!(verdict(verify_remote(&mut s, "p.bin", 150_000, crc)), "ok");
+    assert_eq!(
+        verdict(verify_remote(&mut s, "p.bin", 150_000, crc)),
+        "size only"
+    );
     assert_eq!(
         verdict(verify_remote(&mut s, "p.bin", 150_001, crc)),
         "mismatch"
     );
     s.quit();
+}
+
+/// pure-ftpd offers no CRC, so the uploader checks the spooled bytes itself.
+#[test]
+fn damaged_spool_fails_against_a_stock_server_too() {
+    let srv = PureFtpd::start().expect("pure-ftpd");
+    let spool = Spool::new();
+    let d = data(100_000, 12);
+    let rec = spool.job("dmg.bin", &d);
+    let mut bad = d.clone();
+    bad[4096..8192].fill(0);
+    std::fs::write(spool.journal.data_path(rec.id), &bad).unwrap();
+    let ok = spool.job("ok.bin", &d);
+    let s = start(srv.endpoint(), &spool, 1, None, Policy::Safe);
+    s.up.submit(rec.clone()).unwrap();
+    s.up.submit(ok).unwrap();
+    match s.up.wait("dmg.bin", WAIT) {
+        Err(UploadError::Permanent(m)) => {
+            assert!(m.starts_with("spooled data damaged: CRC "), "{m}")
+        }
+        other => panic!("expected a permanent failure, got {other:?}"),
+    }
+    assert!(spool.journal.data_path(rec.id).exists(), "spool kept");
+    s.up.wait("ok.bin", WAIT)
+        .expect("an intact file still uploads");
+    assert_eq!(std::fs::read(srv.path("ok.bin")).unwrap(), d);
+    s.up.shutdown();
 }
 
 #[test]

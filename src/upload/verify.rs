@@ -98,15 +98,31 @@ pub fn judge_facts(m: &MlstKey, size: u64, crc: u32) -> FactsVerdict {
     }
 }
 
+/// How far a successful verification went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verified {
+    /// The server's CRC of the file (computed while writing, or read back)
+    /// equals our key.
+    Crc,
+    /// Only the size could be checked (the server offers no CRC): the
+    /// caller should make sure the spooled bytes matched their key.
+    SizeOnly,
+}
+
 /// Verifies the server copy: its size is `size`, and its CRC is `crc` where
 /// the server can compute one. Against KEY servers, by one MLST first.
-pub fn verify_remote(s: &mut Session, path: &str, size: u64, crc: u32) -> Result<(), VerifyError> {
+pub fn verify_remote(
+    s: &mut Session,
+    path: &str,
+    size: u64,
+    crc: u32,
+) -> Result<Verified, VerifyError> {
     if s.features().key {
         let m = s.mlst_key(path)?;
         match judge_facts(&m, size, crc) {
             FactsVerdict::Verified => {
                 log::debug!("{path}: verified by MLST key facts");
-                return Ok(());
+                return Ok(Verified::Crc);
             }
             FactsVerdict::Mismatch(msg) => return Err(VerifyError::Mismatch(msg)),
             FactsVerdict::Unknown => {
@@ -123,7 +139,7 @@ pub fn verify_by_size_and_crc(
     path: &str,
     size: u64,
     crc: u32,
-) -> Result<(), VerifyError> {
+) -> Result<Verified, VerifyError> {
     let got = remote_size(s, path)?;
     if got != Some(size) {
         return Err(VerifyError::Mismatch(format!(
@@ -134,7 +150,8 @@ pub fn verify_by_size_and_crc(
         Ok(Some(c)) if c != crc => Err(VerifyError::CrcMismatch(format!(
             "server CRC {c:08X} after upload, expected {crc:08X}"
         ))),
-        Ok(_) => Ok(()),
+        Ok(Some(_)) => Ok(Verified::Crc),
+        Ok(None) => Ok(Verified::SizeOnly),
         Err(e @ RemoteError::Io(_)) => Err(e.into()),
         Err(RemoteError::Reply { code, text }) if !(500..=504).contains(&code) => {
             Err(VerifyError::Remote(RemoteError::Reply { code, text }))
@@ -143,7 +160,7 @@ pub fn verify_by_size_and_crc(
             log::warn!(
                 "{path}: server offers a checksum but did not give one ({e}); size verified only"
             );
-            Ok(())
+            Ok(Verified::SizeOnly)
         }
     }
 }

@@ -8,10 +8,11 @@
 //! are checked between pieces); with `--bwlimit`, or where sendfile is
 //! refused, through one buffer no larger than what is left to send.
 //!
-//! A whole-file CRC mismatch after an upload makes the worker re-read the
-//! spooled copy: if its CRC no longer matches its record (data lost in a
-//! power cut after the record was written), no retry can help, and the job
-//! fails with the spool kept.
+//! A whole-file CRC mismatch after an upload (or, against a server with no
+//! CRC command, every upload) makes the worker re-read the spooled copy: if
+//! its CRC no longer matches its record (data lost in a power cut after the
+//! record was written), no retry can help, and the job fails with the spool
+//! kept.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 use super::backoff::Backoff;
 use super::queue::{Picked, Shared};
 use super::resume::{self, Decision, Local, PrefixCheck, Remote, StoredKey};
-use super::verify::{self, VerifyError};
+use super::verify::{self, Verified, VerifyError};
 use crate::key::Key;
 use crate::remote::{RemoteError, Session, StoreStart};
 
@@ -287,15 +288,23 @@ fn attempt(
     stream(shared, s, p, &mut file, up, offset)?;
     aborted(p)?;
     match verify::verify_remote(s, path, size, p.rec.crc) {
-        Err(VerifyError::CrcMismatch(msg)) => Err(check_spool(&mut file, p, msg)),
-        r => r.map_err(Fail::from),
-    }?;
+        Ok(Verified::Crc) => {}
+        // No server CRC: our own CRC of what we sent is the only check
+        // left that the spooled bytes are the ones the key was taken of.
+        Ok(Verified::SizeOnly) => match check_spool(&mut file, p, String::new()) {
+            Fail::Transient(_) => {}
+            f => return Err(f),
+        },
+        Err(VerifyError::CrcMismatch(msg)) => return Err(check_spool(&mut file, p, msg)),
+        Err(e) => return Err(e.into()),
+    }
     aborted(p)
 }
 
-/// After the server's CRC of the whole file differed from our key: is the
-/// spooled copy still what its record says? If not (its data did not survive
-/// a crash that its record did), retrying would only send the damage again.
+/// After the server's CRC of the whole file differed from our key (or the
+/// server has no CRC to ask): is the spooled copy still what its record
+/// says? If not (its data did not survive a crash that its record did),
+/// retrying would only send the damage again. `Transient(msg)` when it is.
 fn check_spool(file: &mut File, p: &Picked, msg: String) -> Fail {
     match verify::local_prefix_crc(file, p.rec.size) {
         Ok(c) if c != p.rec.crc => Fail::Permanent(format!(
