@@ -100,6 +100,24 @@ fn keyftpd_small_files_take_four_commands_each() {
         assert_eq!(v.get(never), None, "{never} sent: {v:?}");
     }
     assert_eq!(per_file, 4 * N, "KEY, PASV, STOR, MLST per file: {v:?}");
+    // Every session is in binary mode before its first transfer (suppaftp
+    // starts in ASCII, which would rewrite line endings).
+    let mut binary = BTreeMap::new();
+    for l in srv.log_text().lines().filter(|l| l.contains("DEBUG")) {
+        let Some((_, rest)) = l.split_once("session ") else {
+            continue;
+        };
+        let Some((id, cmd)) = rest.split_once(": ") else {
+            continue;
+        };
+        if cmd == "TYPE I" {
+            binary.insert(id.to_string(), true);
+        }
+        if cmd.starts_with("STOR ") || cmd.starts_with("REST ") {
+            assert!(binary.contains_key(id), "session {id}: {cmd} before TYPE I");
+        }
+    }
+    assert!(!binary.is_empty());
 }
 
 #[test]
