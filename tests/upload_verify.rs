@@ -252,3 +252,27 @@ fn damaged_spool_fails_the_job_once_and_keeps_the_data() {
     let v = verbs(&srv.log_text());
     assert_eq!(v.get("STOR"), Some(&1), "{v:?}");
 }
+
+/// An empty file: nothing to sendfile, key 0x00000000, verified by MLST.
+#[test]
+fn empty_file_uploads_and_verifies_by_mlst() {
+    let (_d, srv) = server(&[]);
+    let spool = Spool::new();
+    let s = start(
+        endpoint(srv.addr.port(), USER, PASS),
+        &spool,
+        1,
+        None,
+        Policy::Safe,
+    );
+    s.up.submit(spool.job("empty.bin", b"")).unwrap();
+    s.up.wait("empty.bin", WAIT).expect("uploaded");
+    assert_eq!(
+        std::fs::metadata(srv.root.join("empty.bin")).unwrap().len(),
+        0
+    );
+    s.up.shutdown();
+    let v = verbs(&srv.log_text());
+    assert_eq!(v.get("MLST"), Some(&1), "{v:?}");
+    assert_eq!(v.get("XCRC"), None, "{v:?}");
+}
