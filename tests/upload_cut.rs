@@ -58,6 +58,43 @@ fn keyftpd_cut_resumes_sending_only_the_missing_part() {
     s.up.shutdown();
 }
 
+/// Several `sendfile` chunks (4 MiB each), cut in the second: the resume
+/// still sends exactly the missing part and the file is whole.
+#[test]
+fn keyftpd_cut_during_a_multi_chunk_sendfile_resumes() {
+    const BIG: usize = 9 << 20;
+    const BIG_CUT: u64 = 5 << 20;
+    let srv = InProcKeyftpd::start();
+    let px = FaultProxy::start(
+        "127.0.0.1:0".parse().unwrap(),
+        format!("127.0.0.1:{}", srv.port).parse().unwrap(),
+        Faults {
+            cut_after: Some(BIG_CUT),
+            cuts: 1,
+            ..Faults::default()
+        },
+    )
+    .expect("proxy");
+    let d = data(BIG, 34);
+    let spool = Spool::new();
+    let s = start(
+        endpoint(px.addr().port(), "u", "pw"),
+        &spool,
+        1,
+        None,
+        Policy::Safe,
+    );
+    s.up.submit(spool.job("big.bin", &d)).unwrap();
+    s.up.wait("big.bin", WAIT).expect("uploaded");
+    assert!(srv.read("big.bin") == d, "server copy differs");
+    let st = px.stats();
+    assert_eq!(st.cuts, 1);
+    assert_eq!(st.up_data, BIG as u64, "cut, then only the rest: {st:?}");
+    // What sendfile pushed into the cut socket counts as sent too.
+    assert!(s.up.bytes_sent() >= BIG as u64, "{}", s.up.bytes_sent());
+    s.up.shutdown();
+}
+
 #[test]
 fn stock_server_cut_restarts_by_default() {
     let srv = PureFtpd::start().expect("pure-ftpd");

@@ -1,9 +1,22 @@
-//! KEY, KEY NULL, SIZE, XCRC and HASH: what the uploader asks the server
-//! to decide between resuming and restarting, and to verify an upload.
+//! KEY, KEY NULL, SIZE, XCRC, HASH and MLST key facts: what the uploader
+//! asks the server to decide between resuming and restarting, and to verify
+//! an upload.
 
 use crate::key::{self, Key, KeyArg};
 
+use super::listing::{parse_key_facts, KeyFacts};
 use super::{RemoteError, Session};
+
+/// What `MLST path` said about a file's key facts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MlstKey {
+    /// 550: no such file.
+    Absent,
+    /// The facts of the entry.
+    Facts(KeyFacts),
+    /// No MLST, refused (5xx other than 550), or no entry line.
+    Unavailable,
+}
 
 impl Session {
     /// `KEY 0x<crc>`: binds the key to the next STOR/APPE of this session.
@@ -78,6 +91,26 @@ impl Session {
             }
         }
         Ok(crc)
+    }
+
+    /// `MLST path`, read for the facts that verify an upload (`size`,
+    /// `x.keystate`, `x.key`). One round trip; the server reads no file data.
+    pub fn mlst_key(&mut self, path: &str) -> Result<MlstKey, RemoteError> {
+        if !self.features().mlsd {
+            return Ok(MlstKey::Unavailable);
+        }
+        let abs = self.abs(path)?;
+        let r = self.raw(&format!("MLST {abs}"))?;
+        Ok(match r.code {
+            250 => r
+                .text
+                .lines()
+                .filter(|l| l.starts_with(' '))
+                .find_map(parse_key_facts)
+                .map_or(MlstKey::Unavailable, MlstKey::Facts),
+            550 => MlstKey::Absent,
+            _ => MlstKey::Unavailable,
+        })
     }
 
     /// The server's CRC of `[0, end)` by XCRC or HASH, whichever it offers;

@@ -43,6 +43,40 @@ pub fn parse_mlsx_line(line: &str) -> Option<RemoteEntry> {
     })
 }
 
+/// The facts of one MLST line that verify an upload against keyftpd:
+/// `type`, `size`, `x.keystate` and `x.key` (see keyftp(7)).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyFacts {
+    pub is_file: bool,
+    pub size: Option<u64>,
+    /// `x.keystate`, lower case (`partial` or `complete`).
+    pub keystate: Option<String>,
+    /// `x.key`; `None` when absent or malformed.
+    pub key: Option<u32>,
+}
+
+/// Reads the [`KeyFacts`] of one MLST/MLSD line; `None` when the line has
+/// no facts at all.
+pub fn parse_key_facts(line: &str) -> Option<KeyFacts> {
+    let line = line.trim_end_matches(['\r', '\n']);
+    let line = line.strip_prefix(' ').unwrap_or(line);
+    let (facts, _name) = line.split_once(' ')?;
+    let mut out = KeyFacts::default();
+    for fact in facts.split(';').filter(|f| !f.is_empty()) {
+        let Some((k, v)) = fact.split_once('=') else {
+            continue;
+        };
+        match k.to_ascii_lowercase().as_str() {
+            "type" => out.is_file = v.eq_ignore_ascii_case("file"),
+            "size" => out.size = v.parse::<u64>().ok(),
+            "x.keystate" => out.keystate = Some(v.to_ascii_lowercase()),
+            "x.key" => out.key = crate::key::parse_hex_key(v).ok().map(|k| k.0),
+            _ => {}
+        }
+    }
+    Some(out)
+}
+
 /// Parses one LIST line, Unix (`-rw-r--r-- 1 u g 12 Jan 1 10:00 name`) or DOS style.
 pub fn parse_list_line(line: &str) -> Option<RemoteEntry> {
     let line = line.trim_end_matches(['\r', '\n']);
@@ -132,6 +166,28 @@ mod tests {
     }
 
     #[test]
+    fn key_facts() {
+        let f = parse_key_facts(
+            " type=file;size=3;modify=20240101000000;perm=adfrw;x.keystate=complete;x.key=0x352441C2; /a b",
+        )
+        .unwrap();
+        assert_eq!(
+            f,
+            KeyFacts {
+                is_file: true,
+                size: Some(3),
+                keystate: Some("complete".into()),
+                key: Some(0x352441C2),
+            }
+        );
+        let f = parse_key_facts("Type=file;Size=9;X.KeyState=Partial;x.key=junk; p").unwrap();
+        assert_eq!((f.keystate.as_deref(), f.key), (Some("partial"), None));
+        let d = parse_key_facts("type=dir;x.key=0x1; d").unwrap();
+        assert!(!d.is_file);
+        assert!(parse_key_facts("nospace").is_none());
+    }
+
+    #[test]
     fn list_lines() {
         let e =
             parse_list_line("-rw-r--r--    1 1000     1000         5 Jan  1 10:00 hello world.txt")
@@ -157,6 +213,7 @@ mod tests {
         #[test]
         fn never_panics(s in ".{0,200}") {
             let _ = parse_mlsx_line(&s);
+            let _ = parse_key_facts(&s);
             let _ = parse_list_line(&s);
             let _ = parse_mdtm(&s);
         }

@@ -7,8 +7,8 @@
 //! - [`listing`]: MLSD/MLST and LIST line parsing (pure);
 //! - [`errno`]: reply codes to errno, permanent vs. transient;
 //! - [`transfer`]: RETR at an offset, STOR/APPE at an offset with the
-//!   same-name prompt;
-//! - [`checksum`]: KEY, KEY NULL, SIZE, XCRC and HASH.
+//!   same-name prompt; `sendfile` uploads from a file (`sendfile.rs`);
+//! - [`checksum`]: KEY, KEY NULL, SIZE, XCRC, HASH and the MLST key facts.
 //!
 //! Remote paths are relative to the mount root and `/`-separated
 //! (`"a/b.txt"`, `""` is the root itself); the session resolves them
@@ -22,6 +22,7 @@
 pub mod checksum;
 pub mod errno;
 pub mod listing;
+mod sendfile;
 pub mod session;
 pub mod transfer;
 

@@ -6,14 +6,18 @@
 //! therefore always verifies size and CRC afterwards.
 
 use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
 
-use suppaftp::{FtpError, TlsStream, TransferStream};
+use suppaftp::{DataStream, FtpError, TlsStream, TransferStream};
 
 use super::{Download, RemoteError, Session};
 
 /// An open data connection that completes its transfer on `finish`.
 pub(crate) trait DataConn: Read + Write + Send {
     fn finish(self: Box<Self>) -> Result<(), FtpError>;
+    /// The plain TCP socket carrying the data, for `sendfile`; `None` under
+    /// TLS (the bytes must go through the TLS layer).
+    fn plain_socket(&self) -> Option<RawFd>;
 }
 
 impl<T: TlsStream + Send> DataConn for TransferStream<T>
@@ -23,12 +27,20 @@ where
     fn finish(self: Box<Self>) -> Result<(), FtpError> {
         TransferStream::finish(*self)
     }
+    fn plain_socket(&self) -> Option<RawFd> {
+        match self.get_ref() {
+            DataStream::Tcp(s) => Some(s.as_raw_fd()),
+            DataStream::Ssl(_) => None,
+        }
+    }
 }
 
 /// An open STOR/APPE data connection; write the bytes, then
 /// [`Session::finish_store`].
 pub struct Upload {
-    stream: Box<dyn DataConn>,
+    pub(super) stream: Box<dyn DataConn>,
+    /// Set once `sendfile` was refused (EINVAL/ENOSYS): copy from then on.
+    pub(super) no_sendfile: bool,
 }
 
 impl Write for Upload {
@@ -89,6 +101,7 @@ impl Session {
         match res {
             Ok(stream) => Ok(StoreStart::Started(Upload {
                 stream: Box::new(stream),
+                no_sendfile: false,
             })),
             Err(FtpError::UnexpectedResponse(resp)) => {
                 let text = String::from_utf8_lossy(&resp.body).into_owned();

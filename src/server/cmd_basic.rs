@@ -21,7 +21,7 @@ pub(crate) fn allowed_before_login(verb: &str) -> bool {
 const FEATURES: [&str; 9] = [
     "KEY",
     "XCRC",
-    "MLST type*;size*;modify*;perm*;x.keystate*;",
+    "MLST type*;size*;modify*;perm*;x.keystate*;x.key*;",
     "REST STREAM",
     "SIZE",
     "MDTM",
@@ -91,7 +91,7 @@ pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
             if a.starts_with("UTF8") || a.starts_with("UTF-8") {
                 s.reply(200, "UTF8 mode is always on")
             } else if a.starts_with("MLST") {
-                s.reply(200, "MLST OPTS type;size;modify;perm;x.keystate;")
+                s.reply(200, "MLST OPTS type;size;modify;perm;x.keystate;x.key;")
             } else {
                 s.reply(501, "Option not understood")
             }

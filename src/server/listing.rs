@@ -1,8 +1,12 @@
 //! Directory listings: MLSD/MLST facts (RFC 3659), `ls -l` style LIST, NLST.
 //!
 //! MLSD adds `x.keystate=partial|complete` for files with key metadata, so a
-//! client can tell an interrupted upload from a finished one. The metadata
-//! directory is never listed.
+//! client can tell an interrupted upload from a finished one, and
+//! `x.key=0x%08X`, the bound key, while the file is still exactly what
+//! keyftpd wrote (size and mtime as recorded when it computed the CRC). A
+//! client verifies an upload with one MLST: `complete` means the CRC keyftpd
+//! computed over the bytes it wrote equals that key (see keyftp(7)). The
+//! metadata directory is never listed.
 
 use std::fs::Metadata;
 use std::os::unix::fs::PermissionsExt;
@@ -72,10 +76,21 @@ pub fn mlsx_line(name: &str, md: &Metadata, meta: Option<&FileMeta>, cdir: bool)
     });
     if let (true, Some(m)) = (md.is_file(), meta) {
         s.push_str(&format!("x.keystate={};", m.state.as_str()));
+        if let Some(k) = key_fact(md, m) {
+            s.push_str(&format!("x.key=0x{:08X};", k.0));
+        }
     }
     s.push(' ');
     s.push_str(name);
     s
+}
+
+/// The key to show as `x.key`: the recorded key, but only while the file's
+/// size and mtime are those recorded with its CRC. A file changed behind
+/// keyftpd's back (or a partial cut off by a crash) shows no key, so a
+/// client falls back to asking for a CRC of the file as it is now.
+fn key_fact(md: &Metadata, m: &FileMeta) -> Option<crate::key::Key> {
+    m.key.filter(|_| m.trusted_crc(md).is_some())
 }
 
 const MONTHS: [&str; 12] = [
@@ -121,5 +136,33 @@ mod tests {
         assert_eq!(utc(UNIX_EPOCH), (1970, 1, 1, 0, 0, 0));
         let t = UNIX_EPOCH + Duration::from_secs(951_782_400 + 3661); // 2000-02-29 01:01:01
         assert_eq!(utc(t), (2000, 2, 29, 1, 1, 1));
+    }
+
+    #[test]
+    fn key_fact_only_while_the_file_is_as_recorded() {
+        use super::super::store::{mtime_ns, KeyState};
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"abc").unwrap();
+        let md = std::fs::metadata(&p).unwrap();
+        let mut m = FileMeta {
+            key: Some(crate::key::Key(0x352441C2)),
+            state: KeyState::Complete,
+            crc: 0x352441C2,
+            len: 3,
+            mtime_ns: mtime_ns(&md),
+        };
+        let line = mlsx_line("f", &md, Some(&m), false);
+        assert!(
+            line.contains("x.keystate=complete;x.key=0x352441C2; f"),
+            "{line}"
+        );
+        m.len = 2;
+        let line = mlsx_line("f", &md, Some(&m), false);
+        assert!(!line.contains("x.key="), "{line}");
+        assert!(line.contains("x.keystate=complete;"), "{line}");
+        m.len = 3;
+        m.key = None;
+        assert!(!mlsx_line("f", &md, Some(&m), false).contains("x.key="));
     }
 }

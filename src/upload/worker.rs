@@ -2,6 +2,17 @@
 //! job the KEY / same-name prompt / KEY NULL / decide / REST+STOR flow, then
 //! verification. Faults are retried forever with capped, jittered backoff;
 //! permanent errors fail the job (its spooled copy is kept).
+//!
+//! Without a bandwidth cap the bytes go from the spool file to the data
+//! socket by `sendfile(2)` in [`SENDFILE_CHUNK`] pieces (abort and progress
+//! are checked between pieces); with `--bwlimit`, or where sendfile is
+//! refused, through one buffer no larger than what is left to send.
+//!
+//! A whole-file CRC mismatch after an upload (or, against a server with no
+//! CRC command, every upload) makes the worker re-read the spooled copy: if
+//! its CRC no longer matches its record (data lost in a power cut after the
+//! record was written), no retry can help, and the job fails with the spool
+//! kept.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -12,7 +23,7 @@ use std::time::{Duration, Instant};
 use super::backoff::Backoff;
 use super::queue::{Picked, Shared};
 use super::resume::{self, Decision, Local, PrefixCheck, Remote, StoredKey};
-use super::verify::{self, VerifyError};
+use super::verify::{self, Verified, VerifyError};
 use crate::key::Key;
 use crate::remote::{RemoteError, Session, StoreStart};
 
@@ -39,7 +50,7 @@ impl From<RemoteError> for Fail {
 impl From<VerifyError> for Fail {
     fn from(e: VerifyError) -> Self {
         match e {
-            VerifyError::Mismatch(m) => Fail::Transient(m),
+            VerifyError::Mismatch(m) | VerifyError::CrcMismatch(m) => Fail::Transient(m),
             // A 5xx during verification is not a reason to give up on the job.
             VerifyError::Remote(e) => Fail::Transient(e.to_string()),
         }
@@ -48,6 +59,10 @@ impl From<VerifyError> for Fail {
 
 /// A reused connection idle longer than this is checked with NOOP first.
 const IDLE_CHECK: Duration = Duration::from_secs(5);
+
+/// Bytes per `sendfile` call: large enough to cost few syscalls, small
+/// enough that an abort or a progress report waits at most a few ms.
+const SENDFILE_CHUNK: usize = 4 << 20;
 
 pub(crate) fn run(shared: Arc<Shared>) {
     let mut conn: Option<(Session, Instant)> = None;
@@ -272,12 +287,38 @@ fn attempt(
     };
     stream(shared, s, p, &mut file, up, offset)?;
     aborted(p)?;
-    verify::verify_remote(s, path, size, p.rec.crc)?;
+    match verify::verify_remote(s, path, size, p.rec.crc) {
+        Ok(Verified::Crc) => {}
+        // No server CRC: our own CRC of what we sent is the only check
+        // left that the spooled bytes are the ones the key was taken of.
+        Ok(Verified::SizeOnly) => match check_spool(&mut file, p, String::new()) {
+            Fail::Transient(_) => {}
+            f => return Err(f),
+        },
+        Err(VerifyError::CrcMismatch(msg)) => return Err(check_spool(&mut file, p, msg)),
+        Err(e) => return Err(e.into()),
+    }
     aborted(p)
 }
 
-/// Sends `[offset, size)` of the spooled file with a fixed buffer, under
-/// the shared bandwidth cap, checking for abort at every chunk.
+/// After the server's CRC of the whole file differed from our key (or the
+/// server has no CRC to ask): is the spooled copy still what its record
+/// says? If not (its data did not survive a crash that its record did),
+/// retrying would only send the damage again. `Transient(msg)` when it is.
+fn check_spool(file: &mut File, p: &Picked, msg: String) -> Fail {
+    match verify::local_prefix_crc(file, p.rec.size) {
+        Ok(c) if c != p.rec.crc => Fail::Permanent(format!(
+            "spooled data damaged: CRC {c:08X}, its record says {:08X}; kept in the spool",
+            p.rec.crc
+        )),
+        Ok(_) => Fail::Transient(msg),
+        Err(e) => Fail::Permanent(format!("spooled data unreadable: {e}")),
+    }
+}
+
+/// Sends `[offset, size)` of the spooled file: by sendfile when there is
+/// no bandwidth cap, else (or when sendfile is refused) through a buffer
+/// under the shared cap; checks for abort at every chunk.
 fn stream(
     shared: &Shared,
     s: &mut Session,
@@ -286,21 +327,68 @@ fn stream(
     mut up: crate::remote::Upload,
     offset: u64,
 ) -> Result<(), Fail> {
+    let size = p.rec.size;
+    let mut pos = offset;
+    shared.progress(p.rec.id, pos);
+    if shared.limiter.is_none() {
+        while pos < size {
+            aborted(p)?;
+            let want = (size - pos).min(SENDFILE_CHUNK as u64) as usize;
+            let before = pos;
+            match up.send_file(file, &mut pos, want, shared.tuning.io_timeout) {
+                Ok(Some(n)) => {
+                    shared.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
+                    shared.progress(p.rec.id, pos);
+                    if n < want {
+                        break; // the spool file ended early: checked below
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    // Bytes of a partly done call went out too.
+                    shared.bytes_sent.fetch_add(pos - before, Ordering::Relaxed);
+                    return Err(Fail::Transient(format!("data connection: {e}")));
+                }
+            }
+        }
+    }
+    if pos < size {
+        pos = copy_buffered(shared, p, file, &mut up, pos)?;
+    }
+    if pos != size {
+        return Err(Fail::Permanent(format!(
+            "spooled data ended at {pos}, expected {size}"
+        )));
+    }
+    s.finish_store(up)?;
+    Ok(())
+}
+
+/// Copies `[pos, size)` through one buffer (at most `chunk_size`, at most
+/// what is left, so a 4 KiB file costs a 4 KiB buffer) under the shared
+/// bandwidth cap. Returns where it stopped.
+fn copy_buffered(
+    shared: &Shared,
+    p: &Picked,
+    file: &mut File,
+    up: &mut crate::remote::Upload,
+    mut pos: u64,
+) -> Result<u64, Fail> {
     let io = |e: std::io::Error| Fail::Transient(format!("spool read: {e}"));
-    file.seek(SeekFrom::Start(offset)).map_err(io)?;
+    file.seek(SeekFrom::Start(pos)).map_err(io)?;
     let chunk = match &shared.limiter {
         Some(l) => l.chunk_hint(shared.tuning.chunk_size),
         None => shared.tuning.chunk_size,
     };
-    let mut buf = vec![0u8; chunk.max(4096)];
-    let mut pos = offset;
-    let mut reader = file.take(p.rec.size.saturating_sub(offset));
-    shared.progress(p.rec.id, pos);
+    let left = p.rec.size.saturating_sub(pos);
+    let len = (chunk.max(4096) as u64).min(left) as usize;
+    if len == 0 {
+        return Ok(pos);
+    }
+    let mut buf = vec![0u8; len];
+    let mut reader = file.take(left);
     loop {
-        if p.abort.load(Ordering::SeqCst) {
-            drop(up);
-            return Err(Fail::Aborted);
-        }
+        aborted(p)?;
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
@@ -311,19 +399,11 @@ fn stream(
             l.acquire(n);
         }
         if let Err(e) = up.write_all(&buf[..n]) {
-            drop(up);
             return Err(Fail::Transient(format!("data connection: {e}")));
         }
         pos += n as u64;
         shared.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
         shared.progress(p.rec.id, pos);
     }
-    if pos != p.rec.size {
-        return Err(Fail::Permanent(format!(
-            "spooled data ended at {pos}, expected {}",
-            p.rec.size
-        )));
-    }
-    s.finish_store(up)?;
-    Ok(())
+    Ok(pos)
 }
