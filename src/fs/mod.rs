@@ -13,8 +13,10 @@
 //!   uploaded half-written. Until that version is uploaded and verified, the
 //!   file's local size and content win over the server's for stat, read and
 //!   readdir. Release seals the version (its CRC is final) and hands it to
-//!   the uploader: close never waits on the network. fsync seals and waits
-//!   for the verified upload, or fails with EIO.
+//!   the uploader: close never waits on the network, nor on the disk (the
+//!   uploader's syncer commits closed files in batches, see
+//!   [`crate::spool::syncer`]). fsync seals and waits for the verified
+//!   upload, or fails with EIO.
 //! - **Remote reads** ([`reader`]): REST+RETR at the offset, one streaming
 //!   data connection per open handle, reconnecting only on a seek. The
 //!   adapter runs them, and directory listings, on small thread pools
@@ -247,6 +249,15 @@ impl Core {
                         let path = journal.data_path(rec.id);
                         let spool = match SpoolFile::open_existing(&path, Some(rec.crc)) {
                             Ok(s) => s,
+                            // A Queued record without data was uploaded
+                            // before a power cut undid its removal: the
+                            // uploader drops it at start (with a warning).
+                            Err(e)
+                                if e.kind() == std::io::ErrorKind::NotFound
+                                    && rec.state == JobState::Queued =>
+                            {
+                                continue
+                            }
                             Err(e) => {
                                 log::warn!(
                                     "job {} ({}): spool data missing: {e}",

@@ -11,8 +11,17 @@
 //!   reserved in blocks, so `next_id` rarely touches the disk);
 //! - `data/<id>`: the job's spooled bytes (`data_path`).
 //!
-//! `remove` deletes the record before the data: a crash in between leaves
-//! an orphan data file (space, never a job pointing at missing bytes).
+//! Durability comes in two strengths. `record` and `remove` are durable on
+//! return (fsync of the file and of the directory): for rare events
+//! (failures, renames, cancels). The close path is cheaper:
+//! `record_queued_volatile` only renames (no fsync) and the spool's
+//! [`Syncer`](super::syncer::Syncer) commits such records in batches, data
+//! before record, one directory fsync per batch. `remove_uploaded` deletes
+//! a verified job's data, then its record, without fsync: a record that a
+//! power cut brings back points at missing data, and replay drops it
+//! (`is_stale_uploaded`). `remove` deletes the record before the data: a
+//! crash in between leaves an orphan data file (space, never a job pointing
+//! at missing bytes).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -258,10 +267,13 @@ impl Journal {
     }
 
     /// Writes or replaces the record atomically (temp file + rename) but
-    /// without any fsync: it survives a crash of the daemon, not
-    /// necessarily one of the machine. Only for records whose loss costs
-    /// nothing the user relies on (the `Open` record of a file still being
-    /// written: the durable `Queued` record replaces it at close).
+    /// without any fsync: it survives a crash of the daemon at once, one of
+    /// the machine only once synced. Used for the `Open` record of a file
+    /// being written, and for the `Queued` record written at close, which
+    /// the spool's [`Syncer`](super::syncer::Syncer) then commits in a batch
+    /// (data, record, directories; typically within milliseconds). Until
+    /// then a power cut can lose the job, as it can lose a just-closed file
+    /// on a local disk. A torn record is never read: the rename is atomic.
     pub fn record_volatile(&self, rec: &JobRecord) -> io::Result<()> {
         let n = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
         let tmp = self.dir.join(format!("{}-{n}.tmp", std::process::id()));
@@ -277,13 +289,67 @@ impl Journal {
         written
     }
 
-    /// Removes the record and the job's data file.
+    /// Removes the record and the job's data file, durably (the record
+    /// first, then a directory fsync): a file deleted in the mount must not
+    /// come back to be uploaded after a power cut.
     pub fn remove(&self, id: u64) -> io::Result<()> {
         self.remove_record(id)?;
         match fs::remove_file(self.data_path(id)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
+    }
+
+    /// Drops an uploaded (verified) job: the data file, then the record,
+    /// with no fsync. The server copy is what makes the content safe now;
+    /// should a power cut bring the record back, its data file is gone and
+    /// replay drops the record ([`Journal::is_stale_uploaded`]).
+    pub fn remove_uploaded(&self, id: u64) -> io::Result<()> {
+        match fs::remove_file(self.data_path(id)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        match fs::remove_file(self.record_path(id)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Replay check: a `Queued` record whose data file is missing is the
+    /// leftover of a job that was uploaded and removed (data first, then
+    /// the record, unsynced) just before a power cut. Not a failure: the
+    /// upload happened.
+    pub fn is_stale_uploaded(&self, rec: &JobRecord) -> bool {
+        rec.state == JobState::Queued && !self.data_path(rec.id).exists()
+    }
+
+    /// Makes the job's data file, then its (already renamed) record durable:
+    /// fdatasync of the data, fsync of the record. The directories are
+    /// synced separately, once per batch ([`Journal::sync_dirs`]). Returns
+    /// false (and syncs nothing more) when the job is gone: it was uploaded
+    /// or dropped meanwhile.
+    pub fn sync_job(&self, id: u64) -> io::Result<bool> {
+        let gone = |e: &io::Error| e.kind() == io::ErrorKind::NotFound;
+        // Open the record first: if it is already gone there is nothing to do.
+        let record = match File::open(self.record_path(id)) {
+            Ok(f) => f,
+            Err(e) if gone(&e) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        match File::open(self.data_path(id)) {
+            Ok(f) => f.sync_data()?,
+            Err(e) if gone(&e) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        record.sync_all()?;
+        Ok(true)
+    }
+
+    /// One fsync of the journal directory and one of the data directory:
+    /// the renames and creations of a whole batch become durable at once.
+    pub fn sync_dirs(&self) -> io::Result<()> {
+        sync_dir(&self.spool_dir().join("data"))?;
+        sync_dir(&self.dir)
     }
 
     /// Step 1 of `remove`: the record only (durably).
