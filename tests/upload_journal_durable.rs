@@ -53,7 +53,13 @@ fn volatile_submits_are_uploaded_synced_and_removed() {
 #[test]
 fn shutdown_commits_pending_volatile_jobs() {
     let spool = Spool::new();
-    let s = start(endpoint(dead_port(), "u", "pw"), &spool, 1, None, Policy::Safe);
+    let s = start(
+        endpoint(dead_port(), "u", "pw"),
+        &spool,
+        1,
+        None,
+        Policy::Safe,
+    );
     let n = 25u64;
     for i in 0..n {
         let r = spool.job(&format!("p{i}"), &data(100, i as u32));
@@ -94,7 +100,8 @@ fn replay_drops_queued_records_without_data_and_keeps_open_ones() {
     s.up.wait("live.bin", WAIT).expect("live uploaded");
     assert_eq!(srv.read("live.bin"), data(5000, 3));
     // The stale job is neither a failure nor uploaded, and its record is gone.
-    s.up.wait("stale.bin", WAIT).expect("stale is not a failure");
+    s.up.wait("stale.bin", WAIT)
+        .expect("stale is not a failure");
     assert!(srv.read("stale.bin").is_empty());
     assert!(!srv.root.path().join("stale.bin").exists());
     assert_eq!(j.load(stale.id).expect("load"), None);

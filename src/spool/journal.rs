@@ -54,6 +54,12 @@ pub struct JobRecord {
 const ID_BLOCK: u64 = 1024;
 const MAGIC: &str = "keyfs-job 1";
 
+/// A job's files, open to be made durable (see `open_for_sync`).
+pub struct JobFiles {
+    pub data: File,
+    pub record: File,
+}
+
 pub struct Journal {
     dir: PathBuf,
     /// (next id to hand out, first id not yet reserved on disk)
@@ -323,26 +329,21 @@ impl Journal {
         rec.state == JobState::Queued && !self.data_path(rec.id).exists()
     }
 
-    /// Makes the job's data file, then its (already renamed) record durable:
-    /// fdatasync of the data, fsync of the record. The directories are
-    /// synced separately, once per batch ([`Journal::sync_dirs`]). Returns
-    /// false (and syncs nothing more) when the job is gone: it was uploaded
-    /// or dropped meanwhile.
-    pub fn sync_job(&self, id: u64) -> io::Result<bool> {
+    /// The job's data file and (already renamed) record, opened for the
+    /// syncer; None when the job is gone (uploaded or dropped meanwhile).
+    pub fn open_for_sync(&self, id: u64) -> io::Result<Option<JobFiles>> {
         let gone = |e: &io::Error| e.kind() == io::ErrorKind::NotFound;
-        // Open the record first: if it is already gone there is nothing to do.
+        // The record first: if it is already gone there is nothing to do.
         let record = match File::open(self.record_path(id)) {
             Ok(f) => f,
-            Err(e) if gone(&e) => return Ok(false),
+            Err(e) if gone(&e) => return Ok(None),
             Err(e) => return Err(e),
         };
         match File::open(self.data_path(id)) {
-            Ok(f) => f.sync_data()?,
-            Err(e) if gone(&e) => return Ok(false),
-            Err(e) => return Err(e),
+            Ok(data) => Ok(Some(JobFiles { data, record })),
+            Err(e) if gone(&e) => Ok(None),
+            Err(e) => Err(e),
         }
-        record.sync_all()?;
-        Ok(true)
     }
 
     /// One fsync of the journal directory and one of the data directory:
