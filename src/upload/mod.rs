@@ -230,5 +230,13 @@ impl Uploader {
             let _ = t.join();
         }
         self.syncer.shutdown();
+        let st = self.syncer.stats();
+        log::info!(
+            "spool: {} closed files made durable in {} batches ({} uploaded first, {} errors)",
+            st.synced,
+            st.batches,
+            st.skipped,
+            st.errors
+        );
     }
 }
