@@ -58,16 +58,14 @@ impl Core {
             crc: 0,
             state: JobState::Open,
         };
-        // Not fsynced: until close this record only says "a file is being
-        // written here" (never uploaded). A machine crash before close can
-        // lose it, leaving an orphan data file instead of a kept Open job.
-        // At close the Queued record replaces it (a rename, no fsync) and
-        // the uploader's syncer commits data, then record, in its next
-        // batch; only a Queued record is ever uploaded.
-        if let Err(e) = self.journal.record_volatile(&rec) {
-            let _ = std::fs::remove_file(&data);
-            return Err(e.into());
-        }
+        // Deferred: until close this record only says "a file is being
+        // written here" (never uploaded), so the syncer writes it (no fsync)
+        // only if the file is still open at its next batch, within 20 ms. A
+        // crash before that leaves an orphan data file instead of a kept
+        // Open job. At close the Queued record is written instead (a
+        // rename, no fsync) and the syncer commits data, then record; only
+        // a Queued record is ever uploaded.
+        self.uploader.note_open(rec);
         Ok((id, Arc::new(spool)))
     }
 

@@ -9,8 +9,9 @@
 //!   and server replies map onto errno values.
 //! - **Local files** ([`files`]): create, or open for writing, makes a new
 //!   *version* of the file in the spool ([`crate::spool::file`]), recorded in
-//!   the journal as `Open` at once, so a crash leaves it reported and never
-//!   uploaded half-written. Until that version is uploaded and verified, the
+//!   the journal as `Open` if still open 20 ms later (the syncer writes the
+//!   record; a file closed sooner never needs it), so a crash leaves it
+//!   reported and never uploaded half-written. Until that version is uploaded and verified, the
 //!   file's local size and content win over the server's for stat, read and
 //!   readdir. Release seals the version (its CRC is final) and hands it to
 //!   the uploader: close never waits on the network, nor on the disk (the

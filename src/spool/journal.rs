@@ -23,11 +23,12 @@
 //! crash in between leaves an orphan data file (space, never a job pointing
 //! at missing bytes).
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JobState {
@@ -65,6 +66,10 @@ pub struct Journal {
     /// (next id to hand out, first id not yet reserved on disk)
     ids: Mutex<(u64, u64)>,
     tmp_seq: AtomicU64,
+    /// `Open` records noted but not written yet (`record_open_deferred`).
+    /// Held while the syncer writes them, so a record written for the same
+    /// id by anyone else (who first takes its entry out) always lands last.
+    deferred: Mutex<BTreeMap<u64, JobRecord>>,
 }
 
 fn escape(s: &str) -> String {
@@ -215,6 +220,7 @@ impl Journal {
             dir,
             ids: Mutex::new((next, next)),
             tmp_seq: AtomicU64::new(0),
+            deferred: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -267,9 +273,73 @@ impl Journal {
         sync_dir(&self.dir)
     }
 
-    /// Writes or replaces the record atomically and durably.
+    /// Writes or replaces the record atomically and durably. An `Open`
+    /// record still deferred is only updated in memory (it is written with
+    /// the syncer's next batch, like the one it replaces).
     pub fn record(&self, rec: &JobRecord) -> io::Result<()> {
+        if self.take_deferred(rec) {
+            return Ok(());
+        }
         self.write_atomic(&self.record_path(rec.id), encode(rec).as_bytes())
+    }
+
+    fn deferred(&self) -> MutexGuard<'_, BTreeMap<u64, JobRecord>> {
+        self.deferred.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Before any write or removal of `rec`'s record: an `Open` record still
+    /// deferred is replaced in memory (true: nothing to write); otherwise
+    /// the deferred entry is dropped, so the syncer can no longer write it
+    /// over what the caller writes next.
+    fn take_deferred(&self, rec: &JobRecord) -> bool {
+        let mut d = self.deferred();
+        if rec.state == JobState::Open {
+            if let Some(slot) = d.get_mut(&rec.id) {
+                *slot = rec.clone();
+                return true;
+            }
+            return false;
+        }
+        d.remove(&rec.id);
+        false
+    }
+
+    fn forget_deferred(&self, id: u64) {
+        self.deferred().remove(&id);
+    }
+
+    /// Notes the `Open` record of a version just created, without writing
+    /// it: the syncer writes it (volatile) with its next batch, within
+    /// [`LINGER`](super::syncer::LINGER), if the file is still open then.
+    /// A file closed before (a small file in a `cp -r`) gets its `Queued`
+    /// record instead and no `Open` record is ever written: one temp file
+    /// and one rename less per file on the create path. The cost: a crash
+    /// of the daemon in that window leaves the file as unreported spool
+    /// data instead of a kept `Open` job (the application had not closed
+    /// it; nothing it closed is affected).
+    pub fn record_open_deferred(&self, rec: JobRecord) {
+        self.deferred().insert(rec.id, rec);
+    }
+
+    /// Writes the deferred `Open` records (volatile); called by the syncer.
+    /// Returns how many were written; a record that fails is logged and
+    /// dropped (the file then has no `Open` record, as after a crash).
+    pub fn write_deferred_open(&self) -> usize {
+        let mut d = self.deferred();
+        let mut n = 0;
+        for rec in d.values() {
+            match self.write_volatile(rec) {
+                Ok(()) => n += 1,
+                Err(e) => log::error!("journal: cannot record open job {}: {e}", rec.id),
+            }
+        }
+        d.clear();
+        n
+    }
+
+    /// Whether an `Open` record is noted but not written yet (for tests).
+    pub fn has_deferred(&self, id: u64) -> bool {
+        self.deferred().contains_key(&id)
     }
 
     /// Writes or replaces the record atomically (temp file + rename) but
@@ -281,6 +351,13 @@ impl Journal {
     /// then a power cut can lose the job, as it can lose a just-closed file
     /// on a local disk. A torn record is never read: the rename is atomic.
     pub fn record_volatile(&self, rec: &JobRecord) -> io::Result<()> {
+        if self.take_deferred(rec) {
+            return Ok(());
+        }
+        self.write_volatile(rec)
+    }
+
+    fn write_volatile(&self, rec: &JobRecord) -> io::Result<()> {
         let n = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
         let tmp = self.dir.join(format!("{}-{n}.tmp", std::process::id()));
         let written = OpenOptions::new()
@@ -299,6 +376,7 @@ impl Journal {
     /// first, then a directory fsync): a file deleted in the mount must not
     /// come back to be uploaded after a power cut.
     pub fn remove(&self, id: u64) -> io::Result<()> {
+        self.forget_deferred(id);
         self.remove_record(id)?;
         match fs::remove_file(self.data_path(id)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -311,6 +389,7 @@ impl Journal {
     /// should a power cut bring the record back, its data file is gone and
     /// replay drops the record ([`Journal::is_stale_uploaded`]).
     pub fn remove_uploaded(&self, id: u64) -> io::Result<()> {
+        self.forget_deferred(id);
         match fs::remove_file(self.data_path(id)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
@@ -355,6 +434,7 @@ impl Journal {
 
     /// Step 1 of `remove`: the record only (durably).
     pub fn remove_record(&self, id: u64) -> io::Result<()> {
+        self.forget_deferred(id);
         match fs::remove_file(self.record_path(id)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
@@ -601,6 +681,58 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn deferred_open_records() {
+        let d = tempfile::tempdir().unwrap();
+        let j = Journal::open(d.path()).unwrap();
+        // Closed before the syncer ran: only the Queued record is written.
+        j.record_open_deferred(rec(1, "a", JobState::Open));
+        assert!(j.has_deferred(1));
+        assert_eq!(j.load(1).unwrap(), None, "deferred, not on disk");
+        let q = rec(1, "a", JobState::Queued);
+        j.record_volatile(&q).unwrap();
+        assert!(!j.has_deferred(1));
+        assert_eq!(j.write_deferred_open(), 0);
+        assert_eq!(j.load(1).unwrap(), Some(q));
+        // Renamed while open and still deferred: updated in memory, then
+        // written under the new name by the syncer.
+        j.record_open_deferred(rec(2, "b", JobState::Open));
+        let renamed = rec(2, "b2", JobState::Open);
+        j.record(&renamed).unwrap();
+        assert_eq!(j.load(2).unwrap(), None);
+        assert_eq!(j.write_deferred_open(), 1);
+        assert_eq!(j.load(2).unwrap(), Some(renamed));
+        // Once written, a later Queued record replaces it as before.
+        let q2 = rec(2, "b2", JobState::Queued);
+        j.record_volatile(&q2).unwrap();
+        assert_eq!(j.load(2).unwrap(), Some(q2));
+        // Dropped while deferred: nothing is ever written.
+        j.record_open_deferred(rec(3, "c", JobState::Open));
+        j.remove(3).unwrap();
+        assert_eq!(j.write_deferred_open(), 0);
+        assert_eq!(j.load(3).unwrap(), None);
+        assert_eq!(tmp_count(&j), 0);
+    }
+
+    #[test]
+    fn uploaded_removal_and_stale_records() {
+        let d = tempfile::tempdir().unwrap();
+        let j = Journal::open(d.path()).unwrap();
+        let a = rec(4, "a", JobState::Queued);
+        j.record_volatile(&a).unwrap();
+        fs::write(j.data_path(4), b"x").unwrap();
+        assert!(!j.is_stale_uploaded(&a));
+        j.remove_uploaded(4).unwrap();
+        assert!(!j.data_path(4).exists());
+        assert_eq!(j.load(4).unwrap(), None);
+        j.remove_uploaded(4).unwrap(); // idempotent
+                                       // A power cut undid the record's removal, not the data's.
+        j.record(&a).unwrap();
+        assert!(j.is_stale_uploaded(&a));
+        // Only Queued records: an Open one without data is kept (reported).
+        assert!(!j.is_stale_uploaded(&rec(4, "a", JobState::Open)));
     }
 
     #[test]

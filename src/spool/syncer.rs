@@ -12,6 +12,10 @@
 //! waits for its batch ([`LINGER`], 20 ms) plus the batch's own syncs
 //! (milliseconds on an idle disk). A crash of the daemon alone loses nothing: the renamed record is
 //! in the page cache. `shutdown` commits what is pending before returning.
+//!
+//! The thread also writes the `Open` records the fs defers at create
+//! ([`Journal::record_open_deferred`]): only files still open when a batch
+//! runs get one; a small file closed at once never needs it.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -140,6 +144,8 @@ struct Queue {
     pushed: u64,
     done: u64,
     stop: bool,
+    /// `Open` records were noted (`poke`): write them with the next batch.
+    opens: bool,
     /// A `flush` is waiting: commit now, without lingering.
     urgent: bool,
     stats: SyncStats,
@@ -203,6 +209,21 @@ impl Syncer {
         self.inner.cond.notify_all();
     }
 
+    /// An `Open` record was noted in the journal
+    /// ([`Journal::record_open_deferred`]): write it with the next batch
+    /// (at once after `shutdown`).
+    pub fn poke(&self) {
+        let mut q = self.inner.lock();
+        if q.stop {
+            drop(q);
+            self.inner.journal.write_deferred_open();
+            return;
+        }
+        q.opens = true;
+        drop(q);
+        self.inner.cond.notify_all();
+    }
+
     /// Waits until every job pushed before this call is committed (or
     /// found gone). False on timeout.
     pub fn flush(&self, timeout: Duration) -> bool {
@@ -255,11 +276,14 @@ fn run(inner: &Inner) {
     loop {
         let (mut ids, upto) = {
             let mut q = inner.lock();
-            while q.ids.is_empty() && !q.stop {
+            while q.ids.is_empty() && !q.opens && !q.stop {
                 q = inner.cond.wait(q).unwrap_or_else(|p| p.into_inner());
             }
-            if q.ids.is_empty() {
-                return; // stopped, nothing pending
+            if q.ids.is_empty() && !q.opens {
+                // Stopped, nothing pending; files still open keep a record.
+                drop(q);
+                inner.journal.write_deferred_open();
+                return;
             }
             // Linger a moment so that files closed in a burst share a batch.
             let until = Instant::now() + inner.linger;
@@ -275,11 +299,18 @@ fn run(inner: &Inner) {
                     .unwrap_or_else(|p| p.into_inner().0);
             }
             q.urgent = false;
+            q.opens = false;
             (std::mem::take(&mut q.ids), q.pushed)
         };
+        // Files still open after the linger get their `Open` record.
+        inner.journal.write_deferred_open();
         ids.sort_unstable();
         ids.dedup();
-        let st = commit(&inner.journal, &ids);
+        let st = if ids.is_empty() {
+            SyncStats::default()
+        } else {
+            commit(&inner.journal, &ids)
+        };
         log::debug!(
             "spool: committed a batch of {} jobs ({} already gone)",
             st.synced,
@@ -394,6 +425,39 @@ mod tests {
         s.shutdown();
         assert!(t.elapsed() < Duration::from_secs(20));
         assert_eq!(s.stats().synced, 4);
+    }
+
+    #[test]
+    fn open_records_are_written_by_the_next_batch_or_at_shutdown() {
+        let d = tempfile::tempdir().unwrap();
+        let j = Arc::new(Journal::open(d.path()).unwrap());
+        let open = |id: u64| JobRecord {
+            id,
+            remote_path: format!("o{id}"),
+            size: 0,
+            crc: 0,
+            state: JobState::Open,
+        };
+        let s = Syncer::start_lingering(j.clone(), Duration::from_millis(5)).unwrap();
+        j.record_open_deferred(open(1));
+        s.poke();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while j.load(1).unwrap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(j.load(1).unwrap(), Some(open(1)));
+        s.shutdown();
+        // Still open at a clean stop: written at shutdown, however long
+        // the linger.
+        let s = Syncer::start_lingering(j.clone(), Duration::from_secs(600)).unwrap();
+        j.record_open_deferred(open(2));
+        s.poke();
+        s.shutdown();
+        assert_eq!(j.load(2).unwrap(), Some(open(2)));
+        // After shutdown a poke writes at once.
+        j.record_open_deferred(open(3));
+        s.poke();
+        assert_eq!(j.load(3).unwrap(), Some(open(3)));
     }
 
     #[test]

@@ -177,6 +177,13 @@ impl Uploader {
         self.syncer.push(id);
         Ok(())
     }
+    /// A version of a file was created and is being written: its `Open`
+    /// record is deferred to the syncer's next batch, and never written if
+    /// the file is closed first (see [`Journal::record_open_deferred`]).
+    pub fn note_open(&self, rec: JobRecord) {
+        self.shared.journal.record_open_deferred(rec);
+        self.syncer.poke();
+    }
     /// Waits until every job submitted so far is durable on disk (or
     /// uploaded). False on timeout.
     pub fn flush_durable(&self, timeout: Duration) -> bool {
