@@ -232,6 +232,22 @@ impl Core {
             },
             journal.clone(),
         )?;
+        match journal.orphan_data(&records) {
+            Ok(ids) if !ids.is_empty() => log::warn!(
+                "spool: {} data file(s) without a journal record kept in {} (ids {:?}): \
+                 files open for writing when the daemon stopped before their Open record \
+                 was written, or removals cut short",
+                ids.len(),
+                journal
+                    .data_path(0)
+                    .parent()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                &ids[..ids.len().min(10)]
+            ),
+            Ok(_) => {}
+            Err(e) => log::debug!("spool: cannot list the data files: {e}"),
+        }
         let mut kept_open = Vec::new();
         {
             let mut st = lock(&state);

@@ -66,6 +66,8 @@ pub struct Journal {
     /// (next id to hand out, first id not yet reserved on disk)
     ids: Mutex<(u64, u64)>,
     tmp_seq: AtomicU64,
+    /// Our pid, for temp file names (read once: a syscall per record saved).
+    pid: u32,
     /// `Open` records noted but not written yet (`record_open_deferred`).
     /// Held while the syncer writes them, so a record written for the same
     /// id by anyone else (who first takes its entry out) always lands last.
@@ -220,6 +222,7 @@ impl Journal {
             dir,
             ids: Mutex::new((next, next)),
             tmp_seq: AtomicU64::new(0),
+            pid: std::process::id(),
             deferred: Mutex::new(BTreeMap::new()),
         })
     }
@@ -257,7 +260,7 @@ impl Journal {
     /// Step 1 of an atomic write: the bytes in a fresh temp file, fsynced.
     pub fn write_temp(&self, bytes: &[u8]) -> io::Result<PathBuf> {
         let n = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
-        let tmp = self.dir.join(format!("{}-{n}.tmp", std::process::id()));
+        let tmp = self.dir.join(format!("{}-{n}.tmp", self.pid));
         let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
@@ -359,7 +362,7 @@ impl Journal {
 
     fn write_volatile(&self, rec: &JobRecord) -> io::Result<()> {
         let n = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
-        let tmp = self.dir.join(format!("{}-{n}.tmp", std::process::id()));
+        let tmp = self.dir.join(format!("{}-{n}.tmp", self.pid));
         let written = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -450,6 +453,24 @@ impl Journal {
             Err(e) if e.kind() == io::ErrorKind::InvalidData => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Ids of spooled data files that no record (in `records`) names: a
+    /// file still open when the daemon stopped before its `Open` record was
+    /// written, or a removal cut short. Kept, for the user to look at.
+    pub fn orphan_data(&self, records: &[JobRecord]) -> io::Result<Vec<u64>> {
+        let known: std::collections::HashSet<u64> = records.iter().map(|r| r.id).collect();
+        let mut out = Vec::new();
+        for ent in fs::read_dir(self.spool_dir().join("data"))? {
+            let ent = ent?;
+            if let Some(id) = ent.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) {
+                if !known.contains(&id) {
+                    out.push(id);
+                }
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
     }
 
     /// Every record, ignoring (and reporting) torn or foreign files.
@@ -714,6 +735,18 @@ mod tests {
         assert_eq!(j.write_deferred_open(), 0);
         assert_eq!(j.load(3).unwrap(), None);
         assert_eq!(tmp_count(&j), 0);
+    }
+
+    #[test]
+    fn orphan_data_files_are_listed() {
+        let d = tempfile::tempdir().unwrap();
+        let j = Journal::open(d.path()).unwrap();
+        let a = rec(1, "a", JobState::Queued);
+        j.record(&a).unwrap();
+        for id in [1, 2, 5] {
+            fs::write(j.data_path(id), b"x").unwrap();
+        }
+        assert_eq!(j.orphan_data(&j.load_all().unwrap()).unwrap(), vec![2, 5]);
     }
 
     #[test]
