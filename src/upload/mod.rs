@@ -16,8 +16,10 @@
 //! directory fsync for all the files closed meanwhile). The syncer lives
 //! here because the uploader owns the `Queued` records from submit to
 //! removal and its lifetime is the mount's: `shutdown` stops the workers,
-//! then commits what is still pending. Memory is bounded: each worker streams its file with
-//! one fixed buffer (`Tuning::chunk_size`).
+//! then commits what is still pending.
+//!
+//! Memory is bounded: each worker streams its file with one fixed buffer
+//! (`Tuning::chunk_size`).
 pub mod backoff;
 pub mod bwlimit;
 mod queue;
