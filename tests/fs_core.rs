@@ -277,6 +277,63 @@ fn fs_file_open_at_crash_is_kept_and_reported() {
     core.shutdown();
 }
 
+/// Close writes no fsync and, for a file closed at once, no `Open` record
+/// either; a file still open past the syncer's linger has its `Open`
+/// record on disk without any shutdown (what a kill -9 would find); the
+/// closed files' records are made durable in batches.
+#[test]
+fn fs_open_record_deferred_and_closes_group_committed() {
+    use keyfs::spool::journal::{JobState, Journal};
+    let rig = Rig::new();
+    let core = rig.core();
+    let (_, long) = core.create(ROOT, name("long"), libc::O_WRONLY).unwrap();
+    core.write(long.fh, 0, b"still writing").unwrap();
+    for i in 0..30 {
+        let (_, o) = core
+            .create(ROOT, name(&format!("s{i}")), libc::O_WRONLY)
+            .unwrap();
+        core.write(o.fh, 0, format!("small {i}").as_bytes())
+            .unwrap();
+        core.release(o.fh).unwrap();
+    }
+    // Read the journal from disk, as a restarted daemon (or `keyfs status`) would.
+    let on_disk = || {
+        Journal::open_for_reading(rig.spool.path())
+            .unwrap()
+            .load_all()
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    while !on_disk().iter().any(|r| r.remote_path == "long") && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let recs = on_disk();
+    let long_rec = recs
+        .iter()
+        .find(|r| r.remote_path == "long")
+        .expect("Open record of `long`");
+    assert_eq!(long_rec.state, JobState::Open);
+    assert!(recs
+        .iter()
+        .all(|r| r.state != JobState::Open || r.remote_path == "long"));
+    for i in 0..30 {
+        core.uploader().wait(&format!("s{i}"), WAIT).unwrap();
+        assert_eq!(
+            rig.server_file(&format!("s{i}")).unwrap(),
+            format!("small {i}").as_bytes()
+        );
+    }
+    assert!(core.uploader().flush_durable(WAIT));
+    let st = core.uploader().sync_stats();
+    assert_eq!(st.synced + st.skipped, 30, "{st:?}");
+    assert!(st.dir_syncs <= st.batches && st.errors == 0, "{st:?}");
+    core.release(long.fh).unwrap();
+    core.uploader().wait("long", WAIT).unwrap();
+    assert_eq!(rig.server_file("long").unwrap(), b"still writing");
+    core.shutdown();
+}
+
 /// Writes `body` to a new file `n` and closes it (queued for upload).
 fn put(core: &Core, n: &str, body: &[u8]) {
     let (_, o) = core.create(ROOT, name(n), libc::O_WRONLY).unwrap();

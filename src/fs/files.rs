@@ -58,16 +58,14 @@ impl Core {
             crc: 0,
             state: JobState::Open,
         };
-        // Not fsynced: until close this record only says "a file is being
-        // written here" (never uploaded). A machine crash before close can
-        // lose it, leaving an orphan data file instead of a kept Open job;
-        // nothing the user closed is lost, since close makes the data
-        // durable (fdatasync) before the durable Queued record replaces this
-        // one, and only a Queued record is ever uploaded.
-        if let Err(e) = self.journal.record_volatile(&rec) {
-            let _ = std::fs::remove_file(&data);
-            return Err(e.into());
-        }
+        // Deferred: until close this record only says "a file is being
+        // written here" (never uploaded), so the syncer writes it (no fsync)
+        // only if the file is still open at its next batch, within 20 ms. A
+        // crash before that leaves an orphan data file instead of a kept
+        // Open job. At close the Queued record is written instead (a
+        // rename, no fsync) and the syncer commits data, then record; only
+        // a Queued record is ever uploaded.
+        self.uploader.note_open(rec);
         Ok((id, Arc::new(spool)))
     }
 
@@ -356,8 +354,10 @@ impl Core {
     }
 
     /// Marks the version of `ino` sealed (no more writes to its spool file),
-    /// then computes its CRC, syncs it and submits it. Disk work only.
-    /// The caller holds `order` (taken before the state lock).
+    /// then computes its CRC and submits it: a rename of its record, no
+    /// fsync (the syncer commits it in the background). The caller holds
+    /// `order` (taken before the state lock), so a rename in the mount
+    /// cannot slip between reading the path and queueing the job.
     fn seal(&self, mut st: std::sync::MutexGuard<'_, super::State>, ino: u64) -> FsResult<()> {
         let path = st.inodes.path(ino).map(str::to_string);
         let Some(l) = st.pending.get_mut(&ino) else {
@@ -370,10 +370,12 @@ impl Core {
         l.mtime = SystemTime::now();
         let (id, spool) = (l.id, l.spool.clone());
         drop(st);
+        // No fsync here (close must not wait on the disk): the record is
+        // renamed into place and the uploader's syncer commits data, then
+        // record, in its next batch.
         let submit = || -> std::io::Result<()> {
             let (size, crc) = spool.finish()?;
-            spool.sync()?;
-            self.uploader.submit(JobRecord {
+            self.uploader.submit_volatile(JobRecord {
                 id,
                 remote_path: path.clone(),
                 size,

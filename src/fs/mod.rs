@@ -9,12 +9,15 @@
 //!   and server replies map onto errno values.
 //! - **Local files** ([`files`]): create, or open for writing, makes a new
 //!   *version* of the file in the spool ([`crate::spool::file`]), recorded in
-//!   the journal as `Open` at once, so a crash leaves it reported and never
-//!   uploaded half-written. Until that version is uploaded and verified, the
+//!   the journal as `Open` if still open 20 ms later (the syncer writes the
+//!   record; a file closed sooner never needs it), so a crash leaves it
+//!   reported and never uploaded half-written. Until that version is uploaded and verified, the
 //!   file's local size and content win over the server's for stat, read and
 //!   readdir. Release seals the version (its CRC is final) and hands it to
-//!   the uploader: close never waits on the network. fsync seals and waits
-//!   for the verified upload, or fails with EIO.
+//!   the uploader: close never waits on the network, nor on the disk (the
+//!   uploader's syncer commits closed files in batches, see
+//!   [`crate::spool::syncer`]). fsync seals and waits for the verified
+//!   upload, or fails with EIO.
 //! - **Remote reads** ([`reader`]): REST+RETR at the offset, one streaming
 //!   data connection per open handle, reconnecting only on a seek. The
 //!   adapter runs them, and directory listings, on small thread pools
@@ -229,6 +232,22 @@ impl Core {
             },
             journal.clone(),
         )?;
+        match journal.orphan_data(&records) {
+            Ok(ids) if !ids.is_empty() => log::warn!(
+                "spool: {} data file(s) without a journal record kept in {} (ids {:?}): \
+                 files open for writing when the daemon stopped before their Open record \
+                 was written, or removals cut short",
+                ids.len(),
+                journal
+                    .data_path(0)
+                    .parent()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                &ids[..ids.len().min(10)]
+            ),
+            Ok(_) => {}
+            Err(e) => log::debug!("spool: cannot list the data files: {e}"),
+        }
         let mut kept_open = Vec::new();
         {
             let mut st = lock(&state);
@@ -247,6 +266,15 @@ impl Core {
                         let path = journal.data_path(rec.id);
                         let spool = match SpoolFile::open_existing(&path, Some(rec.crc)) {
                             Ok(s) => s,
+                            // A Queued record without data was uploaded
+                            // before a power cut undid its removal: the
+                            // uploader drops it at start (with a warning).
+                            Err(e)
+                                if e.kind() == std::io::ErrorKind::NotFound
+                                    && rec.state == JobState::Queued =>
+                            {
+                                continue
+                            }
                             Err(e) => {
                                 log::warn!(
                                     "job {} ({}): spool data missing: {e}",

@@ -11,14 +11,24 @@
 //!   reserved in blocks, so `next_id` rarely touches the disk);
 //! - `data/<id>`: the job's spooled bytes (`data_path`).
 //!
-//! `remove` deletes the record before the data: a crash in between leaves
-//! an orphan data file (space, never a job pointing at missing bytes).
+//! Durability comes in two strengths. `record` and `remove` are durable on
+//! return (fsync of the file and of the directory): for rare events
+//! (failures, renames, cancels). The close path is cheaper:
+//! `record_queued_volatile` only renames (no fsync) and the spool's
+//! [`Syncer`](super::syncer::Syncer) commits such records in batches, data
+//! before record, one directory fsync per batch. `remove_uploaded` deletes
+//! a verified job's data, then its record, without fsync: a record that a
+//! power cut brings back points at missing data, and replay drops it
+//! (`is_stale_uploaded`). `remove` deletes the record before the data: a
+//! crash in between leaves an orphan data file (space, never a job pointing
+//! at missing bytes).
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JobState {
@@ -45,11 +55,23 @@ pub struct JobRecord {
 const ID_BLOCK: u64 = 1024;
 const MAGIC: &str = "keyfs-job 1";
 
+/// A job's files, open to be made durable (see `open_for_sync`).
+pub struct JobFiles {
+    pub data: File,
+    pub record: File,
+}
+
 pub struct Journal {
     dir: PathBuf,
     /// (next id to hand out, first id not yet reserved on disk)
     ids: Mutex<(u64, u64)>,
     tmp_seq: AtomicU64,
+    /// Our pid, for temp file names (read once: a syscall per record saved).
+    pid: u32,
+    /// `Open` records noted but not written yet (`record_open_deferred`).
+    /// Held while the syncer writes them, so a record written for the same
+    /// id by anyone else (who first takes its entry out) always lands last.
+    deferred: Mutex<BTreeMap<u64, JobRecord>>,
 }
 
 fn escape(s: &str) -> String {
@@ -200,6 +222,8 @@ impl Journal {
             dir,
             ids: Mutex::new((next, next)),
             tmp_seq: AtomicU64::new(0),
+            pid: std::process::id(),
+            deferred: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -236,7 +260,7 @@ impl Journal {
     /// Step 1 of an atomic write: the bytes in a fresh temp file, fsynced.
     pub fn write_temp(&self, bytes: &[u8]) -> io::Result<PathBuf> {
         let n = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
-        let tmp = self.dir.join(format!("{}-{n}.tmp", std::process::id()));
+        let tmp = self.dir.join(format!("{}-{n}.tmp", self.pid));
         let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
@@ -252,19 +276,93 @@ impl Journal {
         sync_dir(&self.dir)
     }
 
-    /// Writes or replaces the record atomically and durably.
+    /// Writes or replaces the record atomically and durably. An `Open`
+    /// record still deferred is only updated in memory (it is written with
+    /// the syncer's next batch, like the one it replaces).
     pub fn record(&self, rec: &JobRecord) -> io::Result<()> {
+        if self.take_deferred(rec) {
+            return Ok(());
+        }
         self.write_atomic(&self.record_path(rec.id), encode(rec).as_bytes())
     }
 
+    fn deferred(&self) -> MutexGuard<'_, BTreeMap<u64, JobRecord>> {
+        self.deferred.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Before any write or removal of `rec`'s record: an `Open` record still
+    /// deferred is replaced in memory (true: nothing to write); otherwise
+    /// the deferred entry is dropped, so the syncer can no longer write it
+    /// over what the caller writes next.
+    fn take_deferred(&self, rec: &JobRecord) -> bool {
+        let mut d = self.deferred();
+        if rec.state == JobState::Open {
+            if let Some(slot) = d.get_mut(&rec.id) {
+                *slot = rec.clone();
+                return true;
+            }
+            return false;
+        }
+        d.remove(&rec.id);
+        false
+    }
+
+    fn forget_deferred(&self, id: u64) {
+        self.deferred().remove(&id);
+    }
+
+    /// Notes the `Open` record of a version just created, without writing
+    /// it: the syncer writes it (volatile) with its next batch, within
+    /// [`LINGER`](super::syncer::LINGER), if the file is still open then.
+    /// A file closed before (a small file in a `cp -r`) gets its `Queued`
+    /// record instead and no `Open` record is ever written: one temp file
+    /// and one rename less per file on the create path. The cost: a crash
+    /// of the daemon in that window leaves the file as unreported spool
+    /// data instead of a kept `Open` job (the application had not closed
+    /// it; nothing it closed is affected).
+    pub fn record_open_deferred(&self, rec: JobRecord) {
+        self.deferred().insert(rec.id, rec);
+    }
+
+    /// Writes the deferred `Open` records (volatile); called by the syncer.
+    /// Returns how many were written; a record that fails is logged and
+    /// dropped (the file then has no `Open` record, as after a crash).
+    pub fn write_deferred_open(&self) -> usize {
+        let mut d = self.deferred();
+        let mut n = 0;
+        for rec in d.values() {
+            match self.write_volatile(rec) {
+                Ok(()) => n += 1,
+                Err(e) => log::error!("journal: cannot record open job {}: {e}", rec.id),
+            }
+        }
+        d.clear();
+        n
+    }
+
+    /// Whether an `Open` record is noted but not written yet (for tests).
+    pub fn has_deferred(&self, id: u64) -> bool {
+        self.deferred().contains_key(&id)
+    }
+
     /// Writes or replaces the record atomically (temp file + rename) but
-    /// without any fsync: it survives a crash of the daemon, not
-    /// necessarily one of the machine. Only for records whose loss costs
-    /// nothing the user relies on (the `Open` record of a file still being
-    /// written: the durable `Queued` record replaces it at close).
+    /// without any fsync: it survives a crash of the daemon at once, one of
+    /// the machine only once synced. Used for the `Open` record of a file
+    /// being written, and for the `Queued` record written at close, which
+    /// the spool's [`Syncer`](super::syncer::Syncer) then commits in a batch
+    /// (data, record, directories; typically within milliseconds). Until
+    /// then a power cut can lose the job, as it can lose a just-closed file
+    /// on a local disk. A torn record is never read: the rename is atomic.
     pub fn record_volatile(&self, rec: &JobRecord) -> io::Result<()> {
+        if self.take_deferred(rec) {
+            return Ok(());
+        }
+        self.write_volatile(rec)
+    }
+
+    fn write_volatile(&self, rec: &JobRecord) -> io::Result<()> {
         let n = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
-        let tmp = self.dir.join(format!("{}-{n}.tmp", std::process::id()));
+        let tmp = self.dir.join(format!("{}-{n}.tmp", self.pid));
         let written = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -277,8 +375,11 @@ impl Journal {
         written
     }
 
-    /// Removes the record and the job's data file.
+    /// Removes the record and the job's data file, durably (the record
+    /// first, then a directory fsync): a file deleted in the mount must not
+    /// come back to be uploaded after a power cut.
     pub fn remove(&self, id: u64) -> io::Result<()> {
+        self.forget_deferred(id);
         self.remove_record(id)?;
         match fs::remove_file(self.data_path(id)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -286,8 +387,57 @@ impl Journal {
         }
     }
 
+    /// Drops an uploaded (verified) job: the data file, then the record,
+    /// with no fsync. The server copy is what makes the content safe now;
+    /// should a power cut bring the record back, its data file is gone and
+    /// replay drops the record ([`Journal::is_stale_uploaded`]).
+    pub fn remove_uploaded(&self, id: u64) -> io::Result<()> {
+        self.forget_deferred(id);
+        match fs::remove_file(self.data_path(id)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        match fs::remove_file(self.record_path(id)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Replay check: a `Queued` record whose data file is missing is the
+    /// leftover of a job that was uploaded and removed (data first, then
+    /// the record, unsynced) just before a power cut. Not a failure: the
+    /// upload happened.
+    pub fn is_stale_uploaded(&self, rec: &JobRecord) -> bool {
+        rec.state == JobState::Queued && !self.data_path(rec.id).exists()
+    }
+
+    /// The job's data file and (already renamed) record, opened for the
+    /// syncer; None when the job is gone (uploaded or dropped meanwhile).
+    pub fn open_for_sync(&self, id: u64) -> io::Result<Option<JobFiles>> {
+        let gone = |e: &io::Error| e.kind() == io::ErrorKind::NotFound;
+        // The record first: if it is already gone there is nothing to do.
+        let record = match File::open(self.record_path(id)) {
+            Ok(f) => f,
+            Err(e) if gone(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        match File::open(self.data_path(id)) {
+            Ok(data) => Ok(Some(JobFiles { data, record })),
+            Err(e) if gone(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One fsync of the journal directory and one of the data directory:
+    /// the renames and creations of a whole batch become durable at once.
+    pub fn sync_dirs(&self) -> io::Result<()> {
+        sync_dir(&self.spool_dir().join("data"))?;
+        sync_dir(&self.dir)
+    }
+
     /// Step 1 of `remove`: the record only (durably).
     pub fn remove_record(&self, id: u64) -> io::Result<()> {
+        self.forget_deferred(id);
         match fs::remove_file(self.record_path(id)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
@@ -303,6 +453,24 @@ impl Journal {
             Err(e) if e.kind() == io::ErrorKind::InvalidData => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Ids of spooled data files that no record (in `records`) names: a
+    /// file still open when the daemon stopped before its `Open` record was
+    /// written, or a removal cut short. Kept, for the user to look at.
+    pub fn orphan_data(&self, records: &[JobRecord]) -> io::Result<Vec<u64>> {
+        let known: std::collections::HashSet<u64> = records.iter().map(|r| r.id).collect();
+        let mut out = Vec::new();
+        for ent in fs::read_dir(self.spool_dir().join("data"))? {
+            let ent = ent?;
+            if let Some(id) = ent.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) {
+                if !known.contains(&id) {
+                    out.push(id);
+                }
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
     }
 
     /// Every record, ignoring (and reporting) torn or foreign files.
@@ -534,6 +702,70 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn deferred_open_records() {
+        let d = tempfile::tempdir().unwrap();
+        let j = Journal::open(d.path()).unwrap();
+        // Closed before the syncer ran: only the Queued record is written.
+        j.record_open_deferred(rec(1, "a", JobState::Open));
+        assert!(j.has_deferred(1));
+        assert_eq!(j.load(1).unwrap(), None, "deferred, not on disk");
+        let q = rec(1, "a", JobState::Queued);
+        j.record_volatile(&q).unwrap();
+        assert!(!j.has_deferred(1));
+        assert_eq!(j.write_deferred_open(), 0);
+        assert_eq!(j.load(1).unwrap(), Some(q));
+        // Renamed while open and still deferred: updated in memory, then
+        // written under the new name by the syncer.
+        j.record_open_deferred(rec(2, "b", JobState::Open));
+        let renamed = rec(2, "b2", JobState::Open);
+        j.record(&renamed).unwrap();
+        assert_eq!(j.load(2).unwrap(), None);
+        assert_eq!(j.write_deferred_open(), 1);
+        assert_eq!(j.load(2).unwrap(), Some(renamed));
+        // Once written, a later Queued record replaces it as before.
+        let q2 = rec(2, "b2", JobState::Queued);
+        j.record_volatile(&q2).unwrap();
+        assert_eq!(j.load(2).unwrap(), Some(q2));
+        // Dropped while deferred: nothing is ever written.
+        j.record_open_deferred(rec(3, "c", JobState::Open));
+        j.remove(3).unwrap();
+        assert_eq!(j.write_deferred_open(), 0);
+        assert_eq!(j.load(3).unwrap(), None);
+        assert_eq!(tmp_count(&j), 0);
+    }
+
+    #[test]
+    fn orphan_data_files_are_listed() {
+        let d = tempfile::tempdir().unwrap();
+        let j = Journal::open(d.path()).unwrap();
+        let a = rec(1, "a", JobState::Queued);
+        j.record(&a).unwrap();
+        for id in [1, 2, 5] {
+            fs::write(j.data_path(id), b"x").unwrap();
+        }
+        assert_eq!(j.orphan_data(&j.load_all().unwrap()).unwrap(), vec![2, 5]);
+    }
+
+    #[test]
+    fn uploaded_removal_and_stale_records() {
+        let d = tempfile::tempdir().unwrap();
+        let j = Journal::open(d.path()).unwrap();
+        let a = rec(4, "a", JobState::Queued);
+        j.record_volatile(&a).unwrap();
+        fs::write(j.data_path(4), b"x").unwrap();
+        assert!(!j.is_stale_uploaded(&a));
+        j.remove_uploaded(4).unwrap();
+        assert!(!j.data_path(4).exists());
+        assert_eq!(j.load(4).unwrap(), None);
+        j.remove_uploaded(4).unwrap(); // idempotent
+                                       // A power cut undid the record's removal, not the data's.
+        j.record(&a).unwrap();
+        assert!(j.is_stale_uploaded(&a));
+        // Only Queued records: an Open one without data is kept (reported).
+        assert!(!j.is_stale_uploaded(&rec(4, "a", JobState::Open)));
     }
 
     #[test]

@@ -10,9 +10,16 @@
 //! - `verify`: local prefix CRC, post-upload size/CRC check;
 //! - `backoff`, `bwlimit`: reconnect delays and the shared `--bwlimit` cap.
 //!
-//! close() never waits on the network: `submit` only writes the journal
-//! record and queues. Memory is bounded: each worker streams its file with
-//! one fixed buffer (`Tuning::chunk_size`).
+//! close() never waits on the network, nor on the disk: `submit_volatile`
+//! renames the journal record into place and queues the job at once; the
+//! uploader's [`Syncer`] makes it durable in a batch shortly after (one
+//! directory fsync for all the files closed meanwhile). The syncer lives
+//! here because the uploader owns the `Queued` records from submit to
+//! removal and its lifetime is the mount's: `shutdown` stops the workers,
+//! then commits what is still pending.
+//!
+//! Memory is bounded: each worker streams its file with one fixed buffer
+//! (`Tuning::chunk_size`).
 pub mod backoff;
 pub mod bwlimit;
 mod queue;
@@ -27,6 +34,7 @@ use std::time::Duration;
 
 use crate::remote::Endpoint;
 use crate::spool::journal::{JobRecord, Journal};
+use crate::spool::syncer::{SyncStats, Syncer};
 
 pub struct UploadConfig {
     pub endpoint: Endpoint,
@@ -93,6 +101,7 @@ pub struct JobStatus {
 pub struct Uploader {
     shared: Arc<queue::Shared>,
     threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    syncer: Arc<Syncer>,
 }
 
 impl Uploader {
@@ -107,7 +116,25 @@ impl Uploader {
         journal: Arc<Journal>,
         tuning: Tuning,
     ) -> std::io::Result<Uploader> {
-        let records = journal.load_all()?;
+        let mut records = journal.load_all()?;
+        // A power cut can bring back the record of a job uploaded just
+        // before (its removal is not synced); its data is gone by then.
+        records.retain(|rec| {
+            if !journal.is_stale_uploaded(rec) {
+                return true;
+            }
+            log::warn!(
+                "journal: job {} ({}) has no spooled data; it was uploaded before \
+                 the last stop, dropping its record",
+                rec.id,
+                rec.remote_path
+            );
+            if let Err(e) = journal.remove_uploaded(rec.id) {
+                log::warn!("journal: cannot drop job {}: {e}", rec.id);
+            }
+            false
+        });
+        let syncer = Arc::new(Syncer::start(journal.clone())?);
         let shared = Arc::new(queue::Shared {
             state: Mutex::new(queue::State::default()),
             cond: Condvar::new(),
@@ -133,13 +160,40 @@ impl Uploader {
         Ok(Uploader {
             shared,
             threads: Arc::new(Mutex::new(threads)),
+            syncer,
         })
     }
 
     /// Records `rec` as Queued in the journal and queues it. Never waits on the network.
     /// A pending job for the same remote path is cancelled (its data dropped).
     pub fn submit(&self, rec: JobRecord) -> std::io::Result<()> {
-        self.shared.submit(rec)
+        self.shared.submit(rec, true)
+    }
+    /// `submit` for close: the caller has written the data file (not
+    /// synced); the record is renamed into place without any fsync and the
+    /// job queued at once. The syncer then makes data and record durable in
+    /// its next batch (see the module docs). Never waits on the disk.
+    pub fn submit_volatile(&self, rec: JobRecord) -> std::io::Result<()> {
+        let id = rec.id;
+        self.shared.submit(rec, false)?;
+        self.syncer.push(id);
+        Ok(())
+    }
+    /// A version of a file was created and is being written: its `Open`
+    /// record is deferred to the syncer's next batch, and never written if
+    /// the file is closed first (see [`Journal::record_open_deferred`]).
+    pub fn note_open(&self, rec: JobRecord) {
+        self.shared.journal.record_open_deferred(rec);
+        self.syncer.poke();
+    }
+    /// Waits until every job submitted so far is durable on disk (or
+    /// uploaded). False on timeout.
+    pub fn flush_durable(&self, timeout: Duration) -> bool {
+        self.syncer.flush(timeout)
+    }
+    /// What the background syncer has done so far.
+    pub fn sync_stats(&self) -> SyncStats {
+        self.syncer.stats()
     }
     /// The file was deleted in the mount: drop its pending job and data.
     pub fn cancel(&self, remote_path: &str) {
@@ -173,7 +227,8 @@ impl Uploader {
             .bytes_sent
             .load(std::sync::atomic::Ordering::Relaxed)
     }
-    /// Stops the workers; pending jobs stay in the journal.
+    /// Stops the workers, then commits the jobs not yet durable; pending
+    /// jobs stay in the journal.
     pub fn shutdown(&self) {
         self.shared.shutdown();
         let threads: Vec<JoinHandle<()>> = {
@@ -183,5 +238,14 @@ impl Uploader {
         for t in threads {
             let _ = t.join();
         }
+        self.syncer.shutdown();
+        let st = self.syncer.stats();
+        log::info!(
+            "spool: {} closed files made durable in {} batches ({} uploaded first, {} errors)",
+            st.synced,
+            st.batches,
+            st.skipped,
+            st.errors
+        );
     }
 }

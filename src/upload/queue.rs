@@ -173,7 +173,9 @@ impl Shared {
                 self.aborted_locked_out(p);
                 return;
             }
-            if let Err(e) = self.journal.remove(p.rec.id) {
+            // Data, then record, unsynced: the verified server copy is what
+            // keeps the content now (see `Journal::remove_uploaded`).
+            if let Err(e) = self.journal.remove_uploaded(p.rec.id) {
                 log::error!("journal: cannot remove job {}: {e}", p.rec.id);
             }
             let rec = st.jobs.remove(&p.rec.id).map(|j| j.rec);
@@ -244,11 +246,17 @@ impl Shared {
     }
 
     /// Adds (or replaces) a job; other queued or failed jobs for the same
-    /// path are cancelled (their data dropped).
-    pub fn submit(&self, mut rec: JobRecord) -> std::io::Result<()> {
+    /// path are cancelled (their data dropped). `durable`: the record is
+    /// fsynced before return; otherwise only renamed into place (the caller
+    /// hands the job to the syncer).
+    pub fn submit(&self, mut rec: JobRecord, durable: bool) -> std::io::Result<()> {
         rec.state = JobState::Queued;
         let mut st = self.lock();
-        self.journal.record(&rec)?;
+        if durable {
+            self.journal.record(&rec)?;
+        } else {
+            self.journal.record_volatile(&rec)?;
+        }
         let stale: Vec<u64> = st
             .jobs
             .values()

@@ -1,0 +1,126 @@
+//! The close path's durability with a real uploader and keyftpd: records
+//! submitted without fsync (`submit_volatile`) are committed by the
+//! syncer in batches, flushed at shutdown, removed (data, then record)
+//! once uploaded; and replay drops a `Queued` record whose data is gone
+//! (an upload whose removal a power cut undid) instead of failing it,
+//! while an `Open` record is still kept and reported.
+
+mod support;
+
+use std::time::Duration;
+
+use keyfs::spool::journal::{JobRecord, JobState, Journal};
+use keyfs::upload::resume::Policy;
+use support::jobs::{data, endpoint, eventually, start, InProcKeyftpd, Spool, PATIENCE};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A port nothing listens on: uploads stay pending (connection refused).
+fn dead_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+#[test]
+fn volatile_submits_are_uploaded_synced_and_removed() {
+    let srv = InProcKeyftpd::start();
+    let spool = Spool::new();
+    let s = start(srv.endpoint(), &spool, 2, None, Policy::Safe);
+    let n = 60;
+    let mut recs = Vec::new();
+    for i in 0..n {
+        let r = spool.job(&format!("f{i}.bin"), &data(4096, i));
+        s.up.submit_volatile(r.clone()).expect("submit");
+        recs.push(r);
+    }
+    for (i, r) in recs.iter().enumerate() {
+        s.up.wait(&r.remote_path, WAIT).expect("uploaded");
+        assert_eq!(srv.read(&r.remote_path), data(4096, i as u32));
+    }
+    assert!(s.up.flush_durable(WAIT), "syncer flush timed out");
+    let st = s.up.sync_stats();
+    assert_eq!(st.synced + st.skipped, n as u64, "{st:?}");
+    assert_eq!(st.errors, 0);
+    assert!(st.dir_syncs <= st.batches);
+    // Completion dropped data and record, without leftovers.
+    for r in &recs {
+        assert!(!spool.journal.data_path(r.id).exists());
+    }
+    assert!(spool.journal.load_all().expect("load").is_empty());
+    s.up.shutdown();
+}
+
+#[test]
+fn shutdown_commits_pending_volatile_jobs() {
+    let spool = Spool::new();
+    let s = start(
+        endpoint(dead_port(), "u", "pw"),
+        &spool,
+        1,
+        None,
+        Policy::Safe,
+    );
+    let n = 25u64;
+    for i in 0..n {
+        let r = spool.job(&format!("p{i}"), &data(100, i as u32));
+        s.up.submit_volatile(r).expect("submit");
+    }
+    s.up.shutdown();
+    let st = s.up.sync_stats();
+    assert_eq!((st.synced, st.skipped, st.errors), (n, 0, 0), "{st:?}");
+    assert!(st.dir_syncs >= 1 && st.dir_syncs <= st.batches);
+    // Nothing was uploaded: every job is still queued in the journal.
+    let again = Journal::open(spool.dir.path()).expect("reopen");
+    let recs = again.load_all().expect("load");
+    assert_eq!(recs.len(), n as usize);
+    assert!(recs.iter().all(|r| r.state == JobState::Queued));
+}
+
+#[test]
+fn replay_drops_queued_records_without_data_and_keeps_open_ones() {
+    let srv = InProcKeyftpd::start();
+    let spool = Spool::new();
+    let j = &spool.journal;
+    // Uploaded just before a power cut: data removed, record back.
+    let stale = spool.job("stale.bin", b"gone");
+    std::fs::remove_file(j.data_path(stale.id)).expect("rm data");
+    j.record(&stale).expect("record");
+    // A normal pending job.
+    let live = spool.job("live.bin", &data(5000, 3));
+    j.record(&live).expect("record");
+    // Open at the crash, data missing too: kept and reported as before.
+    let open = JobRecord {
+        state: JobState::Open,
+        ..spool.job("open.bin", b"half")
+    };
+    std::fs::remove_file(j.data_path(open.id)).expect("rm data");
+    j.record(&open).expect("record");
+
+    let s = start(srv.endpoint(), &spool, 1, None, Policy::Safe);
+    s.up.wait("live.bin", WAIT).expect("live uploaded");
+    assert_eq!(srv.read("live.bin"), data(5000, 3));
+    // The stale job is neither a failure nor uploaded, and its record is gone.
+    s.up.wait("stale.bin", WAIT)
+        .expect("stale is not a failure");
+    assert!(srv.read("stale.bin").is_empty());
+    assert!(!srv.root.path().join("stale.bin").exists());
+    assert_eq!(j.load(stale.id).expect("load"), None);
+    // The Open job is kept, reported, never uploaded.
+    let status = s.up.status();
+    assert!(status.iter().all(|js| js.record.id != stale.id));
+    let kept = status
+        .iter()
+        .find(|js| js.record.id == open.id)
+        .expect("open job reported");
+    assert_eq!(kept.record.state, JobState::Open);
+    assert!(kept.last_error.is_some());
+    assert!(eventually(PATIENCE, || j
+        .load(live.id)
+        .is_ok_and(|r| r.is_none())));
+    assert_eq!(
+        j.load(open.id).expect("load").map(|r| r.state),
+        Some(JobState::Open)
+    );
+    assert!(!srv.root.path().join("open.bin").exists());
+    s.up.shutdown();
+}
