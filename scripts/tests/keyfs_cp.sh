@@ -9,6 +9,9 @@ kf_trap_cleanup
 kf_setup_keyftpd
 mnt=$WORK/mnt
 kf_mount "$URL" "$mnt" --spool "$WORK/spool"
+# The daemon raises the mount's read-ahead window to 1 MiB requests.
+ra=$(cat "/sys/class/bdi/$(mountpoint -d "$mnt")/read_ahead_kb")
+[[ $ra == 1024 ]] || kf_fail "read_ahead_kb of the mount is $ra, not 1024"
 
 kf_mkfile "$WORK/big.bin" 5M
 printf 'hello keyfs\n' >"$WORK/small.txt"

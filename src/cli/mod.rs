@@ -4,9 +4,11 @@
 
 pub mod live;
 pub mod mount;
+pub mod mountinfo;
 pub mod netrc;
 pub mod password;
 pub mod rate;
+pub mod readahead;
 pub mod spooldir;
 pub mod status;
 pub mod url;

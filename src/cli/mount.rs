@@ -113,35 +113,9 @@ fn prepare(_fg: bool, args: &MountArgs) -> Result<Plan, String> {
 /// The FUSE filesystem type mounted exactly at `dir`, from
 /// `/proc/self/mountinfo` text (paths there escape blanks as `\040`).
 fn fuse_mount_at(mountinfo: &str, dir: &Path) -> Option<String> {
-    let want = dir.to_str()?;
-    mountinfo.lines().find_map(|line| {
-        let (pre, post) = line.split_once(" - ")?;
-        let point = unescape_mountinfo(pre.split(' ').nth(4)?);
-        let fstype = post.split(' ').next()?;
-        (point == want && fstype.starts_with("fuse")).then(|| fstype.to_string())
-    })
-}
-
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let oct = b
-            .get(i + 1..i + 4)
-            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match (b[i], oct) {
-            (b'\\', Some(d)) => {
-                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
-                i += 4;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    super::mountinfo::mount_at(mountinfo, dir)
+        .map(|m| m.fstype)
+        .filter(|t| t.starts_with("fuse"))
 }
 
 /// Takes `<spool>/lock` (flock, held for the daemon's life): two daemons
@@ -299,6 +273,7 @@ fn serve(plan: Plan, ready: &mut Option<std::fs::File>) -> Result<(), String> {
             ));
         }
     };
+    super::readahead::raise(&plan.mountpoint);
     let mut unmounter = session.unmount_callable();
     let mountpoint = plan.mountpoint.clone();
     std::thread::Builder::new()
