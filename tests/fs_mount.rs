@@ -382,3 +382,51 @@ fn fs_mount_ls_and_stat_answer_while_remote_reads_crawl() {
     );
     eprintln!("ls {t_ls:?}, stat {t_stat:?} with {readers} reads crawling");
 }
+
+/// Server files read through the mount: `read`, `pread` at an offset and
+/// `mmap` all give the server's bytes (reads stay in the page cache rather
+/// than direct I/O, which would break neither but makes a slow read
+/// unkillable: fuser does not implement FUSE_INTERRUPT).
+#[test]
+fn fs_mount_server_files_read_and_mmap() {
+    use std::os::unix::fs::FileExt;
+    use std::os::unix::io::AsRawFd;
+    let rig = Rig::new();
+    let body: Vec<u8> = (0..(5u32 << 20) + 123)
+        .map(|i| (i * 13 + i / 8191) as u8)
+        .collect();
+    std::fs::write(rig.p("root/remote.bin"), &body).unwrap();
+    let _m = mount(&rig, &rig.p("spool"), &[]);
+    let f = rig.p("mnt/remote.bin");
+    assert!(std::fs::read(&f).unwrap() == body, "read differs");
+    let file = std::fs::File::open(&f).unwrap();
+    let mut buf = vec![0u8; 70_000];
+    let off = 3 << 20;
+    file.read_exact_at(&mut buf, off).unwrap();
+    assert!(
+        buf[..] == body[off as usize..off as usize + buf.len()],
+        "pread differs"
+    );
+    // SAFETY: a read-only private mapping of an open file, unmapped below;
+    // the slice is used only while the mapping exists.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            body.len(),
+            libc::PROT_READ,
+            libc::MAP_PRIVATE,
+            file.as_raw_fd(),
+            0,
+        );
+        assert_ne!(
+            p,
+            libc::MAP_FAILED,
+            "mmap: {}",
+            std::io::Error::last_os_error()
+        );
+        let mapped = std::slice::from_raw_parts(p as *const u8, body.len());
+        let same = mapped == &body[..];
+        libc::munmap(p, body.len());
+        assert!(same, "mmap differs");
+    }
+}
