@@ -3,8 +3,12 @@
 //! a write of every byte saved). Only on a plain TCP data connection; the
 //! caller falls back to copying when this answers "unsupported".
 //!
-//! Each call sends one bounded chunk, so the caller still checks for abort
-//! and reports progress between chunks.
+//! Each call is bounded twice: by a byte count (the caller's chunk) and by
+//! a time budget. The socket is switched to non-blocking for the call, so a
+//! slow uplink cannot hold the caller inside one `sendfile` for the time a
+//! whole chunk takes to drain (4 MiB at 1 MiB/s is 4 s): the call returns
+//! with what went out once the budget is spent, and the caller checks for
+//! abort and reports progress between calls.
 
 use std::fs::File;
 use std::io;
@@ -13,24 +17,59 @@ use std::time::{Duration, Instant};
 
 use super::Upload;
 
-/// How long to wait for the socket to drain before trying again after
-/// EAGAIN on a non-blocking socket.
-const POLL_MS: libc::c_int = 100;
+/// Longest single wait for the socket to drain.
+const POLL_MS: u128 = 100;
+
+/// What one [`Upload::send_file`] call did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sent {
+    /// Bytes that went into the socket (possibly 0 when the budget ran out
+    /// on a full socket: the caller decides when that is a stall).
+    pub bytes: usize,
+    /// The file ended before `count` bytes.
+    pub eof: bool,
+}
+
+/// Puts a socket in non-blocking mode and restores its flags on drop.
+struct NonBlocking {
+    fd: RawFd,
+    flags: libc::c_int,
+}
+
+impl NonBlocking {
+    fn set(fd: RawFd) -> io::Result<NonBlocking> {
+        // SAFETY: plain fcntl calls on a descriptor the caller keeps open.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        if flags < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(NonBlocking { fd, flags })
+    }
+}
+
+impl Drop for NonBlocking {
+    fn drop(&mut self) {
+        // SAFETY: as above; restores the flags read in `set`.
+        let _ = unsafe { libc::fcntl(self.fd, libc::F_SETFL, self.flags) };
+    }
+}
 
 impl Upload {
     /// Sends up to `count` bytes of `file` from `*offset` to the data socket,
-    /// advancing `*offset` by what was sent (the file position is not used).
-    /// Returns `Some(n)` (`n < count` only when the file ended), or `None`
-    /// when `sendfile` cannot be used on this connection (TLS, or the kernel
-    /// refused with EINVAL/ENOSYS before any byte went out): copy instead.
-    /// A socket that takes nothing for `stall` fails with `TimedOut`.
+    /// advancing `*offset` by what was sent (the file position is not used),
+    /// for at most about `budget`. Returns `None` when `sendfile` cannot be
+    /// used on this connection (TLS, or the kernel refused with
+    /// EINVAL/ENOSYS before any byte went out): copy instead.
     pub fn send_file(
         &mut self,
         file: &File,
         offset: &mut u64,
         count: usize,
-        stall: Duration,
-    ) -> io::Result<Option<usize>> {
+        budget: Duration,
+    ) -> io::Result<Option<Sent>> {
         if self.no_sendfile {
             return Ok(None);
         }
@@ -38,8 +77,9 @@ impl Upload {
             self.no_sendfile = true;
             return Ok(None);
         };
+        let _nb = NonBlocking::set(sock)?;
+        let start = Instant::now();
         let mut sent = 0usize;
-        let mut last = Instant::now();
         while sent < count {
             let mut off = libc::off_t::try_from(*offset)
                 .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))?;
@@ -52,15 +92,11 @@ impl Upload {
                 match e.raw_os_error() {
                     Some(libc::EINTR) => continue,
                     Some(libc::EAGAIN) => {
-                        // A blocking socket's send timeout ran out, or a
-                        // non-blocking socket is full: wait up to `stall`.
-                        if last.elapsed() >= stall {
-                            return Err(io::Error::new(
-                                io::ErrorKind::TimedOut,
-                                "data connection stalled",
-                            ));
+                        let left = budget.saturating_sub(start.elapsed()).as_millis();
+                        if left == 0 {
+                            break;
                         }
-                        wait_writable(sock);
+                        wait_writable(sock, left.min(POLL_MS) as libc::c_int);
                         continue;
                     }
                     Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) if sent == 0 => {
@@ -73,19 +109,32 @@ impl Upload {
             }
             if n == 0 {
                 // The file ended early; the caller checks the total.
-                break;
+                self.sendfile_bytes += sent as u64;
+                return Ok(Some(Sent {
+                    bytes: sent,
+                    eof: true,
+                }));
             }
             let n = n as usize;
             sent += n;
             *offset += n as u64;
-            last = Instant::now();
         }
-        Ok(Some(sent))
+        self.sendfile_bytes += sent as u64;
+        Ok(Some(Sent {
+            bytes: sent,
+            eof: false,
+        }))
+    }
+
+    /// Payload bytes this upload sent by `sendfile` (the rest, if any, was
+    /// copied through a buffer).
+    pub fn sendfile_bytes(&self) -> u64 {
+        self.sendfile_bytes
     }
 }
 
-/// Waits (briefly) until `sock` can take more bytes.
-fn wait_writable(sock: RawFd) {
+/// Waits up to `ms` until `sock` can take more bytes.
+fn wait_writable(sock: RawFd, ms: libc::c_int) {
     let mut p = libc::pollfd {
         fd: sock,
         events: libc::POLLOUT,
@@ -93,5 +142,5 @@ fn wait_writable(sock: RawFd) {
     };
     // SAFETY: `p` is one valid pollfd for the duration of the call. The
     // result does not matter: the next sendfile tells what happened.
-    let _ = unsafe { libc::poll(&mut p, 1, POLL_MS) };
+    let _ = unsafe { libc::poll(&mut p, 1, ms) };
 }

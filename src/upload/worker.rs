@@ -4,9 +4,12 @@
 //! permanent errors fail the job (its spooled copy is kept).
 //!
 //! Without a bandwidth cap the bytes go from the spool file to the data
-//! socket by `sendfile(2)` in [`SENDFILE_CHUNK`] pieces (abort and progress
-//! are checked between pieces); with `--bwlimit`, or where sendfile is
-//! refused, through one buffer no larger than what is left to send.
+//! socket by `sendfile(2)` in pieces sized to ~200 ms of measured throughput
+//! (64 KiB to 4 MiB, see [`ChunkSizer`]), each call also cut off after
+//! [`SENDFILE_BUDGET`]; abort and progress are checked between pieces, so an
+//! rm, mv or shutdown waits at most about 250 ms for the worker even on a
+//! slow uplink. With `--bwlimit`, or where sendfile is refused, through one
+//! buffer no larger than what is left to send.
 //!
 //! A whole-file CRC mismatch after an upload (or, against a server with no
 //! CRC command, every upload) makes the worker re-read the spooled copy: if
@@ -16,7 +19,7 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -60,11 +63,51 @@ impl From<VerifyError> for Fail {
 /// A reused connection idle longer than this is checked with NOOP first.
 const IDLE_CHECK: Duration = Duration::from_secs(5);
 
-/// Bytes per `sendfile` call: large enough to cost few syscalls, small
-/// enough that an abort or a progress report waits at most a few ms.
-const SENDFILE_CHUNK: usize = 4 << 20;
+/// The longest one `sendfile` call may take: an abort (rm, mv, shutdown)
+/// waits at most about this long for the worker to notice it.
+const SENDFILE_BUDGET: Duration = Duration::from_millis(250);
+/// How much time's worth of measured throughput one `sendfile` chunk holds.
+const SENDFILE_TARGET: Duration = Duration::from_millis(200);
+const SENDFILE_MIN: usize = 64 << 10;
+const SENDFILE_MAX: usize = 4 << 20;
 
-pub(crate) fn run(shared: Arc<Shared>) {
+/// Counters of one uploader's workers, beyond what the queue keeps.
+#[derive(Default)]
+pub(crate) struct WireStats {
+    /// Payload bytes sent by `sendfile` (a subset of `Shared::bytes_sent`).
+    pub sendfile_bytes: AtomicU64,
+}
+
+/// The `sendfile` chunk: starts at `Tuning::chunk_size` and follows the
+/// measured throughput so that one chunk is about [`SENDFILE_TARGET`] of
+/// sending, within `[SENDFILE_MIN, SENDFILE_MAX]`. It at most doubles per
+/// step (the first calls only fill the socket buffer and look fast) and
+/// shrinks at once. [`SENDFILE_BUDGET`] bounds a call whatever its size.
+pub(crate) struct ChunkSizer {
+    len: usize,
+}
+
+impl ChunkSizer {
+    pub fn new(start: usize) -> ChunkSizer {
+        ChunkSizer {
+            len: start.clamp(SENDFILE_MIN, SENDFILE_MAX),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// One call sent `bytes` in `took`.
+    pub fn observe(&mut self, bytes: usize, took: Duration) {
+        let secs = took.as_secs_f64().max(1e-6);
+        let target = (bytes as f64 / secs * SENDFILE_TARGET.as_secs_f64()) as usize;
+        let cap = self.len.saturating_mul(2).min(SENDFILE_MAX);
+        self.len = target.clamp(SENDFILE_MIN, cap.max(SENDFILE_MIN));
+    }
+}
+
+pub(crate) fn run(shared: Arc<Shared>, stats: Arc<WireStats>) {
     let mut conn: Option<(Session, Instant)> = None;
     while let Some(p) = shared.pick() {
         let mut backoff = Backoff::new(shared.tuning.backoff_initial, shared.tuning.backoff_max);
@@ -75,7 +118,7 @@ pub(crate) fn run(shared: Arc<Shared>) {
                 break;
             }
             let mut started = false;
-            match attempt(&shared, &mut conn, &p, &mut started) {
+            match attempt(&shared, &stats, &mut conn, &p, &mut started) {
                 Ok(()) => {
                     log::info!("uploaded and verified {}", p.rec.remote_path);
                     shared.complete(&p);
@@ -211,6 +254,7 @@ fn prefix_check(
 /// One try at uploading `p`: decide the offset, stream, verify.
 fn attempt(
     shared: &Shared,
+    stats: &WireStats,
     conn: &mut Option<(Session, Instant)>,
     p: &Picked,
     started: &mut bool,
@@ -285,7 +329,7 @@ fn attempt(
             }
         }
     };
-    stream(shared, s, p, &mut file, up, offset)?;
+    stream(shared, stats, s, p, &mut file, up, offset)?;
     aborted(p)?;
     match verify::verify_remote(s, path, size, p.rec.crc) {
         Ok(Verified::Crc) => {}
@@ -321,25 +365,60 @@ fn check_spool(file: &mut File, p: &Picked, msg: String) -> Fail {
 /// under the shared cap; checks for abort at every chunk.
 fn stream(
     shared: &Shared,
+    stats: &WireStats,
     s: &mut Session,
     p: &Picked,
     file: &mut File,
     mut up: crate::remote::Upload,
     offset: u64,
 ) -> Result<(), Fail> {
+    match send_all(shared, stats, p, file, &mut up, offset) {
+        Ok(()) => {
+            s.finish_store(up)?;
+            Ok(())
+        }
+        Err(f) => {
+            // Aborted or failed mid-transfer: the session is dropped anyway;
+            // do not let closing the transfer wait for the server.
+            s.abandon_store(up);
+            Err(f)
+        }
+    }
+}
+
+/// Sends `[offset, size)` into `up`; see [`stream`].
+fn send_all(
+    shared: &Shared,
+    stats: &WireStats,
+    p: &Picked,
+    file: &mut File,
+    up: &mut crate::remote::Upload,
+    offset: u64,
+) -> Result<(), Fail> {
     let size = p.rec.size;
     let mut pos = offset;
     shared.progress(p.rec.id, pos);
     if shared.limiter.is_none() {
+        let mut chunk = ChunkSizer::new(shared.tuning.chunk_size);
+        let mut last_progress = Instant::now();
         while pos < size {
             aborted(p)?;
-            let want = (size - pos).min(SENDFILE_CHUNK as u64) as usize;
+            let want = (size - pos).min(chunk.len() as u64) as usize;
             let before = pos;
-            match up.send_file(file, &mut pos, want, shared.tuning.io_timeout) {
-                Ok(Some(n)) => {
-                    shared.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
-                    shared.progress(p.rec.id, pos);
-                    if n < want {
+            let t0 = Instant::now();
+            match up.send_file(file, &mut pos, want, SENDFILE_BUDGET) {
+                Ok(Some(sent)) => {
+                    let n = sent.bytes as u64;
+                    shared.bytes_sent.fetch_add(n, Ordering::Relaxed);
+                    stats.sendfile_bytes.fetch_add(n, Ordering::Relaxed);
+                    chunk.observe(sent.bytes, t0.elapsed());
+                    if n > 0 {
+                        last_progress = Instant::now();
+                        shared.progress(p.rec.id, pos);
+                    } else if last_progress.elapsed() >= shared.tuning.io_timeout {
+                        return Err(Fail::Transient("data connection stalled".into()));
+                    }
+                    if sent.eof {
                         break; // the spool file ended early: checked below
                     }
                 }
@@ -347,20 +426,22 @@ fn stream(
                 Err(e) => {
                     // Bytes of a partly done call went out too.
                     shared.bytes_sent.fetch_add(pos - before, Ordering::Relaxed);
+                    stats
+                        .sendfile_bytes
+                        .fetch_add(pos - before, Ordering::Relaxed);
                     return Err(Fail::Transient(format!("data connection: {e}")));
                 }
             }
         }
     }
     if pos < size {
-        pos = copy_buffered(shared, p, file, &mut up, pos)?;
+        pos = copy_buffered(shared, p, file, up, pos)?;
     }
     if pos != size {
         return Err(Fail::Permanent(format!(
             "spooled data ended at {pos}, expected {size}"
         )));
     }
-    s.finish_store(up)?;
     Ok(())
 }
 
@@ -406,4 +487,34 @@ fn copy_buffered(
         shared.progress(p.rec.id, pos);
     }
     Ok(pos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_follows_throughput_within_bounds() {
+        let ms = Duration::from_millis;
+        let mut c = ChunkSizer::new(256 << 10);
+        assert_eq!(c.len(), 256 << 10);
+        // 1 MiB/s: 200 ms is 200 KiB.
+        c.observe(256 << 10, ms(250));
+        assert_eq!(c.len(), 209_715);
+        // Very slow: never below the minimum.
+        c.observe(1000, ms(250));
+        assert_eq!(c.len(), SENDFILE_MIN);
+        // Fast: at most doubles per step, never above the maximum.
+        c.observe(SENDFILE_MIN, ms(1));
+        assert_eq!(c.len(), 2 * SENDFILE_MIN);
+        for _ in 0..20 {
+            c.observe(c.len(), Duration::from_micros(10));
+        }
+        assert_eq!(c.len(), SENDFILE_MAX);
+        // A budget-cut call with nothing sent shrinks it at once.
+        c.observe(0, ms(250));
+        assert_eq!(c.len(), SENDFILE_MIN);
+        assert_eq!(ChunkSizer::new(0).len(), SENDFILE_MIN);
+        assert_eq!(ChunkSizer::new(usize::MAX).len(), SENDFILE_MAX);
+    }
 }
