@@ -276,3 +276,30 @@ fn empty_file_uploads_and_verifies_by_mlst() {
     assert_eq!(v.get("MLST"), Some(&1), "{v:?}");
     assert_eq!(v.get("XCRC"), None, "{v:?}");
 }
+
+/// A name with spaces and `;` (and what looks like facts): keyftpd echoes
+/// it after the facts of its MLST entry, the uploader matches it with the
+/// path it asked about and verifies by that one MLST, with no XCRC.
+#[test]
+fn odd_name_verifies_by_mlst_of_that_name() {
+    let (_d, srv) = server(&[]);
+    std::fs::create_dir(srv.root.join("d; x")).unwrap();
+    let spool = Spool::new();
+    let s = start(
+        endpoint(srv.addr.port(), USER, PASS),
+        &spool,
+        1,
+        None,
+        Policy::Safe,
+    );
+    let name = "d; x/a b; size=1;x.key=0x00000000; c.bin";
+    let d = data(50_000, 77);
+    s.up.submit(spool.job(name, &d)).unwrap();
+    s.up.wait(name, WAIT).expect("uploaded");
+    assert_eq!(std::fs::read(srv.root.join(name)).unwrap(), d);
+    s.up.shutdown();
+    let v = verbs(&srv.log_text());
+    assert_eq!(v.get("MLST"), Some(&1), "{v:?}");
+    assert_eq!(v.get("XCRC"), None, "{v:?}");
+    assert_eq!(v.get("SIZE"), None, "{v:?}");
+}

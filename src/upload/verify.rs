@@ -7,8 +7,10 @@
 //! `x.keystate=complete` and `x.key` equal to our key mean the server
 //! computed the CRC of the bytes it wrote, while writing them, and found it
 //! equal to our key (keyftp(7)). That is the CRC XCRC would compute, without
-//! re-reading the whole file. When those facts are missing we fall back to
-//! SIZE plus XCRC/HASH, as for stock servers.
+//! re-reading the whole file. The facts count only from a reply with one
+//! entry, about the path asked (see [`crate::remote::checksum::mlst_entry_for`]),
+//! and an `x.key` of exactly `0x` + 8 hex digits. When those facts are
+//! missing we fall back to SIZE plus XCRC/HASH, as for stock servers.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
