@@ -15,7 +15,9 @@
 //! CRC command, every upload) makes the worker re-read the spooled copy: if
 //! its CRC no longer matches its record (data lost in a power cut after the
 //! record was written), no retry can help, and the job fails with the spool
-//! kept.
+//! kept. If it is intact, the job is retried; a second full upload in a
+//! row that does not verify either (or a server that twice answers 550
+//! right after its 226) fails the job too ([`Strikes`]).
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -38,6 +40,50 @@ pub(crate) enum Fail {
     Transient(String),
     /// A retry cannot help (553, 550 permission, 530, spool data gone).
     Permanent(String),
+    /// The transfer went through (226) but did not verify: retried, and
+    /// made permanent by [`Strikes`] when it happens twice in a row.
+    Unverified(Unverified, String),
+}
+
+/// How a confirmed upload failed to verify.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Unverified {
+    /// A full upload (from byte 0) whose server size, key or CRC differs
+    /// from ours, with the spooled copy re-read and intact.
+    Mismatch,
+    /// The server has no file (MLST/SIZE 550) right after its 226.
+    Gone,
+}
+
+/// The verification failures of one job, across its attempts. One
+/// mismatch may be bytes damaged on the way; the same failure again on the
+/// next confirmed upload means a server that will never agree (say, one
+/// whose XCRC is another CRC variant, or that moves files away on
+/// arrival): re-sending the whole file every backoff, forever, would only
+/// burn the uplink. Other failures in between (a cut connection) do not
+/// break the run: they are not confirmed uploads.
+#[derive(Default)]
+pub(crate) struct Strikes {
+    last: Option<Unverified>,
+}
+
+impl Strikes {
+    /// The failure this attempt's `kind` of verification failure counts as.
+    pub fn judge(&mut self, kind: Unverified, msg: String) -> Fail {
+        if self.last.replace(kind) != Some(kind) {
+            return Fail::Transient(msg);
+        }
+        Fail::Permanent(match kind {
+            Unverified::Mismatch => format!(
+                "{msg}; twice in a row with the spooled copy intact (does the server \
+                 compute another CRC?); kept in the spool"
+            ),
+            Unverified::Gone => format!(
+                "{msg}; twice in a row right after the server confirmed the upload; \
+                 kept in the spool"
+            ),
+        })
+    }
 }
 
 impl From<RemoteError> for Fail {
@@ -53,7 +99,9 @@ impl From<RemoteError> for Fail {
 impl From<VerifyError> for Fail {
     fn from(e: VerifyError) -> Self {
         match e {
-            VerifyError::Mismatch(m) | VerifyError::CrcMismatch(m) => Fail::Transient(m),
+            VerifyError::Mismatch(m) | VerifyError::CrcMismatch(m) | VerifyError::Gone(m) => {
+                Fail::Transient(m)
+            }
             // A 5xx during verification is not a reason to give up on the job.
             VerifyError::Remote(e) => Fail::Transient(e.to_string()),
         }
@@ -111,6 +159,7 @@ pub(crate) fn run(shared: Arc<Shared>, stats: Arc<WireStats>) {
     let mut conn: Option<(Session, Instant)> = None;
     while let Some(p) = shared.pick() {
         let mut backoff = Backoff::new(shared.tuning.backoff_initial, shared.tuning.backoff_max);
+        let mut strikes = Strikes::default();
         loop {
             if p.abort.load(Ordering::SeqCst) {
                 conn = None;
@@ -118,7 +167,12 @@ pub(crate) fn run(shared: Arc<Shared>, stats: Arc<WireStats>) {
                 break;
             }
             let mut started = false;
-            match attempt(&shared, &stats, &mut conn, &p, &mut started) {
+            let res = attempt(&shared, &stats, &mut conn, &p, &mut started);
+            let res = res.map_err(|f| match f {
+                Fail::Unverified(kind, msg) => strikes.judge(kind, msg),
+                f => f,
+            });
+            match res {
                 Ok(()) => {
                     log::info!("uploaded and verified {}", p.rec.remote_path);
                     shared.complete(&p);
@@ -137,7 +191,7 @@ pub(crate) fn run(shared: Arc<Shared>, stats: Arc<WireStats>) {
                     shared.failed(&p, &msg);
                     break;
                 }
-                Err(Fail::Transient(msg)) => {
+                Err(Fail::Transient(msg) | Fail::Unverified(_, msg)) => {
                     log::warn!("upload of {}: {msg}; retrying", p.rec.remote_path);
                     conn = None;
                     shared.set_error(p.rec.id, &msg);
@@ -339,7 +393,13 @@ fn attempt(
             Fail::Transient(_) => {}
             f => return Err(f),
         },
-        Err(VerifyError::CrcMismatch(msg)) => return Err(check_spool(&mut file, p, msg)),
+        Err(VerifyError::CrcMismatch(msg) | VerifyError::Mismatch(msg)) => {
+            return Err(match check_spool(&mut file, p, msg) {
+                Fail::Transient(msg) if offset == 0 => Fail::Unverified(Unverified::Mismatch, msg),
+                f => f,
+            })
+        }
+        Err(VerifyError::Gone(msg)) => return Err(Fail::Unverified(Unverified::Gone, msg)),
         Err(e) => return Err(e.into()),
     }
     aborted(p)
@@ -492,6 +552,36 @@ fn copy_buffered(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_same_verification_failure_twice_is_permanent() {
+        let kind = |f: &Fail| match f {
+            Fail::Transient(_) => "transient",
+            Fail::Permanent(_) => "permanent",
+            _ => "other",
+        };
+        let mut s = Strikes::default();
+        assert_eq!(
+            kind(&s.judge(Unverified::Mismatch, "m".into())),
+            "transient"
+        );
+        // Another kind in between restarts the run.
+        assert_eq!(kind(&s.judge(Unverified::Gone, "g".into())), "transient");
+        assert_eq!(
+            kind(&s.judge(Unverified::Mismatch, "m".into())),
+            "transient"
+        );
+        match s.judge(Unverified::Mismatch, "server CRC 1 after upload".into()) {
+            Fail::Permanent(m) => {
+                assert!(m.starts_with("server CRC 1 after upload; twice"), "{m}");
+                assert!(!m.contains('\n'));
+            }
+            _ => panic!("second mismatch in a row must be permanent"),
+        }
+        let mut s = Strikes::default();
+        assert_eq!(kind(&s.judge(Unverified::Gone, "g".into())), "transient");
+        assert_eq!(kind(&s.judge(Unverified::Gone, "g".into())), "permanent");
+    }
 
     #[test]
     fn chunk_follows_throughput_within_bounds() {
