@@ -28,7 +28,7 @@ pub mod transfer;
 
 use std::time::{Duration, SystemTime};
 
-pub use sendfile::Sent;
+pub use sendfile::{ChunkSizer, Sent};
 pub use transfer::{StoreStart, Upload};
 
 /// Where to connect: parsed from `ftp://[user@]host[:port][/dir]` plus the password.

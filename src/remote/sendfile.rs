@@ -8,7 +8,8 @@
 //! slow uplink cannot hold the caller inside one `sendfile` for the time a
 //! whole chunk takes to drain (4 MiB at 1 MiB/s is 4 s): the call returns
 //! with what went out once the budget is spent, and the caller checks for
-//! abort and reports progress between calls.
+//! abort and reports progress between calls. [`ChunkSizer`] sizes the
+//! chunks to the measured throughput.
 
 use std::fs::File;
 use std::io;
@@ -19,6 +20,40 @@ use super::Upload;
 
 /// Longest single wait for the socket to drain.
 const POLL_MS: u128 = 100;
+
+/// How much time's worth of measured throughput one `sendfile` chunk holds.
+pub const SENDFILE_TARGET: Duration = Duration::from_millis(200);
+pub const SENDFILE_MIN: usize = 64 << 10;
+pub const SENDFILE_MAX: usize = 4 << 20;
+
+/// The `sendfile` chunk: starts at `Tuning::chunk_size` and follows the
+/// measured throughput so that one chunk is about [`SENDFILE_TARGET`] of
+/// sending, within `[SENDFILE_MIN, SENDFILE_MAX]`. It at most doubles per
+/// step (the first calls only fill the socket buffer and look fast) and
+/// shrinks at once. The caller's time budget bounds a call whatever its size.
+pub struct ChunkSizer {
+    len: usize,
+}
+
+impl ChunkSizer {
+    pub fn new(start: usize) -> ChunkSizer {
+        ChunkSizer {
+            len: start.clamp(SENDFILE_MIN, SENDFILE_MAX),
+        }
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.len
+    }
+
+    /// One call sent `bytes` in `took`.
+    pub fn observe(&mut self, bytes: usize, took: Duration) {
+        let secs = took.as_secs_f64().max(1e-6);
+        let target = (bytes as f64 / secs * SENDFILE_TARGET.as_secs_f64()) as usize;
+        let cap = self.len.saturating_mul(2).min(SENDFILE_MAX);
+        self.len = target.clamp(SENDFILE_MIN, cap.max(SENDFILE_MIN));
+    }
+}
 
 /// What one [`Upload::send_file`] call did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,4 +178,34 @@ fn wait_writable(sock: RawFd, ms: libc::c_int) {
     // SAFETY: `p` is one valid pollfd for the duration of the call. The
     // result does not matter: the next sendfile tells what happened.
     let _ = unsafe { libc::poll(&mut p, 1, ms) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_follows_throughput_within_bounds() {
+        let ms = Duration::from_millis;
+        let mut c = ChunkSizer::new(256 << 10);
+        assert_eq!(c.bytes(), 256 << 10);
+        // 1 MiB/s: 200 ms is 200 KiB.
+        c.observe(256 << 10, ms(250));
+        assert_eq!(c.bytes(), 209_715);
+        // Very slow: never below the minimum.
+        c.observe(1000, ms(250));
+        assert_eq!(c.bytes(), SENDFILE_MIN);
+        // Fast: at most doubles per step, never above the maximum.
+        c.observe(SENDFILE_MIN, ms(1));
+        assert_eq!(c.bytes(), 2 * SENDFILE_MIN);
+        for _ in 0..20 {
+            c.observe(c.bytes(), Duration::from_micros(10));
+        }
+        assert_eq!(c.bytes(), SENDFILE_MAX);
+        // A budget-cut call with nothing sent shrinks it at once.
+        c.observe(0, ms(250));
+        assert_eq!(c.bytes(), SENDFILE_MIN);
+        assert_eq!(ChunkSizer::new(0).bytes(), SENDFILE_MIN);
+        assert_eq!(ChunkSizer::new(usize::MAX).bytes(), SENDFILE_MAX);
+    }
 }

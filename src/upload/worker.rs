@@ -5,7 +5,7 @@
 //!
 //! Without a bandwidth cap the bytes go from the spool file to the data
 //! socket by `sendfile(2)` in pieces sized to ~200 ms of measured throughput
-//! (64 KiB to 4 MiB, see [`ChunkSizer`]), each call also cut off after
+//! (64 KiB to 4 MiB, see [`crate::remote::ChunkSizer`]), each call also cut off after
 //! [`SENDFILE_BUDGET`]; abort and progress are checked between pieces, so an
 //! rm, mv or shutdown waits at most about 250 ms for the worker even on a
 //! slow uplink. With `--bwlimit`, or where sendfile is refused, through one
@@ -114,45 +114,11 @@ const IDLE_CHECK: Duration = Duration::from_secs(5);
 /// The longest one `sendfile` call may take: an abort (rm, mv, shutdown)
 /// waits at most about this long for the worker to notice it.
 const SENDFILE_BUDGET: Duration = Duration::from_millis(250);
-/// How much time's worth of measured throughput one `sendfile` chunk holds.
-const SENDFILE_TARGET: Duration = Duration::from_millis(200);
-const SENDFILE_MIN: usize = 64 << 10;
-const SENDFILE_MAX: usize = 4 << 20;
-
 /// Counters of one uploader's workers, beyond what the queue keeps.
 #[derive(Default)]
 pub(crate) struct WireStats {
     /// Payload bytes sent by `sendfile` (a subset of `Shared::bytes_sent`).
     pub sendfile_bytes: AtomicU64,
-}
-
-/// The `sendfile` chunk: starts at `Tuning::chunk_size` and follows the
-/// measured throughput so that one chunk is about [`SENDFILE_TARGET`] of
-/// sending, within `[SENDFILE_MIN, SENDFILE_MAX]`. It at most doubles per
-/// step (the first calls only fill the socket buffer and look fast) and
-/// shrinks at once. [`SENDFILE_BUDGET`] bounds a call whatever its size.
-pub(crate) struct ChunkSizer {
-    len: usize,
-}
-
-impl ChunkSizer {
-    pub fn new(start: usize) -> ChunkSizer {
-        ChunkSizer {
-            len: start.clamp(SENDFILE_MIN, SENDFILE_MAX),
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// One call sent `bytes` in `took`.
-    pub fn observe(&mut self, bytes: usize, took: Duration) {
-        let secs = took.as_secs_f64().max(1e-6);
-        let target = (bytes as f64 / secs * SENDFILE_TARGET.as_secs_f64()) as usize;
-        let cap = self.len.saturating_mul(2).min(SENDFILE_MAX);
-        self.len = target.clamp(SENDFILE_MIN, cap.max(SENDFILE_MIN));
-    }
 }
 
 pub(crate) fn run(shared: Arc<Shared>, stats: Arc<WireStats>) {
@@ -459,11 +425,11 @@ fn send_all(
     let mut pos = offset;
     shared.progress(p.rec.id, pos);
     if shared.limiter.is_none() {
-        let mut chunk = ChunkSizer::new(shared.tuning.chunk_size);
+        let mut chunk = crate::remote::ChunkSizer::new(shared.tuning.chunk_size);
         let mut last_progress = Instant::now();
         while pos < size {
             aborted(p)?;
-            let want = (size - pos).min(chunk.len() as u64) as usize;
+            let want = (size - pos).min(chunk.bytes() as u64) as usize;
             let before = pos;
             let t0 = Instant::now();
             match up.send_file(file, &mut pos, want, SENDFILE_BUDGET) {
@@ -581,30 +547,5 @@ mod tests {
         let mut s = Strikes::default();
         assert_eq!(kind(&s.judge(Unverified::Gone, "g".into())), "transient");
         assert_eq!(kind(&s.judge(Unverified::Gone, "g".into())), "permanent");
-    }
-
-    #[test]
-    fn chunk_follows_throughput_within_bounds() {
-        let ms = Duration::from_millis;
-        let mut c = ChunkSizer::new(256 << 10);
-        assert_eq!(c.len(), 256 << 10);
-        // 1 MiB/s: 200 ms is 200 KiB.
-        c.observe(256 << 10, ms(250));
-        assert_eq!(c.len(), 209_715);
-        // Very slow: never below the minimum.
-        c.observe(1000, ms(250));
-        assert_eq!(c.len(), SENDFILE_MIN);
-        // Fast: at most doubles per step, never above the maximum.
-        c.observe(SENDFILE_MIN, ms(1));
-        assert_eq!(c.len(), 2 * SENDFILE_MIN);
-        for _ in 0..20 {
-            c.observe(c.len(), Duration::from_micros(10));
-        }
-        assert_eq!(c.len(), SENDFILE_MAX);
-        // A budget-cut call with nothing sent shrinks it at once.
-        c.observe(0, ms(250));
-        assert_eq!(c.len(), SENDFILE_MIN);
-        assert_eq!(ChunkSizer::new(0).len(), SENDFILE_MIN);
-        assert_eq!(ChunkSizer::new(usize::MAX).len(), SENDFILE_MAX);
     }
 }
