@@ -14,7 +14,7 @@
 //! - data connections are pumped in both directions, counted, throttled and,
 //!   when armed, cut once N bytes of upload data went through: the client
 //!   gets a TCP reset, the server exactly N bytes and an end of stream (or a
-//!   reset too) ([`data`]);
+//!   reset too) ([`data`]); or have one upload byte inverted on the way;
 //! - everything stops on [`FaultProxy::shutdown`] (or drop), and the binary
 //!   also stops by itself after a bounded time.
 //!
@@ -53,6 +53,10 @@ pub struct Faults {
     /// Rate limit for data connections in bytes per second, shared by all of
     /// them, per direction.
     pub throttle: Option<u64>,
+    /// Invert byte N (from 0) of the upload data of every data connection
+    /// that gets that far: a corruption on the way that TCP did not catch,
+    /// so the server stores, and checksums, one wrong byte.
+    pub flip_byte: Option<u64>,
 }
 
 /// Byte counts so far. `up` is client to server.

@@ -97,3 +97,107 @@ fn file_changed_behind_keyftpds_back_loses_its_key() {
     assert_eq!(code, 250, "{text}");
     assert_eq!(fact(&text, "x.key"), None, "{text}");
 }
+
+/// A rewrite in place behind keyftpd's back that keeps the size and
+/// restores the mtime (as `touch -r` or `rsync --inplace -t` do) is seen:
+/// the ctime differs, so MLST shows no `x.key` and XCRC reads the file
+/// back and answers the CRC of what is on disk now.
+#[test]
+fn rewrite_in_place_with_restored_mtime_loses_its_key() {
+    let (_d, srv) = server(&[]);
+    let data = pattern(120_000, 8);
+    let mut c = srv.login();
+    assert_eq!(c.cmd(&format!("KEY {}", key_of(&data))).0, 230);
+    assert_eq!(c.upload("STOR r.bin", &data).0, 226);
+    assert!(fact(&c.cmd("MLST r.bin").1, "x.key").is_some());
+
+    let path = srv.root.join("r.bin");
+    let before = std::fs::metadata(&path).expect("stat");
+    let mut other = data.clone();
+    other[60_000] ^= 0xFF;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open on disk");
+    f.write_all(&other).expect("rewrite on disk");
+    drop(f);
+    // `touch -r REF` with a reference file carrying the old mtime.
+    let r = std::fs::File::create(srv.root.join("ref")).expect("ref");
+    r.set_modified(before.modified().expect("mtime"))
+        .expect("set ref mtime");
+    drop(r);
+    let st = std::process::Command::new("touch")
+        .arg("-r")
+        .arg(srv.root.join("ref"))
+        .arg(&path)
+        .status()
+        .expect("run touch");
+    assert!(st.success());
+    let after = std::fs::metadata(&path).expect("stat");
+    assert_eq!(after.len(), before.len());
+    assert_eq!(after.modified().ok(), before.modified().ok());
+
+    let (code, text) = c.cmd("MLST r.bin");
+    assert_eq!(code, 250, "{text}");
+    assert_eq!(fact(&text, "x.key"), None, "{text}");
+    let (code, text) = c.cmd("XCRC r.bin");
+    assert_eq!(code, 250, "{text}");
+    assert!(
+        text.contains(&format!("{:08X}", crc32fast::hash(&other))),
+        "XCRC must read the file back: {text}"
+    );
+}
+
+/// keyftpd's own rename changes the file's ctime but keeps its record
+/// trusted: the key follows the file and XCRC still answers it.
+#[test]
+fn rename_through_keyftpd_keeps_the_key() {
+    let (_d, srv) = server(&[]);
+    let data = pattern(70_000, 9);
+    let mut c = srv.login();
+    assert_eq!(c.cmd(&format!("KEY {}", key_of(&data))).0, 230);
+    assert_eq!(c.upload("STOR a.bin", &data).0, 226);
+    assert_eq!(c.cmd("RNFR a.bin").0, 350);
+    assert_eq!(c.cmd("RNTO b.bin").0, 250);
+    let (_, text) = c.cmd("MLST b.bin");
+    let want = format!("0x{:08X}", crc32fast::hash(&data));
+    assert_eq!(fact(&text, "x.key"), Some(want), "{text}");
+}
+
+/// A meta log written before the file identity was recorded still loads:
+/// the state is kept, but the CRC is not trusted (no `x.key`, XCRC reads).
+#[test]
+fn old_meta_log_lines_load_untrusted() {
+    let (_d, mut srv) = server(&[]);
+    let data = pattern(40_000, 10);
+    let mut c = srv.login();
+    assert_eq!(c.cmd(&format!("KEY {}", key_of(&data))).0, 230);
+    assert_eq!(c.upload("STOR o.bin", &data).0, 226);
+    drop(c);
+    assert!(srv.terminate());
+    let log = srv.root.join(".keyftpd/meta.log");
+    let text = std::fs::read_to_string(&log).expect("meta log");
+    // Drop the identity fields (dev ino ctime) from every S line.
+    let old: String = text
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            if f[0] == "S" && f.len() == 10 {
+                format!("{}\n", f[..7].join(" "))
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    assert_ne!(old, text, "log had identity fields: {text}");
+    std::fs::write(&log, old).expect("write old log");
+    let srv = support::keyftpd::Keyftpd::start(&srv.root, &[]);
+    let mut c = srv.login();
+    let (code, text) = c.cmd("MLST o.bin");
+    assert_eq!(code, 250, "{text}");
+    assert_eq!(fact(&text, "x.keystate").as_deref(), Some("complete"));
+    assert_eq!(fact(&text, "x.key"), None, "{text}");
+    let (code, text) = c.cmd("XCRC o.bin");
+    assert_eq!(code, 250, "{text}");
+    assert!(text.contains(&format!("{:08X}", crc32fast::hash(&data))));
+}

@@ -5,11 +5,15 @@
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use keyfs::faultproxy::{FaultProxy, Faults};
 use keyfs::upload::resume::Policy;
-use support::jobs::{data, endpoint, start, InProcKeyftpd, Spool};
+use keyfs::upload::Tuning;
+use support::jobs::{
+    data, endpoint, eventually, sent_more_than, start, start_tuned, tuning, InProcKeyftpd, Spool,
+    PATIENCE,
+};
 use support::pureftpd::{self, PureFtpd};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -58,7 +62,7 @@ fn keyftpd_cut_resumes_sending_only_the_missing_part() {
     s.up.shutdown();
 }
 
-/// Several `sendfile` chunks (4 MiB each), cut in the second: the resume
+/// Several `sendfile` chunks, cut after 5 MiB: the resume
 /// still sends exactly the missing part and the file is whole.
 #[test]
 fn keyftpd_cut_during_a_multi_chunk_sendfile_resumes() {
@@ -130,4 +134,80 @@ fn stock_server_cut_trust_size_resumes() {
         "resumed at the server's size: {st:?}"
     );
     s.up.shutdown();
+}
+
+/// On a slow uplink (1 MiB/s through the proxy) a rename, then a cancel,
+/// of a file being sent by `sendfile` lets go of the name within 2 s: the
+/// worker checks for abort between calls, and no call lasts longer than
+/// its time budget (a 4 MiB call would hold it for 4 s).
+#[test]
+fn slow_sendfile_lets_go_quickly_on_rename_and_cancel() {
+    const RATE: u64 = 1 << 20;
+    const BOUND: Duration = Duration::from_secs(2);
+    let srv = InProcKeyftpd::start();
+    let px = FaultProxy::start(
+        "127.0.0.1:0".parse().unwrap(),
+        format!("127.0.0.1:{}", srv.port).parse().unwrap(),
+        Faults {
+            throttle: Some(RATE),
+            ..Faults::default()
+        },
+    )
+    .expect("proxy");
+    let d = data(32 << 20, 35);
+    let spool = Spool::new();
+    let s = start_tuned(
+        endpoint(px.addr().port(), "u", "pw"),
+        &spool,
+        1,
+        None,
+        Policy::Safe,
+        Tuning {
+            chunk_size: 256 << 10,
+            ..tuning()
+        },
+    );
+    s.up.submit(spool.job("slow.bin", &d)).unwrap();
+    assert!(sent_more_than(&s.up, 6 << 20), "upload did not get going");
+
+    let t = Instant::now();
+    let moved = s.up.rename("slow.bin", "moved.bin");
+    assert_eq!(moved.len(), 1);
+    assert!(s.up.wait_idle("slow.bin", Duration::from_secs(15)));
+    let took = t.elapsed();
+    eprintln!("rename let go after {took:?}");
+    assert!(took < BOUND, "rename waited {took:?} for the upload");
+
+    // The job restarts under its new name; cancel it mid-transfer.
+    assert!(
+        eventually(PATIENCE, || s.up.status().iter().any(|j| j
+            .record
+            .remote_path
+            == "moved.bin"
+            && j.sent > (1 << 20))),
+        "upload under the new name did not get going"
+    );
+    let t = Instant::now();
+    s.up.cancel("moved.bin");
+    assert!(s.up.wait_idle("moved.bin", Duration::from_secs(15)));
+    let took = t.elapsed();
+    eprintln!("cancel let go after {took:?}");
+    assert!(took < BOUND, "cancel waited {took:?} for the upload");
+    assert!(s.up.sendfile_bytes() > 0, "the upload went by sendfile");
+
+    // A shutdown in the middle of a third upload.
+    s.up.submit(spool.job("third.bin", &d)).unwrap();
+    assert!(
+        eventually(PATIENCE, || s.up.status().iter().any(|j| j
+            .record
+            .remote_path
+            == "third.bin"
+            && j.sent > (1 << 20))),
+        "third upload did not get going"
+    );
+    let t = Instant::now();
+    s.up.shutdown();
+    let took = t.elapsed();
+    eprintln!("shutdown took {took:?}");
+    assert!(took < BOUND, "shutdown took {took:?}");
 }

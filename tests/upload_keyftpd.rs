@@ -145,6 +145,8 @@ fn upload_and_verify() {
     assert_eq!(srv.read("a.bin"), a);
     assert_eq!(srv.read("b.txt"), b);
     assert_eq!(s.up.bytes_sent(), (a.len() + b.len()) as u64);
+    // No cap, plain TCP: every byte went by sendfile, none through a buffer.
+    assert_eq!(s.up.sendfile_bytes(), s.up.bytes_sent());
     assert!(spool.journal.load_all().unwrap().is_empty());
     s.up.shutdown();
 }
@@ -339,6 +341,9 @@ fn bwlimit_caps_the_rate() {
     assert!(el >= 1.6, "{el}");
     // Only catches "no cap at all" (well under a second); CI may be slow.
     assert!(el < 15.0, "{el}");
+    // Under a cap the bytes go through the paced buffer, never by sendfile.
+    assert_eq!(s.up.bytes_sent(), 800_000);
+    assert_eq!(s.up.sendfile_bytes(), 0);
     s.up.shutdown();
 }
 

@@ -7,7 +7,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use keyfs::key::Key;
 use keyfs::remote::{Session, StoreStart};
@@ -40,6 +40,7 @@ fn verdict(r: Result<Verified, VerifyError>) -> &'static str {
         Ok(Verified::Crc) => "ok",
         Ok(Verified::SizeOnly) => "size only",
         Err(VerifyError::Mismatch(_)) => "mismatch",
+        Err(VerifyError::Gone(_)) => "gone",
         Err(VerifyError::CrcMismatch(_)) => "crc mismatch",
         Err(VerifyError::Remote(_)) => "remote error",
     }
@@ -138,15 +139,14 @@ fn keyftpd_verifies_by_recorded_key_and_falls_back_without_it() {
         verdict(verify_remote(&mut s, "v.bin", 200_000, crc ^ 1)),
         "mismatch"
     );
-    assert_eq!(
-        verdict(verify_remote(&mut s, "none.bin", 1, crc)),
-        "mismatch"
-    );
+    assert_eq!(verdict(verify_remote(&mut s, "none.bin", 1, crc)), "gone");
     let before = verbs(&srv.log_text());
     assert_eq!(before.get("XCRC"), None, "{before:?}");
 
-    // The verdict rests on keyftpd's CRC of what it wrote. Bytes changed on
-    // its disk with size and mtime kept are not seen (documented limit)...
+    // The verdict rests on keyftpd's CRC of what it wrote, trusted while
+    // the file is the one it wrote: bytes rewritten on its disk with size
+    // and mtime kept change the ctime, which drops `x.key`, and the
+    // fallback (SIZE + XCRC, which then reads the file) finds the damage.
     let path = srv.root.join("v.bin");
     let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
     let mut bad = d.clone();
@@ -154,13 +154,6 @@ fn keyftpd_verifies_by_recorded_key_and_falls_back_without_it() {
     std::fs::write(&path, &bad).unwrap();
     let f = std::fs::File::options().write(true).open(&path).unwrap();
     f.set_modified(mtime).unwrap();
-    drop(f);
-    assert_eq!(verdict(verify_remote(&mut s, "v.bin", 200_000, crc)), "ok");
-    // ...but a change keyftpd can see (mtime) drops `x.key`, and the
-    // fallback (SIZE + XCRC of the file as it is now) finds the damage.
-    let f = std::fs::File::options().write(true).open(&path).unwrap();
-    f.set_modified(SystemTime::now() - Duration::from_secs(60))
-        .unwrap();
     drop(f);
     assert_eq!(
         verdict(verify_remote(&mut s, "v.bin", 200_000, crc)),
@@ -275,4 +268,84 @@ fn empty_file_uploads_and_verifies_by_mlst() {
     let v = verbs(&srv.log_text());
     assert_eq!(v.get("MLST"), Some(&1), "{v:?}");
     assert_eq!(v.get("XCRC"), None, "{v:?}");
+}
+
+/// A name with spaces and `;` (and what looks like facts): keyftpd echoes
+/// it after the facts of its MLST entry, the uploader matches it with the
+/// path it asked about and verifies by that one MLST, with no XCRC.
+#[test]
+fn odd_name_verifies_by_mlst_of_that_name() {
+    let (_d, srv) = server(&[]);
+    std::fs::create_dir(srv.root.join("d; x")).unwrap();
+    let spool = Spool::new();
+    let s = start(
+        endpoint(srv.addr.port(), USER, PASS),
+        &spool,
+        1,
+        None,
+        Policy::Safe,
+    );
+    let name = "d; x/a b; size=1;x.key=0x00000000; c.bin";
+    let d = data(50_000, 77);
+    s.up.submit(spool.job(name, &d)).unwrap();
+    s.up.wait(name, WAIT).expect("uploaded");
+    assert_eq!(std::fs::read(srv.root.join(name)).unwrap(), d);
+    s.up.shutdown();
+    let v = verbs(&srv.log_text());
+    assert_eq!(v.get("MLST"), Some(&1), "{v:?}");
+    assert_eq!(v.get("XCRC"), None, "{v:?}");
+    assert_eq!(v.get("SIZE"), None, "{v:?}");
+}
+
+/// A network that damages one byte of every upload (the fault proxy
+/// inverts byte 1000 of each data connection): the first mismatch is
+/// retried, the second full upload in a row that does not verify, with the
+/// spooled copy intact, fails the job (one line, spool kept, in status)
+/// instead of re-sending the file every backoff forever.
+#[test]
+fn two_full_uploads_that_do_not_verify_fail_the_job() {
+    use keyfs::faultproxy::{FaultProxy, Faults};
+    use keyfs::spool::journal::JobState;
+    let (_d, srv) = server(&[]);
+    let px = FaultProxy::start(
+        "127.0.0.1:0".parse().unwrap(),
+        srv.addr,
+        Faults {
+            flip_byte: Some(1000),
+            ..Faults::default()
+        },
+    )
+    .expect("proxy");
+    let spool = Spool::new();
+    let s = start(
+        endpoint(px.addr().port(), USER, PASS),
+        &spool,
+        1,
+        None,
+        Policy::Safe,
+    );
+    let d = data(300_000, 78);
+    let rec = spool.job("flip.bin", &d);
+    s.up.submit(rec.clone()).unwrap();
+    let msg = match s.up.wait("flip.bin", WAIT) {
+        Err(UploadError::Permanent(m)) => m,
+        other => panic!("expected a permanent failure, got {other:?}"),
+    };
+    assert!(
+        msg.contains("twice in a row with the spooled copy intact"),
+        "{msg}"
+    );
+    assert!(!msg.contains('\n'), "{msg}");
+    assert!(spool.journal.data_path(rec.id).exists(), "spool kept");
+    let st = s.up.status();
+    assert!(
+        st.iter()
+            .any(|j| matches!(&j.record.state, JobState::Failed(r) if *r == msg)),
+        "{st:?}"
+    );
+    assert_eq!(s.up.bytes_sent(), 600_000, "two full uploads, no more");
+    assert_eq!(px.stats().up_data, 600_000);
+    s.up.shutdown();
+    let v = verbs(&srv.log_text());
+    assert_eq!(v.get("STOR"), Some(&3), "two uploads, one prompt: {v:?}");
 }

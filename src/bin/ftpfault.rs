@@ -44,6 +44,9 @@ struct Args {
     /// Limit data connections to this many bytes per second, per direction.
     #[arg(long, value_name = "BYTES_PER_SEC", value_parser = parse_size)]
     throttle: Option<u64>,
+    /// Invert byte N (from 0) of the upload data of every data connection.
+    #[arg(long, value_name = "N", value_parser = parse_size)]
+    flip_byte: Option<u64>,
     /// Exit by itself after this many seconds.
     #[arg(long, value_name = "S", default_value_t = 300)]
     max_seconds: u64,
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
         cut_control: args.cut_control,
         reset_server: args.reset_server,
         throttle: args.throttle,
+        flip_byte: args.flip_byte,
     };
     // SAFETY: the handler only stores to an atomic, which is signal-safe.
     unsafe {

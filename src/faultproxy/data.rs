@@ -152,6 +152,14 @@ fn pump(
             return;
         }
         shared.pace(dir, n);
+        if dir == Dir::Up {
+            if let Some(at) = shared.faults().flip_byte {
+                if at >= sent && at - sent < n as u64 {
+                    buf[(at - sent) as usize] ^= 0xFF;
+                    log::info!("ftpfault: inverted upload byte {at}");
+                }
+            }
+        }
         if dst.write_all(&buf[..n]).is_err() {
             break;
         }

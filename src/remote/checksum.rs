@@ -4,7 +4,7 @@
 
 use crate::key::{self, Key, KeyArg};
 
-use super::listing::{parse_key_facts, KeyFacts};
+use super::listing::{parse_key_entry, KeyFacts};
 use super::{RemoteError, Session};
 
 /// What `MLST path` said about a file's key facts.
@@ -14,8 +14,32 @@ pub enum MlstKey {
     Absent,
     /// The facts of the entry.
     Facts(KeyFacts),
-    /// No MLST, refused (5xx other than 550), or no entry line.
+    /// No MLST, refused (5xx other than 550), no entry line, more than one,
+    /// or an entry about another name.
     Unavailable,
+}
+
+/// Reads the reply to `MLST abs` (code 250): exactly one entry line, whose
+/// name is the path asked about. keyftpd echoes the absolute path it was
+/// given (`/dir/a b.bin`); RFC 3659 servers may also give the path as sent
+/// without the leading `/`, or only the last component. Anything else
+/// (another file's facts, a second entry) is no evidence about this file.
+pub fn mlst_entry_for(text: &str, abs: &str) -> MlstKey {
+    let mut entries = text.lines().filter(|l| l.starts_with(' '));
+    let (Some(line), None) = (entries.next(), entries.next()) else {
+        return MlstKey::Unavailable;
+    };
+    let Some((facts, name)) = parse_key_entry(line) else {
+        return MlstKey::Unavailable;
+    };
+    let base = abs.rsplit('/').next().unwrap_or(abs);
+    let rel = abs.trim_start_matches('/');
+    if name == abs || (!rel.is_empty() && name == rel) || (!base.is_empty() && name == base) {
+        MlstKey::Facts(facts)
+    } else {
+        log::warn!("MLST {abs} answered about {name:?}: ignored");
+        MlstKey::Unavailable
+    }
 }
 
 impl Session {
@@ -102,12 +126,7 @@ impl Session {
         let abs = self.abs(path)?;
         let r = self.raw(&format!("MLST {abs}"))?;
         Ok(match r.code {
-            250 => r
-                .text
-                .lines()
-                .filter(|l| l.starts_with(' '))
-                .find_map(parse_key_facts)
-                .map_or(MlstKey::Unavailable, MlstKey::Facts),
+            250 => mlst_entry_for(&r.text, &abs),
             550 => MlstKey::Absent,
             _ => MlstKey::Unavailable,
         })
@@ -123,6 +142,87 @@ impl Session {
             self.hash_crc32(path, end).map(Some)
         } else {
             Ok(None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(entry: &str) -> String {
+        format!("250-Listing\r\n {entry}\r\n250 End\r\n")
+    }
+
+    const GOOD: &str = "type=file;size=3;x.keystate=complete;x.key=0x352441C2;";
+
+    #[test]
+    fn the_entry_must_name_the_file_asked_about() {
+        let want = MlstKey::Facts(KeyFacts {
+            is_file: true,
+            size: Some(3),
+            keystate: Some("complete".into()),
+            key: Some(0x352441C2),
+        });
+        let abs = "/in/a b; x.key=0x00000000.bin";
+        for name in [
+            abs,
+            "in/a b; x.key=0x00000000.bin",
+            "a b; x.key=0x00000000.bin",
+        ] {
+            let r = reply(&format!("{GOOD} {name}"));
+            assert_eq!(mlst_entry_for(&r, abs), want, "{name}");
+        }
+        for name in [
+            "/in/other.bin",
+            "other.bin",
+            "/elsewhere/a b; x.key=0x00000000.bin",
+            "/in/a b",
+            "",
+            "/in/a b; x.key=0x00000000.bin ",
+        ] {
+            let r = reply(&format!("{GOOD} {name}"));
+            assert_eq!(mlst_entry_for(&r, abs), MlstKey::Unavailable, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn hostile_replies_are_no_evidence() {
+        let abs = "/f";
+        let u = MlstKey::Unavailable;
+        // No entry, two entries (even both about `f`), no facts at all.
+        assert_eq!(mlst_entry_for("250 End\r\n", abs), u);
+        let two = format!("250-x\r\n {GOOD} /f\r\n {GOOD} /f\r\n250 End\r\n");
+        assert_eq!(mlst_entry_for(&two, abs), u);
+        assert_eq!(mlst_entry_for(&reply("nospace"), abs), u);
+        // A fact named twice: which one?
+        for dup in [
+            "type=file;size=3;size=4;x.keystate=complete;x.key=0x352441C2; /f",
+            "type=file;size=3;x.keystate=complete;x.key=0x352441C2;X.Key=0x00000000; /f",
+            "type=dir;type=file;size=3;x.keystate=complete;x.key=0x352441C2; /f",
+        ] {
+            assert_eq!(mlst_entry_for(&reply(dup), abs), u, "{dup}");
+        }
+        // A malformed x.key is no key (the facts then cannot verify).
+        for bad in [
+            "0x00",
+            "0x0",
+            "0x352441C",
+            "0x352441C20",
+            "0X352441C2",
+            "352441C2",
+            "0x-52441C2",
+            "0x+352441C",
+            "0x352441G2",
+            "",
+        ] {
+            let r = reply(&format!(
+                "type=file;size=3;x.keystate=complete;x.key={bad}; /f"
+            ));
+            match mlst_entry_for(&r, abs) {
+                MlstKey::Facts(f) => assert_eq!(f.key, None, "{bad:?}"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
         }
     }
 }

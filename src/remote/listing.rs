@@ -56,25 +56,55 @@ pub struct KeyFacts {
 }
 
 /// Reads the [`KeyFacts`] of one MLST/MLSD line; `None` when the line has
-/// no facts at all.
+/// no facts at all (or names one of them twice).
 pub fn parse_key_facts(line: &str) -> Option<KeyFacts> {
+    parse_key_entry(line).map(|(f, _)| f)
+}
+
+/// Reads the [`KeyFacts`] and the name of one MLST/MLSD entry line
+/// (` facts; name`: the facts end at the first space, the name is the rest,
+/// spaces and `;` included). `None` when it has no facts or names `type`,
+/// `size`, `x.keystate` or `x.key` twice (which of the two would be meant?).
+pub fn parse_key_entry(line: &str) -> Option<(KeyFacts, &str)> {
     let line = line.trim_end_matches(['\r', '\n']);
     let line = line.strip_prefix(' ').unwrap_or(line);
-    let (facts, _name) = line.split_once(' ')?;
+    let (facts, name) = line.split_once(' ')?;
     let mut out = KeyFacts::default();
+    let mut seen = [false; 4];
     for fact in facts.split(';').filter(|f| !f.is_empty()) {
         let Some((k, v)) = fact.split_once('=') else {
             continue;
         };
-        match k.to_ascii_lowercase().as_str() {
-            "type" => out.is_file = v.eq_ignore_ascii_case("file"),
-            "size" => out.size = v.parse::<u64>().ok(),
-            "x.keystate" => out.keystate = Some(v.to_ascii_lowercase()),
-            "x.key" => out.key = crate::key::parse_hex_key(v).ok().map(|k| k.0),
-            _ => {}
+        let k = k.to_ascii_lowercase();
+        let slot = match k.as_str() {
+            "type" => 0,
+            "size" => 1,
+            "x.keystate" => 2,
+            "x.key" => 3,
+            _ => continue,
+        };
+        if std::mem::replace(&mut seen[slot], true) {
+            return None;
+        }
+        match slot {
+            0 => out.is_file = v.eq_ignore_ascii_case("file"),
+            1 => out.size = v.parse::<u64>().ok(),
+            2 => out.keystate = Some(v.to_ascii_lowercase()),
+            _ => out.key = parse_key_fact(v),
         }
     }
-    Some(out)
+    Some((out, name))
+}
+
+/// The value of an `x.key` fact: exactly `0x` and eight hex digits
+/// (keyftp(7)). Anything else, such as `0x00`, which is the "no key" form
+/// of the KEY NULL reply, or a short or signed number, is no key.
+pub fn parse_key_fact(v: &str) -> Option<u32> {
+    let digits = v.strip_prefix("0x")?;
+    if digits.len() != 8 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u32::from_str_radix(digits, 16).ok()
 }
 
 /// Parses one LIST line, Unix (`-rw-r--r-- 1 u g 12 Jan 1 10:00 name`) or DOS style.

@@ -28,6 +28,7 @@ pub mod transfer;
 
 use std::time::{Duration, SystemTime};
 
+pub use sendfile::{ChunkSizer, Sent};
 pub use transfer::{StoreStart, Upload};
 
 /// Where to connect: parsed from `ftp://[user@]host[:port][/dir]` plus the password.

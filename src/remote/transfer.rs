@@ -18,6 +18,8 @@ pub(crate) trait DataConn: Read + Write + Send {
     /// The plain TCP socket carrying the data, for `sendfile`; `None` under
     /// TLS (the bytes must go through the TLS layer).
     fn plain_socket(&self) -> Option<RawFd>;
+    /// The TCP socket under the data connection, TLS or not.
+    fn tcp_socket(&self) -> RawFd;
 }
 
 impl<T: TlsStream + Send> DataConn for TransferStream<T>
@@ -33,6 +35,9 @@ where
             DataStream::Ssl(_) => None,
         }
     }
+    fn tcp_socket(&self) -> RawFd {
+        self.get_ref().get_ref().as_raw_fd()
+    }
 }
 
 /// An open STOR/APPE data connection; write the bytes, then
@@ -41,6 +46,8 @@ pub struct Upload {
     pub(super) stream: Box<dyn DataConn>,
     /// Set once `sendfile` was refused (EINVAL/ENOSYS): copy from then on.
     pub(super) no_sendfile: bool,
+    /// Bytes sent by `sendfile` so far.
+    pub(super) sendfile_bytes: u64,
 }
 
 impl Write for Upload {
@@ -102,6 +109,7 @@ impl Session {
             Ok(stream) => Ok(StoreStart::Started(Upload {
                 stream: Box::new(stream),
                 no_sendfile: false,
+                sendfile_bytes: 0,
             })),
             Err(FtpError::UnexpectedResponse(resp)) => {
                 let text = String::from_utf8_lossy(&resp.body).into_owned();
@@ -118,6 +126,33 @@ impl Session {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Gives up on an upload without waiting for anything: the data
+    /// connection is reset (bytes still queued in our socket buffer are
+    /// dropped rather than trickled out over a slow uplink, which the server
+    /// would wait for before it replies), and the control connection is
+    /// shut down so that closing the transfer does not wait for the
+    /// server's reply. The session is unusable afterwards: drop it.
+    pub fn abandon_store(&mut self, upload: Upload) {
+        let fd = upload.stream.tcp_socket();
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: `fd` is the upload's open socket; `linger` is a valid
+        // option value of the size given.
+        let _ = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        let _ = self.ftp.get_ref().shutdown(std::net::Shutdown::Both);
+        drop(upload);
     }
 
     /// Closes the upload's data connection and reads the server's reply

@@ -144,10 +144,18 @@ pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
                     None => return s.reply(450, "File busy: an upload of it is in progress"),
                 }
             };
+            // A rename changes the file's ctime, which its CRC record
+            // checks: stat it on both sides to carry the record over.
+            let before = fs::symlink_metadata(&rf).ok().filter(|m| m.is_file());
             match fs::rename(&rf, &rt) {
                 Ok(()) => {
                     if let Err(e) = s.shared.store.rename(&from.rel(), &to.rel()) {
                         log::error!("session {}: metadata for rename: {e}", s.id);
+                    }
+                    if let (Some(b), Ok(a)) = (&before, fs::symlink_metadata(&rt)) {
+                        if let Err(e) = s.shared.store.renamed_file(&to_rel, b, &a) {
+                            log::error!("session {}: metadata for rename: {e}", s.id);
+                        }
                     }
                     log::info!(
                         "session {}: RENAME {} -> {}",

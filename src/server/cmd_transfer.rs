@@ -17,7 +17,7 @@ use std::time::Instant;
 use super::cmd_key::crc_range;
 use super::data::{self, XFER_BUF};
 use super::session::{one_line, Session, POLL};
-use super::store::{mtime_ns, FileMeta, KeyState};
+use super::store::{FileMeta, KeyState};
 use crate::key;
 
 /// How an upload's data stream ended.
@@ -324,13 +324,13 @@ fn store(s: &mut Session, arg: &str, append: bool) -> io::Result<()> {
         Ok(f) => f,
         Err(e) => return s.io_error(verb, &e),
     };
-    let start_meta = FileMeta {
-        key: bound_key,
-        state: KeyState::Partial,
-        crc: prefix_crc,
-        len: offset,
-        mtime_ns: file.metadata().map(|m| mtime_ns(&m)).unwrap_or(0),
-    };
+    let start_meta = FileMeta::stamped(
+        bound_key,
+        KeyState::Partial,
+        prefix_crc,
+        offset,
+        file.metadata().ok().as_ref(),
+    );
     if let Err(e) = s.shared.store.set(&rel, start_meta) {
         log::error!("session {}: recording state of {}: {e}", s.id, v.display());
     }
@@ -366,13 +366,7 @@ fn store(s: &mut Session, arg: &str, append: bool) -> io::Result<()> {
     } else {
         KeyState::Partial
     };
-    let end_meta = FileMeta {
-        key: bound_key,
-        state,
-        crc,
-        len,
-        mtime_ns: file.metadata().map(|m| mtime_ns(&m)).unwrap_or(0),
-    };
+    let end_meta = FileMeta::stamped(bound_key, state, crc, len, file.metadata().ok().as_ref());
     drop(file);
     if let Err(e) = s.shared.store.set(&rel, end_meta) {
         log::error!("session {}: recording state of {}: {e}", s.id, v.display());

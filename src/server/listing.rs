@@ -85,8 +85,8 @@ pub fn mlsx_line(name: &str, md: &Metadata, meta: Option<&FileMeta>, cdir: bool)
     s
 }
 
-/// The key to show as `x.key`: the recorded key, but only while the file's
-/// size and mtime are those recorded with its CRC. A file changed behind
+/// The key to show as `x.key`: the recorded key, but only while the file is
+/// the one its CRC was recorded of (size, mtime, dev, inode, ctime). A file changed behind
 /// keyftpd's back (or a partial cut off by a crash) shows no key, so a
 /// client falls back to asking for a CRC of the file as it is now.
 fn key_fact(md: &Metadata, m: &FileMeta) -> Option<crate::key::Key> {
@@ -140,18 +140,18 @@ mod tests {
 
     #[test]
     fn key_fact_only_while_the_file_is_as_recorded() {
-        use super::super::store::{mtime_ns, KeyState};
+        use super::super::store::KeyState;
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
         std::fs::write(&p, b"abc").unwrap();
         let md = std::fs::metadata(&p).unwrap();
-        let mut m = FileMeta {
-            key: Some(crate::key::Key(0x352441C2)),
-            state: KeyState::Complete,
-            crc: 0x352441C2,
-            len: 3,
-            mtime_ns: mtime_ns(&md),
-        };
+        let mut m = FileMeta::stamped(
+            Some(crate::key::Key(0x352441C2)),
+            KeyState::Complete,
+            0x352441C2,
+            3,
+            Some(&md),
+        );
         let line = mlsx_line("f", &md, Some(&m), false);
         assert!(
             line.contains("x.keystate=complete;x.key=0x352441C2; f"),

@@ -10,13 +10,28 @@
 //! relative to the root, so a rename follows the file and a directory
 //! rename carries every file below it.
 //!
-//! The CRC cache (`crc` of the first `len` bytes, valid while the file's
-//! size and mtime are unchanged) lets a resume or an XCRC of a whole file
-//! skip re-reading it; anything that does not match is recomputed.
+//! The CRC cache (`crc` of the first `len` bytes) lets a resume, an XCRC of
+//! a whole file and the MLST `x.key` fact skip re-reading it. It is trusted
+//! only while the file is the one it was taken of: same size and mtime, and
+//! same identity, `(dev, ino, ctime)`. Size and mtime alone are not proof:
+//! a rewrite in place that keeps the size and restores the mtime (`touch
+//! -r`, `rsync --inplace -t`) passes them. The ctime cannot be set from user
+//! space and changes with every write, truncate, chmod or rename (on Linux
+//! 6.13+ with a fine-grained stamp once it has been looked at, so even a
+//! write in the same clock tick shows). Anything that does not match is
+//! recomputed from the file.
+//!
+//! Log format: `S path key state crc len mtime_ns [dev ino ctime_ns]`. Lines
+//! written before the identity was recorded have no last three fields;
+//! they still load (key and state are kept) but their CRC is never trusted:
+//! nothing says the file was not rewritten since, and the cost of
+//! distrust is one read of the file when a client asks (the next upload
+//! through keyftpd records a full entry again).
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::UNIX_EPOCH;
@@ -56,12 +71,73 @@ pub struct FileMeta {
     pub len: u64,
     /// The file's mtime (ns since the epoch) when `crc` was taken.
     pub mtime_ns: u128,
+    /// The file's identity when `crc` was taken; `None` for records from
+    /// before it was kept (never trusted).
+    pub ident: Option<Ident>,
+}
+
+/// Which inode, in which state: `(dev, ino, ctime)`. The ctime is set by
+/// the kernel on every change of the inode and cannot be set by a user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ident {
+    pub dev: u64,
+    pub ino: u64,
+    /// ctime in ns since the epoch (negative before it).
+    pub ctime_ns: i128,
+}
+
+impl Ident {
+    pub fn of(md: &fs::Metadata) -> Ident {
+        Ident {
+            dev: md.dev(),
+            ino: md.ino(),
+            ctime_ns: i128::from(md.ctime()) * 1_000_000_000 + i128::from(md.ctime_nsec()),
+        }
+    }
 }
 
 impl FileMeta {
-    /// The cached CRC if the file still has the recorded size and mtime.
+    /// A record of `crc` over the first `len` bytes of the file whose
+    /// metadata (taken after the last write) is `md`.
+    pub fn stamped(
+        key: Option<Key>,
+        state: KeyState,
+        crc: u32,
+        len: u64,
+        md: Option<&fs::Metadata>,
+    ) -> FileMeta {
+        FileMeta {
+            key,
+            state,
+            crc,
+            len,
+            mtime_ns: md.map(mtime_ns).unwrap_or(0),
+            ident: md.map(Ident::of),
+        }
+    }
+
+    /// The cached CRC if the file is still the one it was taken of: same
+    /// size, mtime, device, inode and ctime.
     pub fn trusted_crc(&self, md: &fs::Metadata) -> Option<u32> {
-        (md.len() == self.len && mtime_ns(md) == self.mtime_ns).then_some(self.crc)
+        (md.len() == self.len && mtime_ns(md) == self.mtime_ns && self.ident == Some(Ident::of(md)))
+            .then_some(self.crc)
+    }
+
+    /// After keyftpd's own rename of the file (which changes its ctime):
+    /// `before` is its metadata just before, `after` just after. The CRC
+    /// stays trusted if it was before and the inode is the same and
+    /// otherwise unchanged; the record then carries the new ctime.
+    pub fn renamed(mut self, before: &fs::Metadata, after: &fs::Metadata) -> Option<FileMeta> {
+        self.trusted_crc(before)?;
+        let (b, a) = (Ident::of(before), Ident::of(after));
+        if a.dev != b.dev || a.ino != b.ino || after.len() != self.len {
+            return None;
+        }
+        if mtime_ns(after) != self.mtime_ns {
+            return None;
+        }
+        self.ident = Some(a);
+        Some(self)
     }
 }
 
@@ -104,8 +180,12 @@ fn set_line(path: &str, m: &FileMeta) -> String {
         KeyState::Partial => "p",
         KeyState::Complete => "c",
     };
+    let ident = match m.ident {
+        Some(i) => format!(" {} {} {}", i.dev, i.ino, i.ctime_ns),
+        None => String::new(),
+    };
     format!(
-        "S {} {} {} {:08X} {} {}\n",
+        "S {} {} {} {:08X} {} {}{ident}\n",
         esc(path),
         key,
         st,
@@ -151,6 +231,17 @@ fn parse_line(map: &mut HashMap<String, FileMeta>, line: &str) -> Option<()> {
             let crc = u32::from_str_radix(it.next()?, 16).ok()?;
             let len = it.next()?.parse().ok()?;
             let mtime_ns = it.next()?.parse().ok()?;
+            let ident = match it.next() {
+                None => None,
+                Some(dev) => Some(Ident {
+                    dev: dev.parse().ok()?,
+                    ino: it.next()?.parse().ok()?,
+                    ctime_ns: it.next()?.parse().ok()?,
+                }),
+            };
+            if it.next().is_some() {
+                return None;
+            }
             map.insert(
                 path,
                 FileMeta {
@@ -159,6 +250,7 @@ fn parse_line(map: &mut HashMap<String, FileMeta>, line: &str) -> Option<()> {
                     crc,
                     len,
                     mtime_ns,
+                    ident,
                 },
             );
         }
@@ -263,6 +355,25 @@ impl MetaStore {
         self.append(&mut inner, &format!("D {}\n", esc(path)))
     }
 
+    /// After keyftpd renamed the file now at `path`: carries its record's
+    /// trust over to the new ctime (see [`FileMeta::renamed`]), durably.
+    pub fn renamed_file(
+        &self,
+        path: &str,
+        before: &fs::Metadata,
+        after: &fs::Metadata,
+    ) -> io::Result<()> {
+        let mut inner = self.lock();
+        let Some(m) = inner.map.get(path).copied() else {
+            return Ok(());
+        };
+        let Some(m) = m.renamed(before, after) else {
+            return Ok(());
+        };
+        inner.map.insert(path.to_string(), m);
+        self.append(&mut inner, &set_line(path, &m))
+    }
+
     /// Moves the metadata of `from` (a file, or a directory and everything
     /// below it) to `to`, dropping whatever `to` had, durably.
     pub fn rename(&self, from: &str, to: &str) -> io::Result<()> {
@@ -283,6 +394,11 @@ mod tests {
             crc: 1,
             len: 2,
             mtime_ns: 3,
+            ident: Some(Ident {
+                dev: 4,
+                ino: 5,
+                ctime_ns: -6,
+            }),
         }
     }
 
@@ -309,6 +425,56 @@ mod tests {
         assert_eq!(s.get("gone"), None);
         assert_eq!(s.get("stale"), None);
         assert_eq!(percent_decode(&esc("é x%")).as_deref(), Some("é x%"));
+        Ok(())
+    }
+
+    /// A log line from before the identity was recorded still loads, with
+    /// its key and state, but its CRC is never trusted.
+    #[test]
+    fn old_lines_load_untrusted() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let p = dir.path().join("old");
+        std::fs::write(&p, b"abc")?;
+        let md = std::fs::metadata(&p)?;
+        std::fs::create_dir(dir.path().join(super::super::paths::META_DIR))?;
+        std::fs::write(
+            dir.path()
+                .join(super::super::paths::META_DIR)
+                .join("meta.log"),
+            format!(
+                "S old 352441C2 c 352441C2 3 {}\nS bad 0 c 0 0 0 1 2\n",
+                mtime_ns(&md)
+            ),
+        )?;
+        let s = MetaStore::open(dir.path())?;
+        let m = s.get("old").expect("old line loads");
+        assert_eq!(m.key, Some(Key(0x352441C2)));
+        assert_eq!(m.state, KeyState::Complete);
+        assert_eq!(m.ident, None);
+        assert_eq!(m.trusted_crc(&md), None);
+        let full = FileMeta::stamped(m.key, m.state, m.crc, 3, Some(&md));
+        assert_eq!(full.trusted_crc(&md), Some(0x352441C2));
+        let mut map = HashMap::new();
+        assert!(parse_line(&mut map, set_line("x", &full).trim_end()).is_some());
+        assert_eq!(map.get("x"), Some(&full));
+        Ok(())
+    }
+
+    /// Same size, same mtime, new content: the ctime tells.
+    #[test]
+    fn rewrite_with_restored_mtime_is_not_trusted() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"abc")?;
+        let md = std::fs::metadata(&p)?;
+        let m = FileMeta::stamped(None, KeyState::Complete, 0x352441C2, 3, Some(&md));
+        assert_eq!(m.trusted_crc(&md), Some(0x352441C2));
+        std::fs::write(&p, b"xyz")?;
+        let f = File::options().write(true).open(&p)?;
+        f.set_modified(md.modified()?)?;
+        let md2 = f.metadata()?;
+        assert_eq!((md2.len(), mtime_ns(&md2)), (md.len(), mtime_ns(&md)));
+        assert_eq!(m.trusted_crc(&md2), None);
         Ok(())
     }
 }

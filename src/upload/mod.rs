@@ -102,6 +102,7 @@ pub struct Uploader {
     shared: Arc<queue::Shared>,
     threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
     syncer: Arc<Syncer>,
+    wire: Arc<worker::WireStats>,
 }
 
 impl Uploader {
@@ -149,18 +150,21 @@ impl Uploader {
         for rec in records {
             shared.adopt(rec);
         }
+        let wire = Arc::new(worker::WireStats::default());
         let mut threads = Vec::new();
         for i in 0..cfg.workers.max(1) {
             let sh = shared.clone();
+            let w = wire.clone();
             let t = std::thread::Builder::new()
                 .name(format!("keyfs-upload-{i}"))
-                .spawn(move || worker::run(sh))?;
+                .spawn(move || worker::run(sh, w))?;
             threads.push(t);
         }
         Ok(Uploader {
             shared,
             threads: Arc::new(Mutex::new(threads)),
             syncer,
+            wire,
         })
     }
 
@@ -225,6 +229,12 @@ impl Uploader {
     pub fn bytes_sent(&self) -> u64 {
         self.shared
             .bytes_sent
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+    /// The part of [`Uploader::bytes_sent`] that went by `sendfile(2)`.
+    pub fn sendfile_bytes(&self) -> u64 {
+        self.wire
+            .sendfile_bytes
             .load(std::sync::atomic::Ordering::Relaxed)
     }
     /// Stops the workers, then commits the jobs not yet durable; pending

@@ -7,8 +7,10 @@
 //! `x.keystate=complete` and `x.key` equal to our key mean the server
 //! computed the CRC of the bytes it wrote, while writing them, and found it
 //! equal to our key (keyftp(7)). That is the CRC XCRC would compute, without
-//! re-reading the whole file. When those facts are missing we fall back to
-//! SIZE plus XCRC/HASH, as for stock servers.
+//! re-reading the whole file. The facts count only from a reply with one
+//! entry, about the path asked (see [`crate::remote::checksum::mlst_entry_for`]),
+//! and an `x.key` of exactly `0x` + 8 hex digits. When those facts are
+//! missing we fall back to SIZE plus XCRC/HASH, as for stock servers.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -41,6 +43,8 @@ pub fn local_prefix_crc(f: &mut File, n: u64) -> std::io::Result<u32> {
 pub enum VerifyError {
     /// The server's size (or its recorded key) differs from ours.
     Mismatch(String),
+    /// The server has no such file (MLST or SIZE answered 550).
+    Gone(String),
     /// The server's CRC of the whole file differs from our key: either the
     /// bytes changed on the way or the spooled copy no longer matches its
     /// record (worth re-reading it).
@@ -69,9 +73,10 @@ pub fn remote_size(s: &mut Session, path: &str) -> Result<Option<u64>, RemoteErr
 pub enum FactsVerdict {
     /// Complete, our size, our key: verified.
     Verified,
-    /// The server holds something else (absent, or complete with another
-    /// size or key).
+    /// The server holds something else (complete with another size or key).
     Mismatch(String),
+    /// The server has no such file.
+    Gone(String),
     /// Not enough facts to tell: ask SIZE and XCRC/HASH.
     Unknown,
 }
@@ -80,7 +85,9 @@ pub enum FactsVerdict {
 pub fn judge_facts(m: &MlstKey, size: u64, crc: u32) -> FactsVerdict {
     let f = match m {
         MlstKey::Absent => {
-            return FactsVerdict::Mismatch(format!("server has no file after upload of {size}"))
+            return FactsVerdict::Gone(format!(
+                "server has no file (MLST 550) after upload of {size} bytes"
+            ))
         }
         MlstKey::Unavailable => return FactsVerdict::Unknown,
         MlstKey::Facts(f) => f,
@@ -125,6 +132,7 @@ pub fn verify_remote(
                 return Ok(Verified::Crc);
             }
             FactsVerdict::Mismatch(msg) => return Err(VerifyError::Mismatch(msg)),
+            FactsVerdict::Gone(msg) => return Err(VerifyError::Gone(msg)),
             FactsVerdict::Unknown => {
                 log::debug!("{path}: MLST key facts inconclusive ({m:?}); asking SIZE and CRC")
             }
@@ -141,6 +149,11 @@ pub fn verify_by_size_and_crc(
     crc: u32,
 ) -> Result<Verified, VerifyError> {
     let got = remote_size(s, path)?;
+    if got.is_none() {
+        return Err(VerifyError::Gone(format!(
+            "server has no file (SIZE 550) after upload of {size} bytes"
+        )));
+    }
     if got != Some(size) {
         return Err(VerifyError::Mismatch(format!(
             "server size {got:?} after upload, expected {size}"
@@ -201,7 +214,7 @@ mod tests {
         assert!(matches!(judge_facts(&ok, 10, 8), FactsVerdict::Mismatch(_)));
         assert!(matches!(
             judge_facts(&MlstKey::Absent, 10, 7),
-            FactsVerdict::Mismatch(_)
+            FactsVerdict::Gone(_)
         ));
         for inconclusive in [
             f(Some(10), "partial", Some(7)),

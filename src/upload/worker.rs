@@ -4,19 +4,24 @@
 //! permanent errors fail the job (its spooled copy is kept).
 //!
 //! Without a bandwidth cap the bytes go from the spool file to the data
-//! socket by `sendfile(2)` in [`SENDFILE_CHUNK`] pieces (abort and progress
-//! are checked between pieces); with `--bwlimit`, or where sendfile is
-//! refused, through one buffer no larger than what is left to send.
+//! socket by `sendfile(2)` in pieces sized to ~200 ms of measured throughput
+//! (64 KiB to 4 MiB, see [`crate::remote::ChunkSizer`]), each call also cut off after
+//! [`SENDFILE_BUDGET`]; abort and progress are checked between pieces, so an
+//! rm, mv or shutdown waits at most about 250 ms for the worker even on a
+//! slow uplink. With `--bwlimit`, or where sendfile is refused, through one
+//! buffer no larger than what is left to send.
 //!
 //! A whole-file CRC mismatch after an upload (or, against a server with no
 //! CRC command, every upload) makes the worker re-read the spooled copy: if
 //! its CRC no longer matches its record (data lost in a power cut after the
 //! record was written), no retry can help, and the job fails with the spool
-//! kept.
+//! kept. If it is intact, the job is retried; a second full upload in a
+//! row that does not verify either (or a server that twice answers 550
+//! right after its 226) fails the job too ([`Strikes`]).
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,6 +40,50 @@ pub(crate) enum Fail {
     Transient(String),
     /// A retry cannot help (553, 550 permission, 530, spool data gone).
     Permanent(String),
+    /// The transfer went through (226) but did not verify: retried, and
+    /// made permanent by [`Strikes`] when it happens twice in a row.
+    Unverified(Unverified, String),
+}
+
+/// How a confirmed upload failed to verify.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Unverified {
+    /// A full upload (from byte 0) whose server size, key or CRC differs
+    /// from ours, with the spooled copy re-read and intact.
+    Mismatch,
+    /// The server has no file (MLST/SIZE 550) right after its 226.
+    Gone,
+}
+
+/// The verification failures of one job, across its attempts. One
+/// mismatch may be bytes damaged on the way; the same failure again on the
+/// next confirmed upload means a server that will never agree (say, one
+/// whose XCRC is another CRC variant, or that moves files away on
+/// arrival): re-sending the whole file every backoff, forever, would only
+/// burn the uplink. Other failures in between (a cut connection) do not
+/// break the run: they are not confirmed uploads.
+#[derive(Default)]
+pub(crate) struct Strikes {
+    last: Option<Unverified>,
+}
+
+impl Strikes {
+    /// The failure this attempt's `kind` of verification failure counts as.
+    pub fn judge(&mut self, kind: Unverified, msg: String) -> Fail {
+        if self.last.replace(kind) != Some(kind) {
+            return Fail::Transient(msg);
+        }
+        Fail::Permanent(match kind {
+            Unverified::Mismatch => format!(
+                "{msg}; twice in a row with the spooled copy intact (does the server \
+                 compute another CRC?); kept in the spool"
+            ),
+            Unverified::Gone => format!(
+                "{msg}; twice in a row right after the server confirmed the upload; \
+                 kept in the spool"
+            ),
+        })
+    }
 }
 
 impl From<RemoteError> for Fail {
@@ -50,7 +99,9 @@ impl From<RemoteError> for Fail {
 impl From<VerifyError> for Fail {
     fn from(e: VerifyError) -> Self {
         match e {
-            VerifyError::Mismatch(m) | VerifyError::CrcMismatch(m) => Fail::Transient(m),
+            VerifyError::Mismatch(m) | VerifyError::CrcMismatch(m) | VerifyError::Gone(m) => {
+                Fail::Transient(m)
+            }
             // A 5xx during verification is not a reason to give up on the job.
             VerifyError::Remote(e) => Fail::Transient(e.to_string()),
         }
@@ -60,14 +111,21 @@ impl From<VerifyError> for Fail {
 /// A reused connection idle longer than this is checked with NOOP first.
 const IDLE_CHECK: Duration = Duration::from_secs(5);
 
-/// Bytes per `sendfile` call: large enough to cost few syscalls, small
-/// enough that an abort or a progress report waits at most a few ms.
-const SENDFILE_CHUNK: usize = 4 << 20;
+/// The longest one `sendfile` call may take: an abort (rm, mv, shutdown)
+/// waits at most about this long for the worker to notice it.
+const SENDFILE_BUDGET: Duration = Duration::from_millis(250);
+/// Counters of one uploader's workers, beyond what the queue keeps.
+#[derive(Default)]
+pub(crate) struct WireStats {
+    /// Payload bytes sent by `sendfile` (a subset of `Shared::bytes_sent`).
+    pub sendfile_bytes: AtomicU64,
+}
 
-pub(crate) fn run(shared: Arc<Shared>) {
+pub(crate) fn run(shared: Arc<Shared>, stats: Arc<WireStats>) {
     let mut conn: Option<(Session, Instant)> = None;
     while let Some(p) = shared.pick() {
         let mut backoff = Backoff::new(shared.tuning.backoff_initial, shared.tuning.backoff_max);
+        let mut strikes = Strikes::default();
         loop {
             if p.abort.load(Ordering::SeqCst) {
                 conn = None;
@@ -75,7 +133,12 @@ pub(crate) fn run(shared: Arc<Shared>) {
                 break;
             }
             let mut started = false;
-            match attempt(&shared, &mut conn, &p, &mut started) {
+            let res = attempt(&shared, &stats, &mut conn, &p, &mut started);
+            let res = res.map_err(|f| match f {
+                Fail::Unverified(kind, msg) => strikes.judge(kind, msg),
+                f => f,
+            });
+            match res {
                 Ok(()) => {
                     log::info!("uploaded and verified {}", p.rec.remote_path);
                     shared.complete(&p);
@@ -94,7 +157,7 @@ pub(crate) fn run(shared: Arc<Shared>) {
                     shared.failed(&p, &msg);
                     break;
                 }
-                Err(Fail::Transient(msg)) => {
+                Err(Fail::Transient(msg) | Fail::Unverified(_, msg)) => {
                     log::warn!("upload of {}: {msg}; retrying", p.rec.remote_path);
                     conn = None;
                     shared.set_error(p.rec.id, &msg);
@@ -211,6 +274,7 @@ fn prefix_check(
 /// One try at uploading `p`: decide the offset, stream, verify.
 fn attempt(
     shared: &Shared,
+    stats: &WireStats,
     conn: &mut Option<(Session, Instant)>,
     p: &Picked,
     started: &mut bool,
@@ -285,7 +349,7 @@ fn attempt(
             }
         }
     };
-    stream(shared, s, p, &mut file, up, offset)?;
+    stream(shared, stats, s, p, &mut file, up, offset)?;
     aborted(p)?;
     match verify::verify_remote(s, path, size, p.rec.crc) {
         Ok(Verified::Crc) => {}
@@ -295,7 +359,13 @@ fn attempt(
             Fail::Transient(_) => {}
             f => return Err(f),
         },
-        Err(VerifyError::CrcMismatch(msg)) => return Err(check_spool(&mut file, p, msg)),
+        Err(VerifyError::CrcMismatch(msg) | VerifyError::Mismatch(msg)) => {
+            return Err(match check_spool(&mut file, p, msg) {
+                Fail::Transient(msg) if offset == 0 => Fail::Unverified(Unverified::Mismatch, msg),
+                f => f,
+            })
+        }
+        Err(VerifyError::Gone(msg)) => return Err(Fail::Unverified(Unverified::Gone, msg)),
         Err(e) => return Err(e.into()),
     }
     aborted(p)
@@ -321,25 +391,60 @@ fn check_spool(file: &mut File, p: &Picked, msg: String) -> Fail {
 /// under the shared cap; checks for abort at every chunk.
 fn stream(
     shared: &Shared,
+    stats: &WireStats,
     s: &mut Session,
     p: &Picked,
     file: &mut File,
     mut up: crate::remote::Upload,
     offset: u64,
 ) -> Result<(), Fail> {
+    match send_all(shared, stats, p, file, &mut up, offset) {
+        Ok(()) => {
+            s.finish_store(up)?;
+            Ok(())
+        }
+        Err(f) => {
+            // Aborted or failed mid-transfer: the session is dropped anyway;
+            // do not let closing the transfer wait for the server.
+            s.abandon_store(up);
+            Err(f)
+        }
+    }
+}
+
+/// Sends `[offset, size)` into `up`; see [`stream`].
+fn send_all(
+    shared: &Shared,
+    stats: &WireStats,
+    p: &Picked,
+    file: &mut File,
+    up: &mut crate::remote::Upload,
+    offset: u64,
+) -> Result<(), Fail> {
     let size = p.rec.size;
     let mut pos = offset;
     shared.progress(p.rec.id, pos);
     if shared.limiter.is_none() {
+        let mut chunk = crate::remote::ChunkSizer::new(shared.tuning.chunk_size);
+        let mut last_progress = Instant::now();
         while pos < size {
             aborted(p)?;
-            let want = (size - pos).min(SENDFILE_CHUNK as u64) as usize;
+            let want = (size - pos).min(chunk.bytes() as u64) as usize;
             let before = pos;
-            match up.send_file(file, &mut pos, want, shared.tuning.io_timeout) {
-                Ok(Some(n)) => {
-                    shared.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
-                    shared.progress(p.rec.id, pos);
-                    if n < want {
+            let t0 = Instant::now();
+            match up.send_file(file, &mut pos, want, SENDFILE_BUDGET) {
+                Ok(Some(sent)) => {
+                    let n = sent.bytes as u64;
+                    shared.bytes_sent.fetch_add(n, Ordering::Relaxed);
+                    stats.sendfile_bytes.fetch_add(n, Ordering::Relaxed);
+                    chunk.observe(sent.bytes, t0.elapsed());
+                    if n > 0 {
+                        last_progress = Instant::now();
+                        shared.progress(p.rec.id, pos);
+                    } else if last_progress.elapsed() >= shared.tuning.io_timeout {
+                        return Err(Fail::Transient("data connection stalled".into()));
+                    }
+                    if sent.eof {
                         break; // the spool file ended early: checked below
                     }
                 }
@@ -347,20 +452,22 @@ fn stream(
                 Err(e) => {
                     // Bytes of a partly done call went out too.
                     shared.bytes_sent.fetch_add(pos - before, Ordering::Relaxed);
+                    stats
+                        .sendfile_bytes
+                        .fetch_add(pos - before, Ordering::Relaxed);
                     return Err(Fail::Transient(format!("data connection: {e}")));
                 }
             }
         }
     }
     if pos < size {
-        pos = copy_buffered(shared, p, file, &mut up, pos)?;
+        pos = copy_buffered(shared, p, file, up, pos)?;
     }
     if pos != size {
         return Err(Fail::Permanent(format!(
             "spooled data ended at {pos}, expected {size}"
         )));
     }
-    s.finish_store(up)?;
     Ok(())
 }
 
@@ -406,4 +513,39 @@ fn copy_buffered(
         shared.progress(p.rec.id, pos);
     }
     Ok(pos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_verification_failure_twice_is_permanent() {
+        let kind = |f: &Fail| match f {
+            Fail::Transient(_) => "transient",
+            Fail::Permanent(_) => "permanent",
+            _ => "other",
+        };
+        let mut s = Strikes::default();
+        assert_eq!(
+            kind(&s.judge(Unverified::Mismatch, "m".into())),
+            "transient"
+        );
+        // Another kind in between restarts the run.
+        assert_eq!(kind(&s.judge(Unverified::Gone, "g".into())), "transient");
+        assert_eq!(
+            kind(&s.judge(Unverified::Mismatch, "m".into())),
+            "transient"
+        );
+        match s.judge(Unverified::Mismatch, "server CRC 1 after upload".into()) {
+            Fail::Permanent(m) => {
+                assert!(m.starts_with("server CRC 1 after upload; twice"), "{m}");
+                assert!(!m.contains('\n'));
+            }
+            _ => panic!("second mismatch in a row must be permanent"),
+        }
+        let mut s = Strikes::default();
+        assert_eq!(kind(&s.judge(Unverified::Gone, "g".into())), "transient");
+        assert_eq!(kind(&s.judge(Unverified::Gone, "g".into())), "permanent");
+    }
 }
