@@ -16,9 +16,13 @@ use support::jobs::{data, endpoint, eventually, start, InProcKeyftpd, Spool, PAT
 const WAIT: Duration = Duration::from_secs(30);
 
 /// A port nothing listens on: uploads stay pending (connection refused).
-fn dead_port() -> u16 {
+/// A server that never answers: bound and listening (so no other test's
+/// server can get its port, as a closed port could be reused by a parallel
+/// test), but never accepting or greeting. Keep it alive for the test.
+fn silent_server() -> (std::net::TcpListener, u16) {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
+    let port = l.local_addr().expect("addr").port();
+    (l, port)
 }
 
 #[test]
@@ -53,13 +57,8 @@ fn volatile_submits_are_uploaded_synced_and_removed() {
 #[test]
 fn shutdown_commits_pending_volatile_jobs() {
     let spool = Spool::new();
-    let s = start(
-        endpoint(dead_port(), "u", "pw"),
-        &spool,
-        1,
-        None,
-        Policy::Safe,
-    );
+    let (_silent, port) = silent_server();
+    let s = start(endpoint(port, "u", "pw"), &spool, 1, None, Policy::Safe);
     let n = 25u64;
     for i in 0..n {
         let r = spool.job(&format!("p{i}"), &data(100, i as u32));
