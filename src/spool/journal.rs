@@ -9,7 +9,11 @@
 //!   it is ignored by `load_all` and removed by the next `open`;
 //! - `journal/next-id`: the high-water mark of reserved job ids (ids are
 //!   reserved in blocks, so `next_id` rarely touches the disk);
-//! - `data/<id>`: the job's spooled bytes (`data_path`).
+//! - `data/<id>`: the job's spooled bytes (`data_path`);
+//! - `free/<n>`: empty files kept for reuse ([`FilePool`]): new data files
+//!   and record temp files are taken from there, and an uploaded job's
+//!   files go back there, so the spool's churn allocates no inodes. Never
+//!   named by a record; replay and `keyfs status` do not look there.
 //!
 //! Durability comes in two strengths. `record` and `remove` are durable on
 //! return (fsync of the file and of the directory): for rare events
@@ -24,11 +28,13 @@
 //! at missing bytes).
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
+
+use super::pool::FilePool;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JobState {
@@ -72,6 +78,8 @@ pub struct Journal {
     /// Held while the syncer writes them, so a record written for the same
     /// id by anyone else (who first takes its entry out) always lands last.
     deferred: Mutex<BTreeMap<u64, JobRecord>>,
+    /// Recycled files for data and record temp files (disabled for readers).
+    pool: FilePool,
 }
 
 fn escape(s: &str) -> String {
@@ -218,7 +226,14 @@ impl Journal {
             .and_then(|s| s.trim().parse::<u64>().ok())
             .unwrap_or(1);
         let next = reserved.max(max_seen).max(1);
+        let free = spool_dir.join("free");
+        let pool = if owner {
+            FilePool::open(&free)?
+        } else {
+            FilePool::disabled(&free)
+        };
         Ok(Journal {
+            pool,
             dir,
             ids: Mutex::new((next, next)),
             tmp_seq: AtomicU64::new(0),
@@ -235,6 +250,23 @@ impl Journal {
     /// Where the data of job `id` lives in the spool.
     pub fn data_path(&self, id: u64) -> PathBuf {
         self.spool_dir().join("data").join(id.to_string())
+    }
+
+    /// A new, empty data file for job `id` (a recycled one when the pool
+    /// has one), open for reading and writing.
+    pub fn create_data(&self, id: u64) -> io::Result<File> {
+        self.pool.take(&self.data_path(id))
+    }
+
+    /// The pool of recycled spool files.
+    pub fn pool(&self) -> &FilePool {
+        &self.pool
+    }
+
+    /// Empties recycled files whose last holders have closed them since
+    /// (see [`FilePool::settle`]); called after an upload's completion.
+    pub fn settle_recycled(&self) {
+        self.pool.settle();
     }
 
     fn record_path(&self, id: u64) -> PathBuf {
@@ -261,9 +293,14 @@ impl Journal {
     pub fn write_temp(&self, bytes: &[u8]) -> io::Result<PathBuf> {
         let n = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
         let tmp = self.dir.join(format!("{}-{n}.tmp", self.pid));
-        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
+        let written = self
+            .pool
+            .take(&tmp)
+            .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()));
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
         Ok(tmp)
     }
 
@@ -363,10 +400,9 @@ impl Journal {
     fn write_volatile(&self, rec: &JobRecord) -> io::Result<()> {
         let n = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
         let tmp = self.dir.join(format!("{}-{n}.tmp", self.pid));
-        let written = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
+        let written = self
+            .pool
+            .take(&tmp)
             .and_then(|mut f| f.write_all(encode(rec).as_bytes()))
             .and_then(|()| fs::rename(&tmp, self.record_path(rec.id)));
         if written.is_err() {
@@ -390,14 +426,16 @@ impl Journal {
     /// Drops an uploaded (verified) job: the data file, then the record,
     /// with no fsync. The server copy is what makes the content safe now;
     /// should a power cut bring the record back, its data file is gone and
-    /// replay drops the record ([`Journal::is_stale_uploaded`]).
+    /// replay drops the record ([`Journal::is_stale_uploaded`]). Both go
+    /// to the pool ([`FilePool::recycle`]: a rename, as atomic as the
+    /// unlink it replaces) for the next files to reuse.
     pub fn remove_uploaded(&self, id: u64) -> io::Result<()> {
         self.forget_deferred(id);
-        match fs::remove_file(self.data_path(id)) {
+        match self.pool.recycle(&self.data_path(id)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
-        match fs::remove_file(self.record_path(id)) {
+        match self.pool.recycle(&self.record_path(id)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
