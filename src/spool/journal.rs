@@ -27,14 +27,15 @@
 //! crash in between leaves an orphan data file (space, never a job pointing
 //! at missing bytes).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::unix::fs::DirEntryExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use super::pool::FilePool;
+use super::pool::{FilePool, POOL_CAP};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JobState {
@@ -202,8 +203,12 @@ impl Journal {
             fs::create_dir_all(spool_dir.join("data"))?;
         }
         let mut max_seen = 0u64;
+        // Inodes of the records and data files, so the pool never touches
+        // one of them (see `FilePool::open_with`).
+        let mut in_use = HashSet::new();
         for ent in fs::read_dir(&dir).into_iter().flatten() {
             let ent = ent?;
+            in_use.insert(ent.ino());
             let name = ent.file_name();
             let name = name.to_string_lossy();
             if name.ends_with(".tmp") {
@@ -217,6 +222,7 @@ impl Journal {
         }
         for ent in fs::read_dir(spool_dir.join("data")).into_iter().flatten() {
             let ent = ent?;
+            in_use.insert(ent.ino());
             if let Some(id) = ent.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) {
                 max_seen = max_seen.max(id + 1);
             }
@@ -228,7 +234,7 @@ impl Journal {
         let next = reserved.max(max_seen).max(1);
         let free = spool_dir.join("free");
         let pool = if owner {
-            FilePool::open(&free)?
+            FilePool::open_with(&free, POOL_CAP, &in_use)?
         } else {
             FilePool::disabled(&free)
         };

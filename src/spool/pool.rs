@@ -25,7 +25,8 @@
 //! - Crash safety: no record ever names a file in `free/`, and start-up
 //!   ([`FilePool::open`]) unlinks any pool file that is not empty (a crash
 //!   between the rename and the truncate) or has another link, keeping
-//!   only empty single-link files. Replay and `keyfs status` read only
+//!   only empty single-link files, and leaves alone one that shares an
+//!   inode with a data or record file ([`FilePool::open_with`]). Replay and `keyfs status` read only
 //!   `journal/` and `data/`, so pool files are never taken for data.
 //!
 //! The cap ([`POOL_CAP`]) bounds what the pool holds on disk (inodes and
@@ -33,10 +34,11 @@
 //! emptied) and the start-up scan, while covering the churn of a burst: at
 //! steady state each upload recycles two files and each create takes two.
 
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{DirEntryExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -112,6 +114,17 @@ impl FilePool {
     }
 
     pub fn open_with_cap(dir: &Path, cap: usize) -> io::Result<FilePool> {
+        Self::open_with(dir, cap, &HashSet::new())
+    }
+
+    /// Like [`FilePool::open`], leaving alone the pool entries whose inode
+    /// is in `in_use` (inode numbers of the spool's data and record files).
+    /// On a filesystem without a journal a power cut can keep both names
+    /// of a rename out of the pool (the old directory block was not
+    /// written back): the pool name then shares the inode of live data,
+    /// with a link count of one until fsck fixes it, so neither a truncate
+    /// nor an unlink of it is safe. It is only dropped from the pool.
+    pub fn open_with(dir: &Path, cap: usize, in_use: &HashSet<u64>) -> io::Result<FilePool> {
         fs::create_dir_all(dir)?;
         let mut clean = Vec::new();
         let mut high = 0u64;
@@ -124,6 +137,14 @@ impl FilePool {
                 continue;
             };
             high = high.max(n + 1);
+            if in_use.contains(&ent.ino()) {
+                log::warn!(
+                    "spool pool: {} is also a data or record file (a power cut \
+                     without a filesystem journal?); left alone, run fsck",
+                    path.display()
+                );
+                continue;
+            }
             let keep = match fs::symlink_metadata(&path) {
                 Ok(m) => m.is_file() && m.len() == 0 && m.nlink() == 1,
                 Err(_) => false,

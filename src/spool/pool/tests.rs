@@ -146,6 +146,16 @@ fn start_up_cleans_non_empty_and_foreign_pool_files() {
         .collect();
     assert_eq!(left, vec!["4".to_string()]);
     assert!(d.path().join("kept").exists());
+    // A pool name sharing the inode of live data (both names of a rename
+    // kept by a power cut) is left alone, whatever its size.
+    fs::write(d.path().join("live"), b"live data").unwrap();
+    fs::hard_link(d.path().join("live"), free.join("9")).unwrap();
+    let live: HashSet<u64> = [ino(&d.path().join("live"))].into();
+    let again = FilePool::open_with(&free, POOL_CAP, &live).unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(fs::read(free.join("9")).unwrap(), b"live data");
+    assert_eq!(fs::read(d.path().join("live")).unwrap(), b"live data");
+    fs::remove_file(free.join("9")).unwrap();
     // New names never collide with the ones found.
     let p = d.path().join("x");
     fs::write(&p, b"1").unwrap();
