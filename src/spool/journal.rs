@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use super::pool::{FilePool, POOL_CAP};
+use super::pool::{cap_for, FilePool};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JobState {
@@ -234,7 +234,8 @@ impl Journal {
         let next = reserved.max(max_seen).max(1);
         let free = spool_dir.join("free");
         let pool = if owner {
-            FilePool::open_with(&free, POOL_CAP, &in_use)?
+            fs::create_dir_all(&free)?;
+            FilePool::open_with(&free, cap_for(&free), &in_use)?
         } else {
             FilePool::disabled(&free)
         };

@@ -29,10 +29,16 @@
 //!   inode with a data or record file ([`FilePool::open_with`]). Replay and `keyfs status` read only
 //!   `journal/` and `data/`, so pool files are never taken for data.
 //!
-//! The cap ([`POOL_CAP`]) bounds what the pool holds on disk (inodes and
-//! directory entries, plus up to [`MAX_POOLED`] bytes for each file not yet
-//! emptied) and the start-up scan, while covering the churn of a burst: at
-//! steady state each upload recycles two files and each create takes two.
+//! The cap ([`cap_for`]): the pool should hold what a burst has in flight
+//! (two files per spooled file, and a `cp -r` of small files easily runs a
+//! backlog of hundreds of files ahead of the uploads), since every file the
+//! pool turns away is an unlink, and every unlink makes the next creates
+//! slower for ~30 s. What limits it: each pooled file holds an inode, and
+//! small flash filesystems have few (a 512 MiB ext4 has ~32 K), so the
+//! pool takes at most 1/64 of the free inodes, between 64 and
+//! [`POOL_CAP`] files (4096: a few ms of start-up scan, ~100 KiB of
+//! directory). Files not yet emptied (still open elsewhere) hold up to
+//! [`MAX_POOLED`] bytes each; at most [`MAX_DIRTY`] of them are kept.
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
@@ -43,8 +49,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-/// Most files kept in the pool.
-pub const POOL_CAP: usize = 256;
+/// Most files kept in the pool (see [`cap_for`]).
+pub const POOL_CAP: usize = 4096;
+/// Fewest files the pool may keep, however few inodes are free.
+const MIN_CAP: usize = 64;
+/// Most recycled files kept while still open elsewhere (not emptied).
+pub const MAX_DIRTY: usize = 32;
 /// Bigger files are unlinked, not pooled: their blocks must be freed anyway.
 pub const MAX_POOLED: u64 = 1 << 20;
 
@@ -97,6 +107,30 @@ fn lease(f: &File, kind: libc::c_int) -> Lease {
     }
 }
 
+/// The pool's cap for a spool on the filesystem holding `dir`: 1/64 of
+/// its free inodes, within `[64, POOL_CAP]`; `POOL_CAP` when the
+/// filesystem has no inode limit (or cannot say).
+pub fn cap_for(dir: &Path) -> usize {
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
+        return POOL_CAP;
+    };
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a valid buffer.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return POOL_CAP;
+    }
+    cap_from(st.f_favail, st.f_files)
+}
+
+/// [`cap_for`] given the free and total inode counts (`statvfs`).
+fn cap_from(free_inodes: u64, inodes: u64) -> usize {
+    if inodes == 0 {
+        return POOL_CAP;
+    }
+    let share = usize::try_from(free_inodes / 64).unwrap_or(POOL_CAP);
+    share.clamp(MIN_CAP, POOL_CAP)
+}
+
 fn remove_quietly(p: &Path) {
     if let Err(e) = fs::remove_file(p) {
         if e.kind() != io::ErrorKind::NotFound {
@@ -106,11 +140,13 @@ fn remove_quietly(p: &Path) {
 }
 
 impl FilePool {
-    /// Opens (creating) the pool in `dir` for the daemon owning the spool:
+    /// Opens (creating) the pool in `dir` for the daemon owning the spool,
+    /// capped by [`cap_for`]:
     /// keeps the empty single-link files it finds (up to the cap) and
     /// unlinks the rest (see the module docs).
     pub fn open(dir: &Path) -> io::Result<FilePool> {
-        Self::open_with_cap(dir, POOL_CAP)
+        fs::create_dir_all(dir)?;
+        Self::open_with_cap(dir, cap_for(dir))
     }
 
     pub fn open_with_cap(dir: &Path, cap: usize) -> io::Result<FilePool> {
@@ -296,7 +332,16 @@ impl FilePool {
         }
         match self.claim(&dst) {
             Claim::Ready(_) => self.lists().clean.push(n),
-            Claim::Busy => self.lists().dirty.push(n),
+            Claim::Busy => {
+                let mut l = self.lists();
+                if l.dirty.len() < MAX_DIRTY {
+                    l.dirty.push(n);
+                } else {
+                    drop(l);
+                    self.count.fetch_sub(1, Ordering::SeqCst);
+                    remove_quietly(&dst);
+                }
+            }
             Claim::Unusable => {
                 self.count.fetch_sub(1, Ordering::SeqCst);
                 remove_quietly(&dst);

@@ -151,7 +151,7 @@ fn start_up_cleans_non_empty_and_foreign_pool_files() {
     fs::write(d.path().join("live"), b"live data").unwrap();
     fs::hard_link(d.path().join("live"), free.join("9")).unwrap();
     let live: HashSet<u64> = [ino(&d.path().join("live"))].into();
-    let again = FilePool::open_with(&free, POOL_CAP, &live).unwrap();
+    let again = FilePool::open_with(&free, 16, &live).unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(fs::read(free.join("9")).unwrap(), b"live data");
     assert_eq!(fs::read(d.path().join("live")).unwrap(), b"live data");
@@ -161,6 +161,42 @@ fn start_up_cleans_non_empty_and_foreign_pool_files() {
     fs::write(&p, b"1").unwrap();
     pool.recycle(&p).unwrap();
     assert_eq!(names(&free), 2);
+}
+
+#[test]
+fn cap_follows_free_inodes_within_bounds() {
+    // A 512 MiB flash ext4 (~32 K inodes, most free): 1/64 of the free.
+    assert_eq!(cap_from(32_000, 32_768), 500);
+    assert_eq!(cap_from(1_000, 32_768), MIN_CAP, "never below the floor");
+    assert_eq!(cap_from(1 << 30, 1 << 31), POOL_CAP, "nor above the cap");
+    assert_eq!(cap_from(0, 0), POOL_CAP, "no inode limit (btrfs)");
+    let d = tempfile::tempdir().unwrap();
+    assert!((MIN_CAP..=POOL_CAP).contains(&cap_for(d.path())));
+    assert_eq!(cap_for(&d.path().join("missing")), POOL_CAP);
+}
+
+#[test]
+fn dirty_files_are_bounded() {
+    let d = tempfile::tempdir().unwrap();
+    let pool = FilePool::open_with_cap(&d.path().join("free"), 1000).unwrap();
+    let mut held = Vec::new();
+    for i in 0..MAX_DIRTY + 5 {
+        let p = d.path().join(format!("f{i}"));
+        fs::write(&p, b"still read").unwrap();
+        held.push(File::open(&p).unwrap());
+        pool.recycle(&p).unwrap();
+        assert!(!p.exists());
+    }
+    assert_eq!(pool.dirty_len(), MAX_DIRTY);
+    assert_eq!(pool.len(), MAX_DIRTY);
+    assert_eq!(names(&d.path().join("free")), MAX_DIRTY);
+    for f in &held {
+        assert_eq!(std::io::read_to_string(f).unwrap(), "still read");
+    }
+    drop(held);
+    pool.settle();
+    assert_eq!(pool.dirty_len(), 0);
+    assert_eq!(pool.len(), MAX_DIRTY);
 }
 
 #[test]
