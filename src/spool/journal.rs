@@ -20,8 +20,9 @@
 //! (failures, renames, cancels). The close path is cheaper:
 //! `record_queued_volatile` only renames (no fsync) and the spool's
 //! [`Syncer`](super::syncer::Syncer) commits such records in batches, data
-//! before record, one directory fsync per batch. `remove_uploaded` deletes
-//! a verified job's data, then its record, without fsync: a record that a
+//! before record, one directory fsync per batch. `remove_uploaded` takes
+//! a verified job's data, then its record, out of their names (into the
+//! pool, or unlinked) without fsync: a record that a
 //! power cut brings back points at missing data, and replay drops it
 //! (`is_stale_uploaded`). `remove` deletes the record before the data: a
 //! crash in between leaves an orphan data file (space, never a job pointing
@@ -420,7 +421,9 @@ impl Journal {
 
     /// Removes the record and the job's data file, durably (the record
     /// first, then a directory fsync): a file deleted in the mount must not
-    /// come back to be uploaded after a power cut.
+    /// come back to be uploaded after a power cut. Plain unlinks, not the
+    /// pool: cancels and deletes are rare, and their data file is often
+    /// still open in the mount (it would only be dirty in the pool).
     pub fn remove(&self, id: u64) -> io::Result<()> {
         self.forget_deferred(id);
         self.remove_record(id)?;
