@@ -437,15 +437,17 @@ impl Journal {
     /// with no fsync. The server copy is what makes the content safe now;
     /// should a power cut bring the record back, its data file is gone and
     /// replay drops the record ([`Journal::is_stale_uploaded`]). Both go
-    /// to the pool ([`FilePool::recycle`]: a rename, as atomic as the
-    /// unlink it replaces) for the next files to reuse.
+    /// to the pool ([`FilePool::retire`]: a rename, as atomic as the
+    /// unlink it replaces) for the next files to reuse, once emptied by
+    /// [`Journal::settle_recycled`] (the caller holds the queue's lock, and
+    /// the fs still has the data file open).
     pub fn remove_uploaded(&self, id: u64) -> io::Result<()> {
         self.forget_deferred(id);
-        match self.pool.recycle(&self.data_path(id)) {
+        match self.pool.retire(&self.data_path(id)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
-        match self.pool.recycle(&self.record_path(id)) {
+        match self.pool.retire(&self.record_path(id)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }

@@ -13,7 +13,9 @@
 //! - [`FilePool::recycle`] renames a file into `free/N` (atomic: it leaves
 //!   its name exactly as an unlink would), then empties it; a file that is
 //!   big (its blocks must be freed anyway), has other hard links, or finds
-//!   the pool full is unlinked instead.
+//!   the pool full is unlinked instead. [`FilePool::retire`] only renames
+//!   (an upload's completion, under the queue's lock, while the fs still
+//!   has the data file open); [`FilePool::settle`] empties it afterwards.
 //! - A recycled file may still be open elsewhere (a reader of a pending
 //!   file, the uploader's callback not yet run): it must keep its content
 //!   for them and never receive someone else's. So a file is only emptied,
@@ -248,7 +250,9 @@ impl FilePool {
         while self.enabled.load(Ordering::Relaxed) {
             let n = {
                 let mut l = self.lists();
-                match l.clean.pop().or_else(|| l.dirty.pop()) {
+                // Only emptied files: a dirty one is likely still open
+                // (`settle` empties it once it is not).
+                match l.clean.pop() {
                     Some(n) => n,
                     None => break,
                 }
@@ -312,7 +316,19 @@ impl FilePool {
     /// Takes the file at `path` out of its name: into the pool when there
     /// is room and it is small with a single link, else unlinked. Either
     /// way `path` no longer exists on return (NotFound if it did not).
+    /// The file is emptied at once if no one else has it open.
     pub fn recycle(&self, path: &Path) -> io::Result<()> {
+        self.put(path, true)
+    }
+
+    /// Like [`FilePool::recycle`] but only the rename: the file is emptied
+    /// by the next [`FilePool::settle`]. For callers that know the file is
+    /// still open elsewhere for a moment (and that are holding a lock).
+    pub fn retire(&self, path: &Path) -> io::Result<()> {
+        self.put(path, false)
+    }
+
+    fn put(&self, path: &Path, now: bool) -> io::Result<()> {
         let fits = self.enabled.load(Ordering::Relaxed)
             && match fs::symlink_metadata(path) {
                 Ok(m) => m.is_file() && m.len() <= MAX_POOLED && m.nlink() == 1,
@@ -330,7 +346,8 @@ impl FilePool {
             self.count.fetch_sub(1, Ordering::SeqCst);
             return Err(e);
         }
-        match self.claim(&dst) {
+        let claim = if now { self.claim(&dst) } else { Claim::Busy };
+        match claim {
             Claim::Ready(_) => self.lists().clean.push(n),
             Claim::Busy => {
                 let mut l = self.lists();

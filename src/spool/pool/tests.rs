@@ -103,26 +103,35 @@ fn a_file_still_open_elsewhere_keeps_its_content() {
         "being read",
         "the reader still sees its bytes"
     );
-    // Taken while still open: not handed out, a fresh file instead.
+    // Never handed out while dirty: a fresh file instead.
     let b = d.path().join("b");
     pool.take(&b).unwrap();
     assert_ne!(ino(&b), old);
-    assert_eq!(names(&free), 0);
-    // Closed before settle: emptied then, and reusable.
+    assert_eq!(pool.dirty_len(), 1);
+    // Retired (rename only), closed before settle: emptied then, reusable.
     let c = d.path().join("c");
     fs::write(&c, b"data").unwrap();
     let r = File::open(&c).unwrap();
     let c_ino = ino(&c);
-    pool.recycle(&c).unwrap();
-    assert_eq!(pool.dirty_len(), 1);
+    pool.retire(&c).unwrap();
+    assert!(!c.exists());
+    assert_eq!(pool.dirty_len(), 2);
     drop(r);
     pool.settle();
-    assert_eq!(pool.dirty_len(), 0);
-    assert_eq!(pool.len(), 1);
+    assert_eq!(pool.dirty_len(), 1, "the one still read stays dirty");
+    assert_eq!(pool.len(), 2);
     let e = d.path().join("e");
     pool.take(&e).unwrap();
     assert_eq!(ino(&e), c_ino);
     assert_eq!(fs::metadata(&e).unwrap().len(), 0);
+    drop(reader);
+    pool.settle();
+    assert_eq!(pool.dirty_len(), 0);
+    let f = d.path().join("f");
+    pool.take(&f).unwrap();
+    assert_eq!(ino(&f), old, "emptied once its reader closed it");
+    assert_eq!(fs::metadata(&f).unwrap().len(), 0);
+    assert_eq!(names(&free), 0);
 }
 
 #[test]
@@ -275,6 +284,12 @@ mod journal {
         assert!(!j.data_path(1).exists());
         assert_eq!(j.load(1).unwrap(), None);
         assert_eq!(j.pool().len(), 2, "data and record recycled");
+        assert_eq!(
+            j.pool().dirty_len(),
+            2,
+            "renamed only (under the queue's lock)"
+        );
+        j.settle_recycled();
         assert_eq!(j.pool().dirty_len(), 0);
         // The next job takes both back: no new inode.
         let mut inos = vec![data_ino, rec_ino];
@@ -297,6 +312,7 @@ mod journal {
         assert_eq!(j.pool().len(), 0);
         // Durable writes use it too; a cancel (durable remove) unlinks.
         j.remove_uploaded(2).unwrap();
+        j.settle_recycled();
         j.record(&rec(3)).unwrap();
         assert_eq!(j.pool().len(), 1);
         fs::write(j.data_path(3), b"x").unwrap();
@@ -314,6 +330,7 @@ mod journal {
         j.record_volatile(&rec(2)).unwrap();
         fs::write(j.data_path(2), b"data").unwrap();
         j.remove_uploaded(2).unwrap();
+        j.settle_recycled();
         let free = d.path().join("free");
         assert_eq!(names(&free), 2);
         // A pool file left non-empty by a crash, named like a data id.
