@@ -39,11 +39,17 @@ impl Core {
     fn new_version(&self, path: &str, source: Source) -> FsResult<(u64, Arc<SpoolFile>)> {
         let id = self.journal.next_id()?;
         let data = self.journal.data_path(id);
-        let spool = match source {
-            Source::Empty => SpoolFile::create(&data),
-            Source::Copy(old) => old.copy_to(&data),
-            Source::Server => self.fetch(path, &data),
-        };
+        // From the spool's pool of recycled files when it has one: no
+        // inode allocation on the create path (see `crate::spool::pool`).
+        let spool = self
+            .journal
+            .create_data(id)
+            .map(|f| SpoolFile::from_new(f, &data))
+            .and_then(|new| match source {
+                Source::Empty => Ok(new),
+                Source::Copy(old) => old.copy_into(new),
+                Source::Server => self.fetch(path, new),
+            });
         let spool = match spool {
             Ok(s) => s,
             Err(e) => {
@@ -71,9 +77,8 @@ impl Core {
 
     /// Downloads the server's copy of `path` into a new spool file (for an
     /// append or a partial rewrite of a file that only exists remotely).
-    fn fetch(&self, path: &str, data: &std::path::Path) -> std::io::Result<SpoolFile> {
+    fn fetch(&self, path: &str, spool: SpoolFile) -> std::io::Result<SpoolFile> {
         let to_io = |e: crate::remote::RemoteError| std::io::Error::from_raw_os_error(e.to_errno());
-        let spool = SpoolFile::create(data)?;
         let mut session = self.conns.take().map_err(to_io)?;
         let mut dl = session.retr_at(path, 0).map_err(to_io)?;
         let mut buf = vec![0u8; 256 * 1024];

@@ -64,6 +64,12 @@ impl SpoolFile {
         Ok(Self::with_state(file, path, 0, BTreeMap::new(), false))
     }
 
+    /// Wraps `file`, an empty file just created (or taken from the spool's
+    /// pool) at `path` and open for reading and writing.
+    pub fn from_new(file: File, path: &Path) -> SpoolFile {
+        Self::with_state(file, path, 0, BTreeMap::new(), false)
+    }
+
     /// Opens an existing spool file whose CRC is already known (a job loaded
     /// from the journal); a `crc` of `None` means it must be recomputed.
     pub fn open_existing(path: &Path, crc: Option<u32>) -> io::Result<SpoolFile> {
@@ -267,7 +273,11 @@ impl SpoolFile {
     /// Copies the whole content into a new spool file at `path` (used when
     /// a file already queued for upload is opened for writing again).
     pub fn copy_to(&self, path: &Path) -> io::Result<SpoolFile> {
-        let out = SpoolFile::create(path)?;
+        self.copy_into(SpoolFile::create(path)?)
+    }
+
+    /// Copies this file's content into `out`, a new empty spool file.
+    pub fn copy_into(&self, out: SpoolFile) -> io::Result<SpoolFile> {
         let size = self.size();
         let mut off = 0u64;
         while off < size {

@@ -9,26 +9,34 @@
 //!   it is ignored by `load_all` and removed by the next `open`;
 //! - `journal/next-id`: the high-water mark of reserved job ids (ids are
 //!   reserved in blocks, so `next_id` rarely touches the disk);
-//! - `data/<id>`: the job's spooled bytes (`data_path`).
+//! - `data/<id>`: the job's spooled bytes (`data_path`);
+//! - `free/<n>`: empty files kept for reuse ([`FilePool`]): new data files
+//!   and record temp files are taken from there, and an uploaded job's
+//!   files go back there, so the spool's churn allocates no inodes. Never
+//!   named by a record; replay and `keyfs status` do not look there.
 //!
 //! Durability comes in two strengths. `record` and `remove` are durable on
 //! return (fsync of the file and of the directory): for rare events
 //! (failures, renames, cancels). The close path is cheaper:
 //! `record_queued_volatile` only renames (no fsync) and the spool's
 //! [`Syncer`](super::syncer::Syncer) commits such records in batches, data
-//! before record, one directory fsync per batch. `remove_uploaded` deletes
-//! a verified job's data, then its record, without fsync: a record that a
+//! before record, one directory fsync per batch. `remove_uploaded` takes
+//! a verified job's data, then its record, out of their names (into the
+//! pool, or unlinked) without fsync: a record that a
 //! power cut brings back points at missing data, and replay drops it
 //! (`is_stale_uploaded`). `remove` deletes the record before the data: a
 //! crash in between leaves an orphan data file (space, never a job pointing
 //! at missing bytes).
 
-use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::unix::fs::DirEntryExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
+
+use super::pool::{cap_for, FilePool};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JobState {
@@ -72,6 +80,8 @@ pub struct Journal {
     /// Held while the syncer writes them, so a record written for the same
     /// id by anyone else (who first takes its entry out) always lands last.
     deferred: Mutex<BTreeMap<u64, JobRecord>>,
+    /// Recycled files for data and record temp files (disabled for readers).
+    pool: FilePool,
 }
 
 fn escape(s: &str) -> String {
@@ -194,8 +204,12 @@ impl Journal {
             fs::create_dir_all(spool_dir.join("data"))?;
         }
         let mut max_seen = 0u64;
+        // Inodes of the records and data files, so the pool never touches
+        // one of them (see `FilePool::open_with`).
+        let mut in_use = HashSet::new();
         for ent in fs::read_dir(&dir).into_iter().flatten() {
             let ent = ent?;
+            in_use.insert(ent.ino());
             let name = ent.file_name();
             let name = name.to_string_lossy();
             if name.ends_with(".tmp") {
@@ -209,6 +223,7 @@ impl Journal {
         }
         for ent in fs::read_dir(spool_dir.join("data")).into_iter().flatten() {
             let ent = ent?;
+            in_use.insert(ent.ino());
             if let Some(id) = ent.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) {
                 max_seen = max_seen.max(id + 1);
             }
@@ -218,7 +233,15 @@ impl Journal {
             .and_then(|s| s.trim().parse::<u64>().ok())
             .unwrap_or(1);
         let next = reserved.max(max_seen).max(1);
+        let free = spool_dir.join("free");
+        let pool = if owner {
+            fs::create_dir_all(&free)?;
+            FilePool::open_with(&free, cap_for(&free), &in_use)?
+        } else {
+            FilePool::disabled(&free)
+        };
         Ok(Journal {
+            pool,
             dir,
             ids: Mutex::new((next, next)),
             tmp_seq: AtomicU64::new(0),
@@ -235,6 +258,23 @@ impl Journal {
     /// Where the data of job `id` lives in the spool.
     pub fn data_path(&self, id: u64) -> PathBuf {
         self.spool_dir().join("data").join(id.to_string())
+    }
+
+    /// A new, empty data file for job `id` (a recycled one when the pool
+    /// has one), open for reading and writing.
+    pub fn create_data(&self, id: u64) -> io::Result<File> {
+        self.pool.take(&self.data_path(id))
+    }
+
+    /// The pool of recycled spool files.
+    pub fn pool(&self) -> &FilePool {
+        &self.pool
+    }
+
+    /// Empties recycled files whose last holders have closed them since
+    /// (see [`FilePool::settle`]); called after an upload's completion.
+    pub fn settle_recycled(&self) {
+        self.pool.settle();
     }
 
     fn record_path(&self, id: u64) -> PathBuf {
@@ -261,9 +301,14 @@ impl Journal {
     pub fn write_temp(&self, bytes: &[u8]) -> io::Result<PathBuf> {
         let n = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
         let tmp = self.dir.join(format!("{}-{n}.tmp", self.pid));
-        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
+        let written = self
+            .pool
+            .take(&tmp)
+            .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()));
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
         Ok(tmp)
     }
 
@@ -363,10 +408,9 @@ impl Journal {
     fn write_volatile(&self, rec: &JobRecord) -> io::Result<()> {
         let n = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
         let tmp = self.dir.join(format!("{}-{n}.tmp", self.pid));
-        let written = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
+        let written = self
+            .pool
+            .take(&tmp)
             .and_then(|mut f| f.write_all(encode(rec).as_bytes()))
             .and_then(|()| fs::rename(&tmp, self.record_path(rec.id)));
         if written.is_err() {
@@ -377,7 +421,9 @@ impl Journal {
 
     /// Removes the record and the job's data file, durably (the record
     /// first, then a directory fsync): a file deleted in the mount must not
-    /// come back to be uploaded after a power cut.
+    /// come back to be uploaded after a power cut. Plain unlinks, not the
+    /// pool: cancels and deletes are rare, and their data file is often
+    /// still open in the mount (it would only be dirty in the pool).
     pub fn remove(&self, id: u64) -> io::Result<()> {
         self.forget_deferred(id);
         self.remove_record(id)?;
@@ -390,14 +436,18 @@ impl Journal {
     /// Drops an uploaded (verified) job: the data file, then the record,
     /// with no fsync. The server copy is what makes the content safe now;
     /// should a power cut bring the record back, its data file is gone and
-    /// replay drops the record ([`Journal::is_stale_uploaded`]).
+    /// replay drops the record ([`Journal::is_stale_uploaded`]). Both go
+    /// to the pool ([`FilePool::retire`]: a rename, as atomic as the
+    /// unlink it replaces) for the next files to reuse, once emptied by
+    /// [`Journal::settle_recycled`] (the caller holds the queue's lock, and
+    /// the fs still has the data file open).
     pub fn remove_uploaded(&self, id: u64) -> io::Result<()> {
         self.forget_deferred(id);
-        match fs::remove_file(self.data_path(id)) {
+        match self.pool.retire(&self.data_path(id)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
-        match fs::remove_file(self.record_path(id)) {
+        match self.pool.retire(&self.record_path(id)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }

@@ -189,6 +189,9 @@ impl Shared {
         }
         self.lock().completing.retain(|(id, _)| *id != p.rec.id);
         self.cond.notify_all();
+        // The fs has dropped its copy of the data file by now (unless a
+        // reader still has it open): the recycled files can be emptied.
+        self.journal.settle_recycled();
     }
 
     /// An attempt of `p` ended (verified or failed): frees its path and
