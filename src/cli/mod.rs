@@ -67,8 +67,9 @@ pub struct MountArgs {
     /// Cap on upload bandwidth in bytes per second, shared by all workers (e.g. 8M, 512K).
     #[arg(long, value_name = "RATE", value_parser = rate::parse_rate)]
     pub bwlimit: Option<u64>,
-    /// Upload worker threads, each with its own FTP connection.
-    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    /// Upload worker threads, each with its own FTP connection (several keep
+    /// many small files flowing; one big file uses one).
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub workers: u16,
     /// Stay in the foreground (log to stderr).
     #[arg(short = 'f', long)]

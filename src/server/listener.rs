@@ -117,7 +117,7 @@ impl Server {
     /// Opens the root and its metadata store and binds the control socket.
     pub fn bind(cfg: ServerConfig) -> io::Result<Server> {
         let jail = Jail::new(&cfg.root)?;
-        let store = MetaStore::open(jail.root())?;
+        let store = MetaStore::open(jail.root(), cfg.fsync_files)?;
         let listener = TcpListener::bind(cfg.listen)?;
         let addr = listener.local_addr()?;
         Ok(Server {

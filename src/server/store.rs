@@ -3,7 +3,7 @@
 //!
 //! Metadata lives in `ROOT/.keyftpd/meta.log`, a directory no client path
 //! can name (see [`super::paths::META_DIR`]) and that listings hide. The log
-//! is append-only: one fsynced line per change (`S` set, `D` delete, `R`
+//! is append-only: one line per change (fsynced with `--fsync`) (`S` set, `D` delete, `R`
 //! rename of a file or a whole directory), replayed on start and compacted
 //! into a snapshot (temp file, fsync, rename, fsync dir). A torn last line
 //! from a crash does not parse and is ignored. Keys are virtual paths
@@ -160,6 +160,8 @@ struct Inner {
 pub struct MetaStore {
     dir: PathBuf,
     inner: Mutex<Inner>,
+    /// fsync each appended line (with `--fsync`, after the file's own data).
+    durable: bool,
 }
 
 fn esc(s: &str) -> String {
@@ -273,8 +275,15 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 impl MetaStore {
-    /// Opens (creating) the store under `root/.keyftpd`, replays and compacts the log.
-    pub fn open(root: &Path) -> io::Result<MetaStore> {
+    /// Opens (creating) the store under `root/.keyftpd`, replays and
+    /// compacts the log. With `durable`, every change is fsynced before it
+    /// is acted on; without it (the default, matching the file data, which
+    /// keyftpd then leaves to the kernel's writeback like most FTP servers)
+    /// a line survives a crash of keyftpd but not of the machine. An fsync
+    /// of the metadata of a file whose bytes are not fsynced buys nothing,
+    /// and it cost two fsyncs per upload under the store's lock (every
+    /// session waited for them).
+    pub fn open(root: &Path, durable: bool) -> io::Result<MetaStore> {
         let dir = root.join(super::paths::META_DIR);
         fs::create_dir_all(&dir)?;
         let log_path = dir.join("meta.log");
@@ -300,6 +309,7 @@ impl MetaStore {
         Ok(MetaStore {
             dir,
             inner: Mutex::new(Inner { map, log, lines }),
+            durable,
         })
     }
 
@@ -325,7 +335,9 @@ impl MetaStore {
 
     fn append(&self, inner: &mut Inner, line: &str) -> io::Result<()> {
         inner.log.write_all(line.as_bytes())?;
-        inner.log.sync_data()?;
+        if self.durable {
+            inner.log.sync_data()?;
+        }
         inner.lines += 1;
         if inner.lines > 2 * inner.map.len() + 1024 {
             inner.log = Self::snapshot(&self.dir, &inner.map)?;
@@ -409,7 +421,7 @@ mod tests {
         std::fs::write(dir.path().join("top"), b"")?;
         std::fs::write(dir.path().join("e/x"), b"")?;
         {
-            let s = MetaStore::open(dir.path())?;
+            let s = MetaStore::open(dir.path(), true)?;
             s.set("a b/c%d", meta(1))?;
             s.set("d/x", meta(2))?;
             s.set("stale", meta(4))?;
@@ -418,7 +430,7 @@ mod tests {
             s.rename("d", "e")?;
             s.rename("a b/c%d", "top")?;
         }
-        let s = MetaStore::open(dir.path())?;
+        let s = MetaStore::open(dir.path(), true)?;
         assert_eq!(s.get("top"), Some(meta(1)));
         assert_eq!(s.get("e/x"), Some(meta(2)));
         assert_eq!(s.get("d/x"), None);
@@ -446,7 +458,7 @@ mod tests {
                 mtime_ns(&md)
             ),
         )?;
-        let s = MetaStore::open(dir.path())?;
+        let s = MetaStore::open(dir.path(), true)?;
         let m = s.get("old").expect("old line loads");
         assert_eq!(m.key, Some(Key(0x352441C2)));
         assert_eq!(m.state, KeyState::Complete);
