@@ -9,74 +9,11 @@ use std::ffi::OsStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use keyfs::fs::{inode::ROOT, Core, FsConfig, Kind};
-use keyfs::remote::Endpoint;
-use keyfs::server::{Server, ServerConfig, ServerHandle};
-use keyfs::upload::resume::Policy;
+use keyfs::fs::{inode::ROOT, Core, Kind};
 
-const WAIT: Duration = Duration::from_secs(30);
-
-struct Rig {
-    root: tempfile::TempDir,
-    spool: tempfile::TempDir,
-    server: Option<ServerHandle>,
-    port: u16,
-}
-
-impl Rig {
-    fn new() -> Rig {
-        let root = tempfile::tempdir().unwrap();
-        let cfg = ServerConfig::new(root.path().to_path_buf(), "127.0.0.1:0".parse().unwrap())
-            .with_user("u", "pw");
-        let server = Server::bind(cfg).expect("bind keyftpd");
-        let port = server.local_addr().port();
-        Rig {
-            root,
-            spool: tempfile::tempdir().unwrap(),
-            server: Some(server.spawn()),
-            port,
-        }
-    }
-
-    fn core(&self) -> Arc<Core> {
-        self.core_bw(None)
-    }
-
-    /// A core whose uploads are capped at `bwlimit` bytes/s (to catch one
-    /// in flight).
-    fn core_bw(&self, bwlimit: Option<u64>) -> Arc<Core> {
-        Core::start(FsConfig {
-            endpoint: Endpoint {
-                host: "127.0.0.1".into(),
-                port: self.port,
-                user: "u".into(),
-                password: "pw".into(),
-                root: "/".into(),
-            },
-            spool_dir: self.spool.path().to_path_buf(),
-            workers: 2,
-            bwlimit,
-            policy: Policy::Safe,
-            uid: 0,
-            gid: 0,
-            timeout: Duration::from_secs(10),
-            fsync_timeout: WAIT,
-        })
-        .expect("core start")
-    }
-
-    fn server_file(&self, rel: &str) -> Option<Vec<u8>> {
-        std::fs::read(self.root.path().join(rel)).ok()
-    }
-}
-
-impl Drop for Rig {
-    fn drop(&mut self) {
-        if let Some(h) = self.server.take() {
-            h.shutdown();
-        }
-    }
-}
+#[path = "support/core_rig.rs"]
+mod core_rig;
+use core_rig::{Rig, WAIT};
 
 fn data(n: usize, seed: u32) -> Vec<u8> {
     let mut x = seed.wrapping_mul(2654435761) | 1;

@@ -8,70 +8,17 @@ use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use keyfs::fs::{inode::ROOT, Core, FsConfig};
-use keyfs::remote::Endpoint;
-use keyfs::server::{Server, ServerConfig, ServerHandle};
-use keyfs::upload::resume::Policy;
+use keyfs::fs::{inode::ROOT, Core};
 
-const WAIT: Duration = Duration::from_secs(30);
+#[path = "support/core_rig.rs"]
+mod core_rig;
+use core_rig::{Rig, WAIT};
 
-struct Rig {
-    root: tempfile::TempDir,
-    spool: tempfile::TempDir,
-    server: Option<ServerHandle>,
-    port: u16,
-}
-
-impl Rig {
-    fn new() -> Rig {
-        let root = tempfile::tempdir().unwrap();
-        let cfg = ServerConfig::new(root.path().to_path_buf(), "127.0.0.1:0".parse().unwrap())
-            .with_user("u", "pw");
-        let server = Server::bind(cfg).expect("bind keyftpd");
-        let port = server.local_addr().port();
-        Rig {
-            root,
-            spool: tempfile::tempdir().unwrap(),
-            server: Some(server.spawn()),
-            port,
-        }
-    }
-
-    fn core(&self, bwlimit: Option<u64>) -> Arc<Core> {
-        Core::start(FsConfig {
-            endpoint: Endpoint {
-                host: "127.0.0.1".into(),
-                port: self.port,
-                user: "u".into(),
-                password: "pw".into(),
-                root: "/".into(),
-            },
-            spool_dir: self.spool.path().to_path_buf(),
-            workers: 2,
-            bwlimit,
-            policy: Policy::Safe,
-            uid: 0,
-            gid: 0,
-            timeout: Duration::from_secs(10),
-            fsync_timeout: WAIT,
-        })
-        .expect("core start")
-    }
-
-    fn free_inodes(&self) -> HashSet<u64> {
-        inodes(&self.spool.path().join("free"))
-    }
-}
-
-impl Drop for Rig {
-    fn drop(&mut self) {
-        if let Some(h) = self.server.take() {
-            h.shutdown();
-        }
-    }
+/// Inodes of the files in the spool's pool.
+fn free_inodes(rig: &Rig) -> HashSet<u64> {
+    inodes(&rig.spool.path().join("free"))
 }
 
 fn inodes(dir: &Path) -> HashSet<u64> {
@@ -109,7 +56,7 @@ fn wait_uploaded(rig: &Rig, core: &Core, files: &[(String, Vec<u8>)]) {
 #[test]
 fn fs_uploaded_files_come_back_as_new_spool_files() {
     let rig = Rig::new();
-    let core = rig.core(None);
+    let core = rig.core();
     let first: Vec<(String, Vec<u8>)> = (0..20)
         .map(|i| (format!("a{i}"), body(4096 + i, i as u8)))
         .collect();
@@ -119,7 +66,7 @@ fn fs_uploaded_files_come_back_as_new_spool_files() {
     wait_uploaded(&rig, &core, &first);
     let data_dir = rig.spool.path().join("data");
     assert!(inodes(&data_dir).is_empty(), "spool data left");
-    let pooled = rig.free_inodes();
+    let pooled = free_inodes(&rig);
     assert!(
         pooled.len() >= 20,
         "uploaded data and records recycled: {} pooled",
@@ -148,10 +95,10 @@ fn fs_uploaded_files_come_back_as_new_spool_files() {
     core.shutdown();
     drop(core);
     // A new mount on the same spool: nothing pending, the pool kept.
-    let core = rig.core(None);
+    let core = rig.core();
     assert!(core.uploader().status().is_empty());
     assert!(core.kept_open.is_empty());
-    assert!(rig.free_inodes().len() >= 20);
+    assert!(free_inodes(&rig).len() >= 20);
     core.shutdown();
 }
 
@@ -159,7 +106,7 @@ fn fs_uploaded_files_come_back_as_new_spool_files() {
 fn fs_reader_of_an_uploaded_file_keeps_its_bytes() {
     let rig = Rig::new();
     // Slow uploads, so the reader opens the file while it is pending.
-    let core = rig.core(Some(64 * 1024));
+    let core = rig.core_bw(Some(64 * 1024));
     let a = body(96 * 1024, 0x5A);
     put(&core, "a", &a);
     let ino = core.lookup(ROOT, OsStr::new("a")).unwrap().ino;
