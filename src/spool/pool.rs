@@ -97,7 +97,23 @@ enum Lease {
     Unsupported,
 }
 
+/// A lease holder gets SIGIO when another process opens the file, and
+/// SIGIO's default action ends the process: any reader of `spool/free/`
+/// (a backup, an indexer) would kill the daemon. Ignored once per
+/// process; the other opener then simply waits the few microseconds
+/// until the lease is released.
+fn ignore_sigio() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: installs SIG_IGN for SIGIO; no handler code runs.
+        unsafe {
+            libc::signal(libc::SIGIO, libc::SIG_IGN);
+        }
+    });
+}
+
 fn lease(f: &File, kind: libc::c_int) -> Lease {
+    ignore_sigio();
     // SAFETY: a valid open descriptor; F_SETLEASE takes an int argument.
     let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLEASE, kind) };
     if rc == 0 {

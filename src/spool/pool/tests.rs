@@ -354,3 +354,34 @@ mod journal {
         assert_eq!(j.pool().len(), 2);
     }
 }
+
+/// Another process opening a file while we hold its lease must not kill
+/// us (SIGIO's default action); it just waits for the lease to go.
+#[test]
+fn another_process_opening_a_leased_file_does_not_kill_the_daemon() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("leased");
+    std::fs::write(&p, b"x").unwrap();
+    let f = OpenOptions::new().read(true).write(true).open(&p).unwrap();
+    match lease(&f, libc::F_WRLCK) {
+        Lease::Granted => {}
+        // No leases on this filesystem: the pool turns itself off there.
+        Lease::Unsupported | Lease::Busy => return,
+    }
+    let t = std::time::Instant::now();
+    let mut child = std::process::Command::new("cat")
+        .arg(&p)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The child's open breaks the lease: we get SIGIO (ignored) and it waits.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        matches!(child.try_wait(), Ok(None)),
+        "open did not wait for the lease"
+    );
+    lease(&f, libc::F_UNLCK);
+    let st = child.wait().unwrap();
+    assert!(st.success());
+    assert!(t.elapsed() < std::time::Duration::from_secs(30));
+}
