@@ -123,3 +123,51 @@ fn replay_drops_queued_records_without_data_and_keeps_open_ones() {
     assert!(!srv.root.path().join("open.bin").exists());
     s.up.shutdown();
 }
+
+/// After a machine reset (the spool's boot marker says a daemon of another
+/// boot was running), queued jobs are re-checksummed before upload: one
+/// whose data no longer matches its record fails and is kept, and the
+/// good server copy is not overwritten; an intact one uploads.
+#[test]
+fn after_a_machine_reset_damaged_jobs_fail_instead_of_overwriting() {
+    let srv = InProcKeyftpd::start();
+    let spool = Spool::new();
+    let good = data(50_000, 7);
+    let other = data(50_000, 8);
+    // The server holds a complete, verified copy of a.bin.
+    let s = start(srv.endpoint(), &spool, 1, None, Policy::Safe);
+    s.up.submit(spool.job("a.bin", &good)).unwrap();
+    s.up.wait("a.bin", WAIT).expect("first upload");
+    s.up.shutdown();
+    // A record of a.bin that survived a power cut while its data file
+    // (same size) holds another file's bytes, and an intact job.
+    let damaged = spool.job("a.bin", &good);
+    std::fs::write(spool.journal.data_path(damaged.id), &other).unwrap();
+    spool.journal.record(&damaged).unwrap();
+    let intact = spool.job("b.bin", &other);
+    spool.journal.record(&intact).unwrap();
+    std::fs::write(
+        spool.dir.path().join("boot"),
+        "running 00000000-0000-reset\n",
+    )
+    .unwrap();
+
+    let s = start(srv.endpoint(), &spool, 1, None, Policy::Safe);
+    s.up.wait("b.bin", WAIT).expect("intact job uploads");
+    assert!(srv.read("b.bin") == other);
+    let st = s.up.status();
+    let a = st
+        .iter()
+        .find(|j| j.record.remote_path == "a.bin")
+        .expect("a.bin kept");
+    let err = a.last_error.clone().unwrap_or_default();
+    assert!(err.contains("damaged by the machine reset"), "{err}");
+    assert!(
+        srv.read("a.bin") == good,
+        "the good server copy was overwritten"
+    );
+    assert!(spool.journal.data_path(damaged.id).exists(), "data kept");
+    s.up.shutdown();
+    let marker = std::fs::read_to_string(spool.dir.path().join("boot")).unwrap();
+    assert!(marker.starts_with("clean "), "{marker}");
+}

@@ -33,7 +33,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::remote::Endpoint;
-use crate::spool::journal::{JobRecord, Journal};
+use crate::spool::journal::{JobRecord, JobState, Journal};
 use crate::spool::syncer::{SyncStats, Syncer};
 
 pub struct UploadConfig {
@@ -135,6 +135,18 @@ impl Uploader {
             }
             false
         });
+        let spool_dir = journal.spool_dir().to_path_buf();
+        if crate::spool::boot::unclean_reboot(&spool_dir) {
+            log::warn!(
+                "spool: the machine was reset while this spool was in use; \
+                 re-checking the data of {} queued job(s) before upload",
+                records.len()
+            );
+            for rec in &mut records {
+                recheck_after_reset(&journal, rec);
+            }
+        }
+        crate::spool::boot::mark_running(&spool_dir)?;
         let syncer = Arc::new(Syncer::start(journal.clone())?);
         let shared = Arc::new(queue::Shared {
             state: Mutex::new(queue::State::default()),
@@ -250,6 +262,14 @@ impl Uploader {
         }
         self.syncer.shutdown();
         let st = self.syncer.stats();
+        // Only when every closed file reached the disk may the next start
+        // skip the re-check after a reset.
+        if st.errors == 0 {
+            let dir = self.shared.journal.spool_dir();
+            if let Err(e) = crate::spool::boot::mark_clean(dir) {
+                log::warn!("spool: cannot mark a clean stop: {e}");
+            }
+        }
         log::info!(
             "spool: {} closed files made durable in {} batches ({} uploaded first, {} errors)",
             st.synced,
@@ -257,5 +277,42 @@ impl Uploader {
             st.skipped,
             st.errors
         );
+    }
+}
+
+/// After a machine reset, a Queued job's record may name data that never
+/// reached the disk, or an inode since reused for another file: its data
+/// must still have the size and CRC the record says, or the job fails
+/// (kept in the spool, shown by `keyfs status`) instead of sending the
+/// wrong bytes over a good server copy.
+fn recheck_after_reset(journal: &Journal, rec: &mut JobRecord) {
+    if rec.state != JobState::Queued {
+        return;
+    }
+    let path = journal.data_path(rec.id);
+    let found = std::fs::File::open(&path).and_then(|mut f| {
+        let len = f.metadata()?.len();
+        if len != rec.size {
+            return Ok(format!("{len} bytes, its record says {}", rec.size));
+        }
+        let crc = verify::local_prefix_crc(&mut f, rec.size)?;
+        Ok(if crc == rec.crc {
+            String::new()
+        } else {
+            format!("CRC {crc:08X}, its record says {:08X}", rec.crc)
+        })
+    });
+    let why = match found {
+        Ok(w) if w.is_empty() => return,
+        Ok(w) => w,
+        // Missing data is handled by the stale-record check above.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => format!("unreadable: {e}"),
+    };
+    let msg = format!("spooled data damaged by the machine reset ({why}); kept in the spool");
+    log::error!("job {} ({}): {msg}", rec.id, rec.remote_path);
+    rec.state = JobState::Failed(msg);
+    if let Err(e) = journal.record(rec) {
+        log::error!("journal: cannot record job {}: {e}", rec.id);
     }
 }
