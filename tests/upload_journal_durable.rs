@@ -171,3 +171,23 @@ fn after_a_machine_reset_damaged_jobs_fail_instead_of_overwriting() {
     let marker = std::fs::read_to_string(spool.dir.path().join("boot")).unwrap();
     assert!(marker.starts_with("clean "), "{marker}");
 }
+
+/// A record that cannot be written (here the journal directory is gone;
+/// on a device, a full spool disk) does not drop the file: it is still
+/// queued and uploaded.
+#[test]
+fn a_job_whose_record_cannot_be_written_is_still_uploaded() {
+    let srv = InProcKeyftpd::start();
+    let spool = Spool::new();
+    let s = start(srv.endpoint(), &spool, 1, None, Policy::Safe);
+    let body = data(30_000, 11);
+    let rec = spool.job("norecord.bin", &body);
+    let jdir = spool.dir.path().join("journal");
+    std::fs::rename(&jdir, spool.dir.path().join("journal.away")).unwrap();
+    std::fs::write(&jdir, b"not a directory").unwrap();
+    s.up.submit_volatile(rec).expect("queued from memory");
+    s.up.wait("norecord.bin", WAIT)
+        .expect("uploaded without a record");
+    assert!(srv.read("norecord.bin") == body);
+    s.up.shutdown();
+}

@@ -255,10 +255,22 @@ impl Shared {
     pub fn submit(&self, mut rec: JobRecord, durable: bool) -> std::io::Result<()> {
         rec.state = JobState::Queued;
         let mut st = self.lock();
-        if durable {
-            self.journal.record(&rec)?;
+        let recorded = if durable {
+            self.journal.record(&rec)
         } else {
-            self.journal.record_volatile(&rec)?;
+            self.journal.record_volatile(&rec)
+        };
+        // A record that cannot be written (a full spool disk: the data fit,
+        // its few hundred bytes of record did not) must not drop the file:
+        // it is queued from memory and uploaded all the same; only a crash
+        // before the upload would leave its data without a record (the next
+        // mount warns about such data).
+        if let Err(e) = recorded {
+            log::error!(
+                "journal: cannot record job {} ({}): {e}; uploading it without a record",
+                rec.id,
+                rec.remote_path
+            );
         }
         let stale: Vec<u64> = st
             .jobs
