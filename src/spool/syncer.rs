@@ -398,7 +398,8 @@ mod tests {
         assert_eq!(st.synced + st.skipped, n);
         assert_eq!(st.errors, 0);
         assert!(st.dir_syncs <= st.batches);
-        assert!(st.batches <= n);
+        // Pushed in a burst: grouped (one job per batch would be 200).
+        assert!(st.batches <= n / 4, "{st:?}");
         // A flush with nothing pending returns at once.
         assert!(s.flush(Duration::from_millis(1)));
         s.shutdown();
