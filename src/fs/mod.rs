@@ -343,6 +343,11 @@ impl Core {
     /// Stops the uploader; pending jobs stay in the journal for the next mount.
     pub fn shutdown(&self) {
         self.uploader.shutdown();
+        // Remote read handles stop their read-ahead threads when dropped
+        // (after a read in progress, if any): unmount releases no handles.
+        lock(&self.state)
+            .handles
+            .retain(|_, h| !matches!(**h, Handle::Remote { .. }));
     }
 
     fn dir_attr(&self, ino: u64, mtime: SystemTime) -> Attr {
