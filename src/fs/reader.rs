@@ -22,7 +22,7 @@
 //! when a request spans two segments), and the two only wait for each
 //! other when they need the same segment. The producer stays at most
 //! [`AHEAD`] past the furthest request, so memory per handle is bounded by
-//! `SEGS * SEG` (5 MiB), allocated zeroed segment by segment as the stream
+//! `SEGS * SEG` (8 MiB), allocated zeroed segment by segment as the stream
 //! reaches them (untouched pages cost nothing).
 //!
 //! Lifecycle: no thread until the first read. The producer exits at the
@@ -45,12 +45,12 @@ use crate::remote::{Download, RemoteError, Session};
 /// Bytes per segment of the window.
 pub const SEG: usize = 1 << 20;
 /// Segments in the ring: the memory bound per handle is `SEGS * SEG`.
-pub const SEGS: usize = 5;
+pub const SEGS: usize = 8;
 const RING: u64 = (SEG * SEGS) as u64;
 /// How far past the end of the furthest request the producer receives.
 pub const AHEAD: u64 = 2 << 20;
-/// A forward jump up to this far past the stream is read through instead
-/// of reconnecting.
+/// A forward jump up to this far past the stream (or past the furthest
+/// request, if further) is read through instead of reconnecting.
 pub const SKIP_MAX: u64 = 2 << 20;
 /// Largest request answered at once (the kernel asks at most 1 MiB).
 const MAX_REQ: usize = 2 << 20;
@@ -115,6 +115,28 @@ struct Shared {
     transfers: AtomicU32,
 }
 
+/// Segment buffers of dropped windows, for the next window: freed, they
+/// would stay in the allocator's arena of the thread that filled them, and
+/// each new read-ahead thread would fill another (RSS growing by a window
+/// per file read). At most one window's worth is kept.
+static SPARE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+fn new_buffer() -> Vec<u8> {
+    lock(&SPARE).pop().unwrap_or_else(|| vec![0; SEG])
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let mut spare = lock(&SPARE);
+        for seg in &mut self.segs {
+            let seg = seg.get_mut().unwrap_or_else(|e| e.into_inner());
+            if seg.data.len() == SEG && spare.len() < SEGS {
+                spare.push(std::mem::take(&mut seg.data));
+            }
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -172,6 +194,7 @@ impl RemoteReader {
         answer: impl FnOnce(&[u8]) -> T,
     ) -> Result<T, RemoteError> {
         let end = offset.saturating_add(size.min(MAX_REQ) as u64);
+        log::trace!("read of {} at {offset} +{size}", self.path);
         let sh = self
             .shared
             .get_or_insert_with(|| {
@@ -260,8 +283,19 @@ fn wait_for(
 ) -> Result<(u64, u64, u64), RemoteError> {
     let mut c = sh.ctl();
     let in_window = offset >= c.win_start && offset <= c.pos;
-    let ahead = offset >= c.pos && offset - c.pos <= SKIP_MAX;
+    // Ahead of the stream but near the furthest request: the producer is
+    // on its way there (async readahead asks several MiB at once).
+    let ahead = offset >= c.pos && offset.saturating_sub(c.pos.max(c.demand)) <= SKIP_MAX;
     if !c.started || c.broken || !(in_window || ahead) {
+        if c.started {
+            log::debug!(
+                "read of {} at {offset}: restart (window {}..{}, broken {})",
+                sh.path,
+                c.win_start,
+                c.pos,
+                c.broken
+            );
+        }
         c.gen += 1;
         c.start = offset;
         c.win_start = offset;
@@ -275,11 +309,11 @@ fn wait_for(
             spawn(sh, conns, &mut c)?;
         }
     }
-    if end > c.demand {
-        c.demand = end;
-        if c.producer_waits {
-            sh.cv.notify_all();
-        }
+    c.demand = c.demand.max(end);
+    // A producer waiting for demand (or in a reconnect pause) must see
+    // a new demand and a restart.
+    if c.producer_waits {
+        sh.cv.notify_all();
     }
     while c.pos < end && !c.eof && !c.broken {
         c.reader_waits = true;
@@ -436,7 +470,7 @@ fn produce(exit: Exit, conns: Conns) {
         let at = (pos % SEG as u64) as usize;
         let mut seg = lock(&sh.segs[idx]);
         if seg.data.is_empty() {
-            seg.data = vec![0; SEG];
+            seg.data = new_buffer();
         }
         let base = pos - at as u64;
         if seg.gen != gen || seg.base != base || seg.hi != at {
@@ -530,10 +564,12 @@ fn pause(sh: &Shared, gen: u64, fails: u32) {
         if left.is_zero() {
             break;
         }
+        c.producer_waits = true;
         c = sh
             .cv
             .wait_timeout(c, left)
             .map(|(g, _)| g)
             .unwrap_or_else(|e| e.into_inner().0);
+        c.producer_waits = false;
     }
 }
