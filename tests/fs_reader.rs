@@ -265,3 +265,23 @@ fn reader_release_and_shutdown_stop_the_read_ahead() {
     // The proxy saw the transfers end: far less than the file went down.
     assert!(px.stats().down_data < 8 * MIB as u64, "{:?}", px.stats());
 }
+
+/// A file gone from the server: the read fails with an errno (ENOENT from
+/// the 550), again on the next read, and no thread is left behind.
+#[test]
+fn reader_missing_file_is_an_errno() {
+    let _s = serial();
+    let rig = Rig::new();
+    let px = rig.proxy_at("127.0.0.1:0".parse().unwrap(), Faults::default());
+    rig.put("gone.bin", 3 * MIB, 5);
+    let core = rig.core_via(px.addr().port());
+    let fh = open(&core, "gone.bin");
+    std::fs::remove_file(rig.root.path().join("gone.bin")).unwrap();
+    for at in [0u64, 4096] {
+        let e = core.read(fh, at, 4096).expect_err("read of a removed file");
+        assert_eq!(e.errno(), libc::ENOENT, "{e}");
+    }
+    assert!(producers_gone());
+    core.release(fh).unwrap();
+    core.shutdown();
+}

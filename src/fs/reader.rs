@@ -154,8 +154,6 @@ pub struct RemoteReader {
     path: String,
     /// Created by the first read.
     shared: Option<Arc<Shared>>,
-    /// For answers that span two segments.
-    scratch: Vec<u8>,
 }
 
 impl RemoteReader {
@@ -163,7 +161,6 @@ impl RemoteReader {
         RemoteReader {
             path: path.to_string(),
             shared: None,
-            scratch: Vec::new(),
         }
     }
 
@@ -212,6 +209,10 @@ impl RemoteReader {
         // producer by more than the window: then the bytes are fetched again.
         for _ in 0..4 {
             let (from, to, gen) = wait_for(&sh, conns, offset, end)?;
+            if from > offset {
+                // Dropped from the window meanwhile: the next turn restarts.
+                continue;
+            }
             if from >= to {
                 if let Some(f) = answer.take() {
                     return Ok(f(&[]));
@@ -228,24 +229,20 @@ impl RemoteReader {
                     }
                 }
             } else {
-                self.scratch.clear();
+                let mut joined = Vec::with_capacity((to - from) as usize);
                 let mut at = from;
                 while at < to {
                     let seg_end = (at - at % SEG as u64 + SEG as u64).min(to);
                     let seg = lock(&sh.segs[(at / SEG as u64) as usize % SEGS]);
                     match slice_of(&seg, gen, at, seg_end) {
-                        Some((a, b)) => self.scratch.extend_from_slice(&seg.data[a..b]),
+                        Some((a, b)) => joined.extend_from_slice(&seg.data[a..b]),
                         None => break,
                     }
                     at = seg_end;
                 }
                 if at == to {
                     if let Some(f) = answer.take() {
-                        let out = f(&self.scratch);
-                        if self.scratch.capacity() > MAX_REQ {
-                            self.scratch = Vec::new();
-                        }
-                        return Ok(out);
+                        return Ok(f(&joined));
                     }
                 }
             }
@@ -431,7 +428,7 @@ fn produce(exit: Exit, conns: Conns) {
                     c.thread = None;
                     return;
                 }
-                if pos < c.demand + AHEAD {
+                if pos < c.demand.saturating_add(AHEAD) {
                     break;
                 }
                 c.producer_waits = true;
