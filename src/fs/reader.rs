@@ -9,21 +9,25 @@
 //! the slower one).
 //!
 //! The kernel issues reads of up to 1 MiB, several at once and not always
-//! in order (readahead, several FUSE threads). A *window* keeps the most
-//! recent bytes taken off the stream: a read that lands inside the window,
-//! or a little ahead of the stream position ([`SKIP_MAX`]), is served
-//! without a new connection; only a backward seek before the window or a
-//! jump far ahead restarts the transfer at the new offset.
+//! in order (async readahead, several pool threads). A *window* keeps the
+//! most recent bytes taken off the stream: a read that lands inside the
+//! window, or not far ([`SKIP_MAX`]) past the stream or the furthest
+//! request, is served without a new connection; only a backward seek
+//! before the window or a jump far ahead restarts the transfer there.
 //!
 //! The window is a ring of [`SEGS`] segments of [`SEG`] bytes (file offset
 //! `o` lives in segment `(o / SEG) % SEGS` at `o % SEG`), each behind its
 //! own lock: the producer receives straight into the segment at the stream
 //! position, the reader answers from a slice of another one (copied only
-//! when a request spans two segments), and the two only wait for each
-//! other when they need the same segment. The producer stays at most
-//! [`AHEAD`] past the furthest request, so memory per handle is bounded by
-//! `SEGS * SEG` (8 MiB), allocated zeroed segment by segment as the stream
-//! reaches them (untouched pages cost nothing).
+//! when a request spans two segments; the kernel's are aligned), and the
+//! two only wait for each other when they need the same segment (then the
+//! reader waits for the socket read in progress). Replies of one handle go
+//! out one at a time (the caller holds the handle's lock), alongside the
+//! producer. The producer stays at most [`AHEAD`] past the furthest
+//! request, which leaves `SEGS * SEG - AHEAD - SEG` (5 MiB) behind it for
+//! late requests. Memory per handle: `SEGS * SEG` (8 MiB), taken segment
+//! by segment as the stream reaches them; a dropped window's buffers are
+//! kept for the next one (at most one window's worth, process-wide).
 //!
 //! Lifecycle: no thread until the first read. The producer exits at the
 //! end of the file (giving its connection back to the pool), when it gives
