@@ -6,7 +6,7 @@
 //! The namespace connection is separate from every data path so `ls`
 //! answers while a large read or upload runs.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::remote::{Endpoint, RemoteError, Session};
@@ -14,7 +14,14 @@ use crate::remote::{Endpoint, RemoteError, Session};
 /// Idle download connections kept for reuse.
 const POOL_IDLE: usize = 2;
 
+/// Cheap to clone: clones share the connections (a read-ahead thread
+/// keeps one to reconnect and to give its connection back).
+#[derive(Clone)]
 pub struct Conns {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     ep: Endpoint,
     timeout: Duration,
     ns: Mutex<Option<Session>>,
@@ -29,15 +36,17 @@ fn transient(e: &RemoteError) -> bool {
 impl Conns {
     pub fn new(ep: Endpoint, timeout: Duration, first: Option<Session>) -> Conns {
         Conns {
-            ep,
-            timeout,
-            ns: Mutex::new(first),
-            idle: Mutex::new(Vec::new()),
+            inner: Arc::new(Inner {
+                ep,
+                timeout,
+                ns: Mutex::new(first),
+                idle: Mutex::new(Vec::new()),
+            }),
         }
     }
 
     pub fn endpoint(&self) -> &Endpoint {
-        &self.ep
+        &self.inner.ep
     }
 
     /// Runs `op` on the namespace connection, connecting if needed. On a
@@ -47,10 +56,10 @@ impl Conns {
         &self,
         mut op: impl FnMut(&mut Session) -> Result<T, RemoteError>,
     ) -> Result<T, RemoteError> {
-        let mut guard = self.ns.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.inner.ns.lock().unwrap_or_else(|e| e.into_inner());
         for attempt in 0..2 {
             if guard.is_none() {
-                *guard = Some(Session::connect(&self.ep, self.timeout)?);
+                *guard = Some(Session::connect(&self.inner.ep, self.inner.timeout)?);
             }
             let Some(s) = guard.as_mut() else { continue };
             match op(s) {
@@ -72,16 +81,21 @@ impl Conns {
 
     /// A connection for a download: an idle one or a new one.
     pub fn take(&self) -> Result<Session, RemoteError> {
-        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let idle = self
+            .inner
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop();
         match idle {
             Some(s) => Ok(s),
-            None => Session::connect(&self.ep, self.timeout),
+            None => Session::connect(&self.inner.ep, self.inner.timeout),
         }
     }
 
     /// Returns a connection in a known-good state to the pool.
     pub fn give_back(&self, s: Session) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < POOL_IDLE {
             idle.push(s);
         }

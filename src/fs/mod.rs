@@ -19,8 +19,9 @@
 //!   [`crate::spool::syncer`]). fsync seals and waits for the verified
 //!   upload, or fails with EIO.
 //! - **Remote reads** ([`reader`]): REST+RETR at the offset, one streaming
-//!   data connection per open handle, reconnecting only on a seek. The
-//!   adapter runs them, and directory listings, on small thread pools
+//!   data connection per open handle, received ahead (a few MiB) by its
+//!   own thread while the replies go out, reconnecting only on a seek or
+//!   a cut. The adapter runs the reads, and directory listings, on small thread pools
 //!   ([`pool`]) that reply from there, so the FUSE request threads never
 //!   wait on a slow download.
 //!
@@ -343,6 +344,11 @@ impl Core {
     /// Stops the uploader; pending jobs stay in the journal for the next mount.
     pub fn shutdown(&self) {
         self.uploader.shutdown();
+        // Remote read handles stop their read-ahead threads when dropped
+        // (after a read in progress, if any): unmount releases no handles.
+        lock(&self.state)
+            .handles
+            .retain(|_, h| !matches!(**h, Handle::Remote { .. }));
     }
 
     fn dir_attr(&self, ino: u64, mtime: SystemTime) -> Attr {
