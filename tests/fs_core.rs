@@ -13,19 +13,7 @@ use keyfs::fs::{inode::ROOT, Core, Kind};
 
 #[path = "support/core_rig.rs"]
 mod core_rig;
-use core_rig::{Rig, WAIT};
-
-fn data(n: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2654435761) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
+use core_rig::{data, Rig, WAIT};
 
 fn name(s: &str) -> &OsStr {
     OsStr::new(s)

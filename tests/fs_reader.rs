@@ -15,92 +15,35 @@ use std::time::{Duration, Instant};
 
 use keyfs::faultproxy::{FaultProxy, Faults};
 use keyfs::fs::reader::live_producers;
-use keyfs::fs::{inode::ROOT, Core, FsConfig};
-use keyfs::remote::Endpoint;
-use keyfs::server::{Server, ServerConfig, ServerHandle};
-use keyfs::upload::resume::Policy;
+use keyfs::fs::{inode::ROOT, Core};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 const MIB: usize = 1 << 20;
 
-struct Rig {
-    root: tempfile::TempDir,
-    spool: tempfile::TempDir,
-    server: Option<ServerHandle>,
-    port: u16,
+#[path = "support/core_rig.rs"]
+mod core_rig;
+use core_rig::{data, Rig};
+
+/// A fault proxy on `listen` in front of the rig's server.
+fn proxy_at(rig: &Rig, listen: SocketAddr, faults: Faults) -> FaultProxy {
+    FaultProxy::start(
+        listen,
+        format!("127.0.0.1:{}", rig.port).parse().unwrap(),
+        faults,
+    )
+    .expect("proxy")
 }
 
-impl Rig {
-    fn new() -> Rig {
-        let root = tempfile::tempdir().unwrap();
-        let cfg = ServerConfig::new(root.path().to_path_buf(), "127.0.0.1:0".parse().unwrap())
-            .with_user("u", "pw");
-        let server = Server::bind(cfg).expect("bind keyftpd");
-        let port = server.local_addr().port();
-        Rig {
-            root,
-            spool: tempfile::tempdir().unwrap(),
-            server: Some(server.spawn()),
-            port,
-        }
-    }
-
-    fn proxy_at(&self, listen: SocketAddr, faults: Faults) -> FaultProxy {
-        FaultProxy::start(
-            listen,
-            format!("127.0.0.1:{}", self.port).parse().unwrap(),
-            faults,
-        )
-        .expect("proxy")
-    }
-
-    /// A core that talks to the server through `port` (a proxy).
-    fn core_via(&self, port: u16) -> Arc<Core> {
-        Core::start(FsConfig {
-            endpoint: Endpoint {
-                host: "127.0.0.1".into(),
-                port,
-                user: "u".into(),
-                password: "pw".into(),
-                root: "/".into(),
-            },
-            spool_dir: self.spool.path().to_path_buf(),
-            workers: 1,
-            bwlimit: None,
-            policy: Policy::Safe,
-            uid: 0,
-            gid: 0,
-            timeout: Duration::from_secs(10),
-            fsync_timeout: Duration::from_secs(30),
-        })
-        .expect("core start")
-    }
-
-    fn put(&self, name: &str, n: usize, seed: u32) -> Vec<u8> {
-        let body = data(n, seed);
-        std::fs::write(self.root.path().join(name), &body).unwrap();
-        body
-    }
+/// A core with one upload worker that talks to the server through `port`.
+fn core_via(rig: &Rig, port: u16) -> Arc<Core> {
+    rig.core_with(port, 1, None)
 }
 
-impl Drop for Rig {
-    fn drop(&mut self) {
-        if let Some(h) = self.server.take() {
-            h.shutdown();
-        }
-    }
-}
-
-fn data(n: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2654435761) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
+/// A server file of `n` bytes; returns its content.
+fn put(rig: &Rig, name: &str, n: usize, seed: u32) -> Vec<u8> {
+    let body = data(n, seed);
+    std::fs::write(rig.root.path().join(name), &body).unwrap();
+    body
 }
 
 fn open(core: &Core, name: &str) -> u64 {
@@ -131,9 +74,9 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 fn reader_concurrent_out_of_order_requests_share_one_transfer() {
     let _s = serial();
     let rig = Rig::new();
-    let px = rig.proxy_at("127.0.0.1:0".parse().unwrap(), Faults::default());
-    let body = Arc::new(rig.put("big.bin", 24 * MIB + 12345, 7));
-    let core = rig.core_via(px.addr().port());
+    let px = proxy_at(&rig, "127.0.0.1:0".parse().unwrap(), Faults::default());
+    let body = Arc::new(put(&rig, "big.bin", 24 * MIB + 12345, 7));
+    let core = core_via(&rig, px.addr().port());
     let fh = open(&core, "big.bin");
     let conns_before = px.stats().data_conns;
     let mut got = vec![0u8; body.len()];
@@ -189,10 +132,10 @@ fn reader_concurrent_out_of_order_requests_share_one_transfer() {
 fn reader_resumes_after_its_connection_is_cut() {
     let _s = serial();
     let rig = Rig::new();
-    let mut px = rig.proxy_at("127.0.0.1:0".parse().unwrap(), Faults::default());
+    let mut px = proxy_at(&rig, "127.0.0.1:0".parse().unwrap(), Faults::default());
     let addr = px.addr();
-    let body = rig.put("cut.bin", 16 * MIB, 11);
-    let core = rig.core_via(addr.port());
+    let body = put(&rig, "cut.bin", 16 * MIB, 11);
+    let core = core_via(&rig, addr.port());
     let fh = open(&core, "cut.bin");
     let mut got = Vec::new();
     while got.len() < 5 * MIB {
@@ -201,7 +144,7 @@ fn reader_resumes_after_its_connection_is_cut() {
     }
     px.shutdown();
     drop(px);
-    let px2 = rig.proxy_at(addr, Faults::default());
+    let px2 = proxy_at(&rig, addr, Faults::default());
     loop {
         let r = core.read(fh, got.len() as u64, 128 * 1024).unwrap();
         if r.is_empty() {
@@ -231,15 +174,16 @@ fn reader_resumes_after_its_connection_is_cut() {
 fn reader_release_and_shutdown_stop_the_read_ahead() {
     let _s = serial();
     let rig = Rig::new();
-    let px = rig.proxy_at(
+    let px = proxy_at(
+        &rig,
         "127.0.0.1:0".parse().unwrap(),
         Faults {
             throttle: Some(512 * 1024),
             ..Faults::default()
         },
     );
-    let body = rig.put("slow.bin", 16 * MIB, 3);
-    let core = rig.core_via(px.addr().port());
+    let body = put(&rig, "slow.bin", 16 * MIB, 3);
+    let core = core_via(&rig, px.addr().port());
     assert_eq!(live_producers(), 0);
 
     let idle = open(&core, "slow.bin");
@@ -272,9 +216,9 @@ fn reader_release_and_shutdown_stop_the_read_ahead() {
 fn reader_missing_file_is_an_errno() {
     let _s = serial();
     let rig = Rig::new();
-    let px = rig.proxy_at("127.0.0.1:0".parse().unwrap(), Faults::default());
-    rig.put("gone.bin", 3 * MIB, 5);
-    let core = rig.core_via(px.addr().port());
+    let px = proxy_at(&rig, "127.0.0.1:0".parse().unwrap(), Faults::default());
+    put(&rig, "gone.bin", 3 * MIB, 5);
+    let core = core_via(&rig, px.addr().port());
     let fh = open(&core, "gone.bin");
     std::fs::remove_file(rig.root.path().join("gone.bin")).unwrap();
     for at in [0u64, 4096] {

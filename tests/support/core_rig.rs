@@ -51,16 +51,22 @@ impl Rig {
     /// A core with two upload workers, uploads capped at `bwlimit` bytes/s
     /// when given (to catch one in flight).
     pub fn core_bw(&self, bwlimit: Option<u64>) -> Arc<Core> {
+        self.core_with(self.port, 2, bwlimit)
+    }
+
+    /// A core that talks to the server through `port` (the server's own, or
+    /// a proxy's in front of it).
+    pub fn core_with(&self, port: u16, workers: usize, bwlimit: Option<u64>) -> Arc<Core> {
         Core::start(FsConfig {
             endpoint: Endpoint {
                 host: "127.0.0.1".into(),
-                port: self.port,
+                port,
                 user: "u".into(),
                 password: "pw".into(),
                 root: "/".into(),
             },
             spool_dir: self.spool.path().to_path_buf(),
-            workers: 2,
+            workers,
             bwlimit,
             policy: Policy::Safe,
             uid: 0,
@@ -78,4 +84,17 @@ impl Drop for Rig {
             h.shutdown();
         }
     }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), different per seed.
+pub fn data(n: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2654435761) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
 }

@@ -46,17 +46,8 @@ pub fn tuning() -> Tuning {
     }
 }
 
-pub fn data(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
+#[allow(unused_imports)] // not every test that uses `support` needs it
+pub use super::core_rig::data;
 
 pub struct Started {
     pub up: Uploader,
