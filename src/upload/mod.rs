@@ -290,21 +290,11 @@ fn recheck_after_reset(journal: &Journal, rec: &mut JobRecord) {
         return;
     }
     let path = journal.data_path(rec.id);
-    let found = std::fs::File::open(&path).and_then(|mut f| {
-        let len = f.metadata()?.len();
-        if len != rec.size {
-            return Ok(format!("{len} bytes, its record says {}", rec.size));
-        }
-        let crc = verify::local_prefix_crc(&mut f, rec.size)?;
-        Ok(if crc == rec.crc {
-            String::new()
-        } else {
-            format!("CRC {crc:08X}, its record says {:08X}", rec.crc)
-        })
-    });
+    let found = std::fs::File::open(&path)
+        .and_then(|mut f| verify::spool_differs(&mut f, rec.size, rec.crc));
     let why = match found {
-        Ok(w) if w.is_empty() => return,
-        Ok(w) => w,
+        Ok(None) => return,
+        Ok(Some(w)) => w,
         // Missing data is handled by the stale-record check above.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
         Err(e) => format!("unreadable: {e}"),

@@ -39,6 +39,17 @@ pub fn local_prefix_crc(f: &mut File, n: u64) -> std::io::Result<u32> {
     Ok(h.finalize())
 }
 
+/// Whether a spooled file still holds what its record says: `None` when
+/// its size and CRC match, else what differs, for a one-line message.
+pub fn spool_differs(f: &mut File, size: u64, crc: u32) -> std::io::Result<Option<String>> {
+    let len = f.metadata()?.len();
+    if len != size {
+        return Ok(Some(format!("{len} bytes, its record says {size}")));
+    }
+    let c = local_prefix_crc(f, size)?;
+    Ok((c != crc).then(|| format!("CRC {c:08X}, its record says {crc:08X}")))
+}
+
 /// Why a verification failed.
 pub enum VerifyError {
     /// The server's size (or its recorded key) differs from ours.

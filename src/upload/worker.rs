@@ -376,12 +376,9 @@ fn attempt(
 /// says? If not (its data did not survive a crash that its record did),
 /// retrying would only send the damage again. `Transient(msg)` when it is.
 fn check_spool(file: &mut File, p: &Picked, msg: String) -> Fail {
-    match verify::local_prefix_crc(file, p.rec.size) {
-        Ok(c) if c != p.rec.crc => Fail::Permanent(format!(
-            "spooled data damaged: CRC {c:08X}, its record says {:08X}; kept in the spool",
-            p.rec.crc
-        )),
-        Ok(_) => Fail::Transient(msg),
+    match verify::spool_differs(file, p.rec.size, p.rec.crc) {
+        Ok(Some(d)) => Fail::Permanent(format!("spooled data damaged: {d}; kept in the spool")),
+        Ok(None) => Fail::Transient(msg),
         Err(e) => Fail::Permanent(format!("spooled data unreadable: {e}")),
     }
 }
