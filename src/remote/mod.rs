@@ -1,8 +1,8 @@
 //! The FTP client side: one `Session` is one logged-in control connection
 //! (suppaftp, binary mode), with the server's features read from FEAT.
 //!
-//! OWNER: engine helper. The signatures in this file are the contract the fs
-//! uses; the work is split by concern:
+//! The signatures in this file are the contract the fs uses; the work is
+//! split by concern:
 //! - [`session`]: connect, login, TYPE I, FEAT, socket timeouts, namespace ops;
 //! - [`listing`]: MLSD/MLST and LIST line parsing (pure);
 //! - [`errno`]: reply codes to errno, permanent vs. transient;
