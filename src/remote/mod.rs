@@ -97,6 +97,9 @@ pub struct Session {
     timeout: Duration,
     /// Timeout for replies that need the server to read a whole file.
     slow_timeout: Duration,
+    /// Checksum commands the server listed but refused on this session,
+    /// with its reply (see [`checksum::CrcMethod`]); no longer used here.
+    refused: Vec<(checksum::CrcMethod, String)>,
 }
 
 /// An open RETR data connection; implements `Read`.

@@ -143,6 +143,7 @@ impl Session {
             root,
             timeout,
             slow_timeout: timeout.max(SLOW_REPLY_MIN),
+            refused: Vec::new(),
         };
         s.features = s.read_features()?;
         let root_abs = join_root(&s.root, "")?;

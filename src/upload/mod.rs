@@ -22,6 +22,7 @@
 //! (`Tuning::chunk_size`).
 pub mod backoff;
 pub mod bwlimit;
+mod checksums;
 mod queue;
 pub mod resume;
 pub mod verify;
@@ -158,6 +159,7 @@ impl Uploader {
             limiter: cfg.bwlimit.map(bwlimit::TokenBucket::new),
             tuning,
             bytes_sent: AtomicU64::new(0),
+            checksums: Default::default(),
         });
         for rec in records {
             shared.adopt(rec);
@@ -242,6 +244,12 @@ impl Uploader {
         self.shared
             .bytes_sent
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+    /// Which checksum command verifies uploads, and what the server refused
+    /// (`checksum: HASH CRC32 (fallback: XCRC refused: ...)`); `None` until
+    /// a worker has connected.
+    pub fn checksum_note(&self) -> Option<String> {
+        self.shared.checksums.note()
     }
     /// The part of [`Uploader::bytes_sent`] that went by `sendfile(2)`.
     pub fn sendfile_bytes(&self) -> u64 {

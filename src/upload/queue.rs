@@ -51,6 +51,8 @@ pub(crate) struct Shared {
     pub limiter: Option<TokenBucket>,
     pub tuning: Tuning,
     pub bytes_sent: AtomicU64,
+    /// The checksum method in use and what the server refused.
+    pub checksums: super::checksums::Checksums,
 }
 
 /// A job as a worker took it.

@@ -17,7 +17,10 @@
 //! record was written), no retry can help, and the job fails with the spool
 //! kept. If it is intact, the job is retried; a second full upload in a
 //! row that does not verify either (or a server that twice answers 550
-//! right after its 226) fails the job too ([`Strikes`]).
+//! right after its 226, or twice refuses the check) fails the job too
+//! ([`Strikes`]). A checksum command the server lists but refuses is not a
+//! failure: the session falls back (XCRC, HASH, size only; see
+//! [`Session::remote_crc`]) and the uploader remembers it ([`super::checksums`]).
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -53,6 +56,8 @@ pub(crate) enum Unverified {
     Mismatch,
     /// The server has no file (MLST/SIZE 550) right after its 226.
     Gone,
+    /// The server refused the check itself (a 5xx to SIZE or MLST).
+    Refused,
 }
 
 /// The verification failures of one job, across its attempts. One
@@ -78,7 +83,7 @@ impl Strikes {
                 "{msg}; twice in a row with the spooled copy intact (does the server \
                  compute another CRC?); kept in the spool"
             ),
-            Unverified::Gone => format!(
+            Unverified::Gone | Unverified::Refused => format!(
                 "{msg}; twice in a row right after the server confirmed the upload; \
                  kept in the spool"
             ),
@@ -134,6 +139,9 @@ pub(crate) fn run(shared: Arc<Shared>, stats: Arc<WireStats>) {
             }
             let mut started = false;
             let res = attempt(&shared, &stats, &mut conn, &p, &mut started);
+            if let Some((s, _)) = conn.as_mut() {
+                shared.checksums.learn(s);
+            }
             let res = res.map_err(|f| match f {
                 Fail::Unverified(kind, msg) => strikes.judge(kind, msg),
                 f => f,
@@ -281,6 +289,7 @@ fn attempt(
 ) -> Result<(), Fail> {
     let mut file = open_spool(shared, p)?;
     let s = session(shared, conn)?;
+    shared.checksums.apply(s);
     aborted(p)?;
     let path = p.rec.remote_path.as_str();
     let size = p.rec.size;
@@ -366,6 +375,12 @@ fn attempt(
             })
         }
         Err(VerifyError::Gone(msg)) => return Err(Fail::Unverified(Unverified::Gone, msg)),
+        // A refused check right after the server's 226 (a checksum refusal
+        // falls back inside `verify`; this is SIZE or MLST): counted, so
+        // the whole file is not sent again forever.
+        Err(VerifyError::Remote(e)) if e.code().is_some_and(|c| c >= 500) => {
+            return Err(Fail::Unverified(Unverified::Refused, e.to_string()))
+        }
         Err(e) => return Err(e.into()),
     }
     aborted(p)
