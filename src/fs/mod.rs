@@ -47,7 +47,7 @@ pub use error::{errno, FsError, FsResult};
 
 use crate::remote::{Endpoint, RemoteEntry, Session};
 use crate::spool::file::SpoolFile;
-use crate::spool::journal::{JobRecord, JobState, Journal};
+use crate::spool::journal::{JobRecord, JobState, Journal, Wanted};
 use crate::upload::{resume::Policy, UploadConfig, Uploader};
 use inode::InodeTable;
 use reader::RemoteReader;
@@ -122,6 +122,9 @@ struct Local {
     writers: u32,
     status: Status,
     mtime: SystemTime,
+    /// The mtime and mode the program set (see [`meta`]): shown at once,
+    /// applied on the server after the upload.
+    wanted: Wanted,
     unlinked: bool,
 }
 
@@ -302,7 +305,8 @@ impl Core {
                                     spool: Arc::new(spool),
                                     writers: 0,
                                     status: Status::Queued,
-                                    mtime: SystemTime::now(),
+                                    mtime: rec.wanted.mtime.unwrap_or_else(SystemTime::now),
+                                    wanted: rec.wanted,
                                     unlinked: false,
                                 },
                             );
@@ -385,7 +389,11 @@ impl Core {
     }
 
     fn local_attr(&self, ino: u64, l: &Local) -> Attr {
-        self.file_attr(ino, l.spool.size(), l.mtime)
+        let mut a = self.file_attr(ino, l.spool.size(), l.mtime);
+        if let Some(m) = l.wanted.mode {
+            a.perm = m as u16;
+        }
+        a
     }
 
     /// Free space of the spool's filesystem: what can still be written.
