@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use super::inode::join;
+use super::meta::{MtimeSet, SetMeta};
 use super::namespace::check_name;
 use super::reader::RemoteReader;
 use super::{errno, lock_order, Attr, Core, FsError, FsResult, Handle, Local, Opened, Status};
@@ -280,14 +281,25 @@ impl Core {
         Ok(n as u32)
     }
 
-    /// Truncate (and touch): on a local version directly, otherwise through
-    /// a short-lived writer that makes one.
+    /// Truncate and touch (see [`Core::setattr_with`]).
     pub fn setattr(
         &self,
         ino: u64,
         size: Option<u64>,
         mtime: Option<SystemTime>,
     ) -> FsResult<Attr> {
+        let meta = SetMeta {
+            mtime: mtime.map(MtimeSet::At),
+            ..SetMeta::default()
+        };
+        self.setattr_with(ino, size, meta)
+    }
+
+    /// setattr: a chown is checked first (see [`super::meta`]); a truncate
+    /// goes to a local version directly, otherwise through a short-lived
+    /// writer that makes one; then the mtime and mode.
+    pub fn setattr_with(&self, ino: u64, size: Option<u64>, meta: SetMeta) -> FsResult<Attr> {
+        self.check_owner(&meta)?;
         if let Some(size) = size {
             let writing = {
                 let st = self.lock();
@@ -307,12 +319,10 @@ impl Core {
                 }
             }
         }
-        if let Some(t) = mtime {
-            if let Some(l) = self.lock().pending.get_mut(&ino) {
-                l.mtime = t;
-            }
+        match self.apply_meta(ino, &meta)? {
+            Some(a) => Ok(a),
+            None => self.getattr(ino),
         }
-        self.getattr(ino)
     }
 
     pub fn flush(&self, _fh: u64) -> FsResult<()> {

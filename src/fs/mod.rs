@@ -34,6 +34,7 @@ mod error;
 pub mod files;
 pub mod fuse;
 pub mod inode;
+pub mod meta;
 pub mod namespace;
 pub mod pool;
 pub mod reader;
@@ -381,11 +382,17 @@ impl Core {
 
     fn entry_attr(&self, ino: u64, e: &RemoteEntry) -> Attr {
         let mtime = e.mtime.unwrap_or(SystemTime::UNIX_EPOCH);
-        if e.is_dir {
+        let mut a = if e.is_dir {
             self.dir_attr(ino, mtime)
         } else {
             self.file_attr(ino, e.size, mtime)
+        };
+        // The server's mode where its listing shows one (pure-ftpd's MLSD
+        // `UNIX.mode`, LIST), so a chmod by SITE CHMOD shows.
+        if let Some(m) = e.mode {
+            a.perm = m as u16;
         }
+        a
     }
 
     fn local_attr(&self, ino: u64, l: &Local) -> Attr {
@@ -434,6 +441,7 @@ fn uploaded(state: &Mutex<State>, rec: &JobRecord) {
                         is_dir: false,
                         size: rec.size,
                         mtime: Some(l.mtime),
+                        mode: l.wanted.mode,
                     };
                     st.upsert(inode::parent_of(&rec.remote_path), entry);
                     listed = true;

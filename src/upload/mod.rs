@@ -213,6 +213,13 @@ impl Uploader {
     pub fn sync_stats(&self) -> SyncStats {
         self.syncer.stats()
     }
+    /// The program set the mtime or mode of the file of pending job `id`:
+    /// recorded with the job and applied on the server after its verified
+    /// upload (MFMT, SITE CHMOD). False when the job is no longer pending
+    /// (uploaded meanwhile, or cancelled): the caller sets them itself.
+    pub fn set_wanted(&self, id: u64, wanted: crate::spool::journal::Wanted) -> bool {
+        self.shared.set_wanted(id, wanted)
+    }
     /// The file was deleted in the mount: drop its pending job and data.
     pub fn cancel(&self, remote_path: &str) {
         self.shared.cancel(remote_path)

@@ -149,7 +149,17 @@ pub(crate) fn run(shared: Arc<Shared>, stats: Arc<WireStats>) {
             match res {
                 Ok(()) => {
                     log::info!("uploaded and verified {}", p.rec.remote_path);
-                    shared.complete(&p);
+                    // The mtime/mode the program set, after the bytes are
+                    // safe; again if the fs changed them meanwhile.
+                    loop {
+                        let (wanted, gen) = shared.wanted(p.rec.id);
+                        if !wanted.is_empty() {
+                            apply_wanted(&shared, &mut conn, &p.rec.remote_path, wanted);
+                        }
+                        if shared.complete(&p, gen) {
+                            break;
+                        }
+                    }
                     break;
                 }
                 Err(Fail::Aborted) => {
@@ -180,6 +190,56 @@ pub(crate) fn run(shared: Arc<Shared>, stats: Arc<WireStats>) {
     if let Some((s, _)) = conn {
         s.quit();
     }
+}
+
+/// Sets the mtime (MFMT) and mode (SITE CHMOD) the program gave the file,
+/// on the verified server copy. Best effort: the bytes are safe whatever
+/// happens here; a server without the command keeps its own time or mode
+/// (see the README, "what is kept"), a refusal or a lost connection is
+/// logged (one reconnect is tried).
+fn apply_wanted(
+    shared: &Shared,
+    conn: &mut Option<(Session, Instant)>,
+    path: &str,
+    wanted: crate::spool::journal::Wanted,
+) {
+    for attempt in 0..2 {
+        let s = match session(shared, conn) {
+            Ok(s) => s,
+            Err(_) => continue,
+        };
+        let r = set_attrs(s, path, wanted);
+        match r {
+            Err(RemoteError::Io(e)) if attempt == 0 => {
+                log::info!("{path}: connection lost setting its time/mode ({e}); reconnecting");
+                *conn = None;
+            }
+            Err(e) => {
+                log::warn!("{path}: uploaded, but its time/mode was not kept: {e}");
+                return;
+            }
+            Ok(()) => return,
+        }
+    }
+}
+
+fn set_attrs(
+    s: &mut Session,
+    path: &str,
+    wanted: crate::spool::journal::Wanted,
+) -> Result<(), RemoteError> {
+    use crate::remote::attrs::Applied;
+    if let Some(m) = wanted.mode {
+        if s.chmod(path, m)? == Applied::Unsupported {
+            log::debug!("{path}: the server has no SITE CHMOD; mode {m:o} not kept");
+        }
+    }
+    if let Some(t) = wanted.mtime {
+        if s.set_mtime(path, t)? == Applied::Unsupported {
+            log::debug!("{path}: the server has no MFMT; its mtime is the upload time");
+        }
+    }
+    Ok(())
 }
 
 /// After a rename aborted an upload, the partial under the old name is ours
