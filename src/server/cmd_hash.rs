@@ -61,11 +61,12 @@ pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
                 Ok(f) => f,
                 Err(e) => return s.io_error("HASH", &e),
             };
-            let len = match f.metadata() {
-                Ok(md) if md.is_file() => md.len(),
+            let md = match f.metadata() {
+                Ok(md) if md.is_file() => md,
                 Ok(_) => return s.reply(550, "HASH: not a regular file"),
                 Err(e) => return s.io_error("HASH", &e),
             };
+            let len = md.len();
             // [start, end) internally; the reply shows the end inclusive.
             let (start, end) = match range {
                 Some((a, b)) if b < len => (a, b + 1),
@@ -77,7 +78,19 @@ pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
                 }
                 None => (0, len),
             };
-            let crc = match crc_range(&mut f, start, end) {
+            // The whole file's CRC recorded at upload, while the file is unchanged.
+            let cached = if range.is_none() {
+                s.shared
+                    .store
+                    .get(&v.rel())
+                    .and_then(|m| m.trusted_crc(&md))
+            } else {
+                None
+            };
+            let crc = match cached
+                .map(Ok)
+                .unwrap_or_else(|| crc_range(&mut f, start, end))
+            {
                 Ok(c) => c,
                 Err(e) => return s.io_error("HASH", &e),
             };
