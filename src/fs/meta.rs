@@ -75,7 +75,7 @@ impl Core {
         let local = {
             let mut st = self.lock();
             match st.pending.get_mut(&ino) {
-                Some(l) if l.status != Status::Uploaded => {
+                Some(l) => {
                     if let Some(t) = time {
                         l.mtime = t;
                         l.wanted.mtime = keep.then_some(t);
@@ -83,9 +83,11 @@ impl Core {
                     if mode.is_some() {
                         l.wanted.mode = mode;
                     }
-                    Some((l.id, l.status, l.wanted))
+                    // An uploaded version still open: shown as set, and
+                    // set on the server copy below.
+                    (l.status != Status::Uploaded).then_some((l.id, l.status, l.wanted))
                 }
-                _ => None,
+                None => None,
             }
         };
         match local {
@@ -121,6 +123,7 @@ impl Core {
         // What the server holds now shows at once in the cached listing.
         let mut st = self.lock();
         let dir = inode::parent_of(&path);
+        let from_server = entry.is_some();
         let found = entry.or_else(|| {
             st.dirs.get(dir).and_then(|(_, list)| {
                 list.iter()
@@ -131,10 +134,13 @@ impl Core {
         let Some(mut e) = found else {
             return Ok(None);
         };
-        if let (true, Some(t), None) = (timed, time, e.mtime) {
-            e.mtime = Some(whole_seconds(t));
+        // What MLST said stands; a cached entry gets what was just set.
+        if let (true, Some(t)) = (timed, time) {
+            if !from_server || e.mtime.is_none() {
+                e.mtime = Some(whole_seconds(t));
+            }
         }
-        if moded && e.mode.is_none() {
+        if moded && (!from_server || e.mode.is_none()) {
             e.mode = mode;
         }
         st.upsert(dir, e.clone());
