@@ -14,6 +14,9 @@ use crate::remote::Session;
 struct Inner {
     /// What the server listed in FEAT (known after the first session).
     offered: Option<Vec<CrcMethod>>,
+    /// The server has KEY: uploads are verified by its MLST key facts, the
+    /// checksum command serves partials (and facts that are missing).
+    key: bool,
     refused: Vec<(CrcMethod, String)>,
 }
 
@@ -41,6 +44,7 @@ impl Checksums {
                 offered.push(CrcMethod::HashCrc32);
             }
             g.offered = Some(offered);
+            g.key = f.key;
         }
         for (m, _) in &g.refused {
             s.drop_crc_method(*m);
@@ -80,11 +84,14 @@ impl Checksums {
         let usable = offered
             .iter()
             .find(|m| !g.refused.iter().any(|(r, _)| r == *m));
-        let method = match (usable, offered.is_empty()) {
+        let mut method = match (usable, offered.is_empty()) {
             (Some(m), _) => m.name().to_string(),
             (None, true) => "size only (the server offers no XCRC or HASH)".to_string(),
             (None, false) => "size only".to_string(),
         };
+        if g.key {
+            method = format!("KEY (MLST x.key facts); for partials {method}");
+        }
         if g.refused.is_empty() {
             Some(format!("checksum: {method}"))
         } else {
@@ -99,4 +106,46 @@ fn refusals(g: &Inner) -> String {
         .map(|(m, why)| format!("{} refused: {why}", m.name()))
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(offered: Option<Vec<CrcMethod>>, key: bool, refused: &[CrcMethod]) -> Checksums {
+        Checksums {
+            inner: Mutex::new(Inner {
+                offered,
+                key,
+                refused: refused.iter().map(|m| (*m, "550 no".to_string())).collect(),
+            }),
+        }
+    }
+
+    #[test]
+    fn notes() {
+        use CrcMethod::*;
+        let note = |c: Checksums| c.note();
+        assert_eq!(note(with(None, false, &[])), None);
+        assert_eq!(
+            note(with(Some(vec![Xcrc, HashCrc32]), false, &[])).as_deref(),
+            Some("checksum: XCRC")
+        );
+        assert_eq!(
+            note(with(Some(vec![Xcrc, HashCrc32]), false, &[Xcrc])).as_deref(),
+            Some("checksum: HASH CRC32 (fallback: XCRC refused: 550 no)")
+        );
+        assert_eq!(
+            note(with(Some(vec![Xcrc]), false, &[Xcrc])).as_deref(),
+            Some("checksum: size only (fallback: XCRC refused: 550 no)")
+        );
+        assert_eq!(
+            note(with(Some(vec![]), false, &[])).as_deref(),
+            Some("checksum: size only (the server offers no XCRC or HASH)")
+        );
+        assert_eq!(
+            note(with(Some(vec![Xcrc, HashCrc32]), true, &[])).as_deref(),
+            Some("checksum: KEY (MLST x.key facts); for partials XCRC")
+        );
+    }
 }
