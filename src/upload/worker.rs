@@ -619,5 +619,9 @@ mod tests {
         let mut s = Strikes::default();
         assert_eq!(kind(&s.judge(Unverified::Gone, "g".into())), "transient");
         assert_eq!(kind(&s.judge(Unverified::Gone, "g".into())), "permanent");
+        // A check the server refuses after its 226 (a 5xx to SIZE or MLST).
+        let mut s = Strikes::default();
+        assert_eq!(kind(&s.judge(Unverified::Refused, "r".into())), "transient");
+        assert_eq!(kind(&s.judge(Unverified::Refused, "r".into())), "permanent");
     }
 }
