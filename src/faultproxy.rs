@@ -15,6 +15,9 @@
 //!   when armed, cut once N bytes of upload data went through: the client
 //!   gets a TCP reset, the server exactly N bytes and an end of stream (or a
 //!   reset too) ([`data`]); or have one upload byte inverted on the way;
+//! - chosen commands can be refused (`550`) by the proxy, and chosen
+//!   features hidden from FEAT, to play a server that lists a command but
+//!   denies it, or one that lacks it ([`control`]);
 //! - everything stops on [`FaultProxy::shutdown`] (or drop), and the binary
 //!   also stops by itself after a bounded time.
 //!
@@ -57,6 +60,14 @@ pub struct Faults {
     /// that gets that far: a corruption on the way that TCP did not catch,
     /// so the server stores, and checksums, one wrong byte.
     pub flip_byte: Option<u64>,
+    /// Commands (verbs, any case) the proxy answers itself with
+    /// `550 <VERB>: Operation not permitted` instead of passing them on,
+    /// as ProFTPD does for a command it lists in FEAT but denies
+    /// (`<Limit XCRC> DenyAll`).
+    pub refuse: Vec<String>,
+    /// Features dropped from the server's FEAT reply (matched on the
+    /// first word, any case), e.g. `KEY` to make keyftpd look stock.
+    pub hide_feat: Vec<String>,
 }
 
 /// Byte counts so far. `up` is client to server.

@@ -133,3 +133,41 @@ fn login_and_connect_errors() {
     assert!(matches!(e, keyfs::remote::RemoteError::Io(_)));
     assert!(!e.is_permanent());
 }
+
+/// MFMT and SITE CHMOD: pure-ftpd lists MFMT and knows SITE CHMOD; the
+/// listing shows the time and the mode back; keyftpd (no MFMT, SITE not
+/// implemented) answers `Unsupported` for both.
+#[test]
+fn mfmt_and_site_chmod() {
+    use keyfs::remote::attrs::Applied;
+    use std::time::UNIX_EPOCH;
+    let srv = PureFtpd::start().expect("pure-ftpd");
+    let mut s = Session::connect(&srv.endpoint(), T).expect("connect");
+    assert!(s.features().mfmt);
+    upload(&mut s, "t.txt", 0, b"times");
+    let t = UNIX_EPOCH + Duration::new(978_307_200, 900_000_000);
+    assert_eq!(s.set_mtime("t.txt", t).unwrap(), Applied::Done);
+    assert_eq!(s.chmod("t.txt", 0o600).unwrap(), Applied::Done);
+    let e = s.stat("t.txt").unwrap().expect("listed");
+    assert_eq!(e.mtime, Some(UNIX_EPOCH + Duration::from_secs(978_307_200)));
+    assert_eq!(e.mode, Some(0o600));
+    let md = std::fs::metadata(srv.path("t.txt")).unwrap();
+    assert_eq!(
+        md.modified().unwrap(),
+        UNIX_EPOCH + Duration::from_secs(978_307_200)
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(md.permissions().mode() & 0o7777, 0o600);
+    // A missing file is an error, not "unsupported".
+    assert!(s.chmod("none.txt", 0o600).is_err());
+    assert!(s.set_mtime("none.txt", t).is_err());
+
+    let k = support::jobs::InProcKeyftpd::start();
+    std::fs::write(k.root.path().join("k.txt"), b"k").unwrap();
+    let mut s = Session::connect(&k.endpoint(), T).expect("connect keyftpd");
+    assert!(!s.features().mfmt);
+    assert_eq!(s.set_mtime("k.txt", t).unwrap(), Applied::Unsupported);
+    assert_eq!(s.chmod("k.txt", 0o600).unwrap(), Applied::Unsupported);
+    // Remembered: not asked again on this session.
+    assert_eq!(s.chmod("k.txt", 0o644).unwrap(), Applied::Unsupported);
+}

@@ -146,10 +146,16 @@ fn session_without_key_overwrites_without_prompt_and_clears_key() {
     assert_eq!(code, 226, "{text}");
     assert_eq!(std::fs::read(srv.root.join("n.bin")).ok(), Some(other));
     assert_eq!(keystate(&srv, "n.bin"), "complete");
-    // Complete now, so even a KEY session is not prompted.
+    // Complete now but keyless: a KEY session is prompted once (it may
+    // hold a cut upload of the same file), then its STOR proceeds.
     assert_eq!(c.cmd(&format!("KEY {}", key_of(&data))).0, 230);
+    let (code, text) = c.cmd("STOR n.bin");
+    assert_eq!((code, prompt_size(&text)), (350, 1234), "{text}");
+    let (code, text) = c.cmd("KEY NULL");
+    assert_eq!((code, text.trim()), (230, "230 0x00"));
     let (code, text) = c.upload("STOR n.bin", &data);
     assert_eq!(code, 226, "{text}");
+    assert_eq!(keystate(&srv, "n.bin"), "complete");
 }
 
 #[test]

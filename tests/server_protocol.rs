@@ -424,3 +424,41 @@ fn rnto_onto_a_busy_target_is_refused() {
         Some(b"the x file!".to_vec())
     );
 }
+
+/// HASH (draft-bryan-ftpext-hash) with CRC32: listed in FEAT, selected by
+/// OPTS, the whole file or a RANG (end inclusive) of it, read back by the
+/// client's own parser.
+#[test]
+fn hash_crc32_of_a_file_and_of_a_range() {
+    let (_d, srv) = server(&[]);
+    let d = pattern(10_000, 21);
+    std::fs::write(srv.root.join("h.bin"), &d).unwrap();
+    let mut c = srv.login();
+    let (code, feat) = c.cmd("FEAT");
+    assert_eq!(code, 211);
+    assert!(feat.contains(" HASH CRC32*"), "{feat}");
+    assert_eq!(c.cmd("OPTS HASH CRC32").0, 200);
+    assert_eq!(c.cmd("OPTS HASH SHA-256").0, 501);
+    let (code, text) = c.cmd("HASH h.bin");
+    assert_eq!(code, 213, "{text}");
+    assert!(text.starts_with("213 CRC32 0-9999 "), "{text}");
+    assert_eq!(
+        key::parse_hash_reply(&text),
+        Ok((9_999, crc32fast::hash(&d)))
+    );
+    assert_eq!(c.cmd("RANG 0 4095").0, 350);
+    let (_, text) = c.cmd("HASH h.bin");
+    assert_eq!(
+        key::parse_hash_reply(&text),
+        Ok((4_095, crc32fast::hash(&d[..4096])))
+    );
+    // The range was used up by that HASH.
+    let (_, text) = c.cmd("HASH h.bin");
+    assert!(text.starts_with("213 CRC32 0-9999 "), "{text}");
+    assert_eq!(c.cmd("RANG 0 10000").0, 350);
+    assert_eq!(c.cmd("HASH h.bin").0, 501, "range past the end");
+    assert_eq!(c.cmd("RANG 5 4").0, 501);
+    assert_eq!(c.cmd("HASH missing.bin").0, 550);
+    std::fs::create_dir(srv.root.join("dir")).unwrap();
+    assert_eq!(c.cmd("HASH dir").0, 550);
+}

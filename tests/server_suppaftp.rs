@@ -119,16 +119,22 @@ fn patent_flow_through_suppaftp() {
     let r = raw(&mut ftp, "XCRC p.bin");
     assert_eq!(key::parse_xcrc_reply(&r), Ok(crc32fast::hash(&data)));
 
-    // A keyless client's clean upload counts as complete: no prompt later.
+    // A keyless client's clean upload counts as complete, but has no key: a
+    // KEY client is prompted for it (it may be a cut upload of its file),
+    // KEY NULL answers 0x00, and a plain STOR then overwrites it.
     let mut s = ftp.put_with_stream("q.bin").expect("STOR");
     s.write_all(&data[..1000]).expect("write");
     s.finish().expect("finish");
+    assert!(raw(&mut ftp, "MLST q.bin").contains("x.keystate=complete;"));
     let other = pattern(5000, 3);
     let ko = key_of(&other);
     ftp.custom_command(format!("KEY {ko}"), &[Status::LoggedIn])
         .expect("KEY");
+    let r = raw(&mut ftp, "STOR q.bin");
+    assert!(r.starts_with("350 ") && r.contains("size 1000"), "{r}");
+    assert!(raw(&mut ftp, "KEY NULL").starts_with("230 0x00"));
     ftp.put_file("q.bin", &mut Cursor::new(&other))
-        .expect("q.bin is complete: no prompt");
+        .expect("prompted once: the next STOR proceeds");
     assert!(raw(&mut ftp, "MLST q.bin").contains("x.keystate=complete;"));
 
     // A different file under the same name: DELE and upload again.
@@ -139,6 +145,10 @@ fn patent_flow_through_suppaftp() {
     let mut ftp = srv.suppaftp();
     ftp.custom_command(format!("KEY {k}"), &[Status::LoggedIn])
         .expect("KEY");
+    // The keyless d.bin gets the prompt; KEY NULL says it has no key.
+    let r = raw(&mut ftp, "STOR d.bin");
+    assert!(r.starts_with("350 "), "{r}");
+    assert_eq!(raw(&mut ftp, "KEY NULL").trim(), "230 0x00");
     let mut s = ftp.put_with_stream("d.bin").expect("STOR");
     s.write_all(&data[..1000]).expect("write");
     s.finish().expect("finish");

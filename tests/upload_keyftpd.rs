@@ -410,3 +410,53 @@ fn rename_while_completing_writes_no_record_back() {
     assert!(!srv.root.path().join("b.bin").exists());
     s.up.shutdown();
 }
+
+/// Uploads `bytes` as `path` with curl, a plain client that sends no KEY.
+fn curl_put(ep: &Endpoint, path: &str, bytes: &[u8]) {
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("part");
+    std::fs::write(&local, bytes).unwrap();
+    let url = format!("ftp://127.0.0.1:{}/{path}", ep.port);
+    let st = Command::new("curl")
+        .args([
+            "-sS",
+            "--user",
+            &format!("{}:{}", ep.user, ep.password),
+            "-T",
+        ])
+        .arg(&local)
+        .arg(&url)
+        .status()
+        .expect("run curl");
+    assert!(st.success(), "curl -T {url}");
+}
+
+#[test]
+fn keyless_partial_from_a_plain_client_resumes_when_its_crc_matches() {
+    let srv = InProc::start();
+    let d = data(500_000, 8);
+    // curl puts the first 123,456 bytes (no KEY: complete, keyless on the server).
+    curl_put(&srv.ep(), "c.bin", &d[..123_456]);
+    // Another file's bytes under the same name: replaced, never extended.
+    let other = data(300_000, 9);
+    curl_put(&srv.ep(), "o.bin", &other[..100_000]);
+    let spool = Spool::new();
+    let s = start(srv.ep(), &spool, 1, None, Policy::Safe);
+    s.up.submit(spool.job("c.bin", &d)).unwrap();
+    s.up.wait("c.bin", WAIT).expect("uploaded");
+    assert_eq!(srv.read("c.bin"), d);
+    assert_eq!(
+        s.up.bytes_sent(),
+        500_000 - 123_456,
+        "resumed after the prefix checked by XCRC"
+    );
+    s.up.submit(spool.job("o.bin", &d)).unwrap();
+    s.up.wait("o.bin", WAIT).expect("uploaded");
+    assert_eq!(srv.read("o.bin"), d);
+    assert_eq!(
+        s.up.bytes_sent(),
+        500_000 - 123_456 + 500_000,
+        "another file's bytes: restarted from zero"
+    );
+    s.up.shutdown();
+}

@@ -53,6 +53,7 @@ fn large_upload_in_bounded_memory() {
         size: mb << 20,
         crc: h.finalize(),
         state: JobState::Queued,
+        wanted: Default::default(),
     };
     let before = vm_hwm_kib();
     let s = start(srv.endpoint(), &spool, 1, None, Policy::Safe);

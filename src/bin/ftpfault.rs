@@ -47,6 +47,13 @@ struct Args {
     /// Invert byte N (from 0) of the upload data of every data connection.
     #[arg(long, value_name = "N", value_parser = parse_size)]
     flip_byte: Option<u64>,
+    /// Answer this command (e.g. XCRC) with `550 <CMD>: Operation not
+    /// permitted` instead of passing it on (repeatable).
+    #[arg(long, value_name = "CMD")]
+    refuse: Vec<String>,
+    /// Drop this feature (e.g. KEY) from the server's FEAT reply (repeatable).
+    #[arg(long, value_name = "NAME")]
+    hide_feat: Vec<String>,
     /// Exit by itself after this many seconds.
     #[arg(long, value_name = "S", default_value_t = 300)]
     max_seconds: u64,
@@ -80,6 +87,8 @@ fn main() -> ExitCode {
         reset_server: args.reset_server,
         throttle: args.throttle,
         flip_byte: args.flip_byte,
+        refuse: args.refuse,
+        hide_feat: args.hide_feat,
     };
     // SAFETY: the handler only stores to an atomic, which is signal-safe.
     unsafe {

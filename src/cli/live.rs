@@ -5,7 +5,9 @@
 //! killed), so the journal stays the one durable truth.
 //!
 //! Format: a header `keyfs-live pid=P updated=UNIX_SECS bytes_sent=N`,
-//! then one line per job, already formatted for people.
+//! a `checksum: ...` line once a worker has connected (the method that
+//! verifies uploads, and any fallback), then one line per job, already
+//! formatted for people.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,6 +44,10 @@ pub fn render(core: &Core) -> String {
         now_secs(),
         up.bytes_sent()
     );
+    if let Some(note) = up.checksum_note() {
+        out.push_str(&note);
+        out.push('\n');
+    }
     let mut jobs = up.status();
     jobs.sort_by_key(|j| j.record.id);
     for j in jobs {

@@ -74,9 +74,10 @@ fn render(args: StatusArgs) -> Result<String, String> {
                 .and_then(|w| w.parse::<u64>().ok())
             {
                 shown.insert(id);
+                any = true;
             }
+            // Job lines, and notes such as `checksum: ...`.
             outln!(out, "{l}");
-            any = true;
         }
         // The live file is rewritten every 250 ms: a file closed since then
         // is already queued in the journal, so show it from there.

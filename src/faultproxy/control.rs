@@ -97,6 +97,14 @@ fn relay_commands(
             }
             continue;
         }
+        if shared.refuses(&verb) {
+            let v = String::from_utf8_lossy(&verb);
+            let reply = format!("550 {v}: Operation not permitted\r\n");
+            if lock(client_w).write_all(reply.as_bytes()).is_err() {
+                break;
+            }
+            continue;
+        }
         if dst.write_all(&line).is_err() {
             break;
         }
@@ -121,6 +129,8 @@ fn relay_replies(
     };
     let mut r = BufReader::new(src);
     let mut line = Vec::new();
+    // Inside a multi-line 211 (FEAT) reply, feature lines may be hidden.
+    let mut in_feat = false;
     while let Ok(n) = read_line(&mut r, &mut line) {
         if n == 0 {
             break;
@@ -129,6 +139,13 @@ fn relay_replies(
             .counters
             .down_ctrl
             .fetch_add(n as u64, Ordering::SeqCst);
+        if line.starts_with(b"211-") {
+            in_feat = true;
+        } else if line.starts_with(b"211 ") {
+            in_feat = false;
+        } else if in_feat && line.starts_with(b" ") && shared.hides_feature(&line) {
+            continue;
+        }
         let out = rewrite(&line, shared, local_ip, sess).unwrap_or_else(|| line.clone());
         if lock(client_w).write_all(&out).is_err() {
             break;

@@ -113,6 +113,26 @@ impl Shared {
         Some(n.saturating_sub(sent))
     }
 
+    /// Whether the proxy answers `verb` (upper case) with 550 itself.
+    pub fn refuses(&self, verb: &[u8]) -> bool {
+        let f = lock(&self.faults);
+        f.refuse
+            .iter()
+            .any(|r| r.as_bytes().eq_ignore_ascii_case(verb))
+    }
+
+    /// Whether a FEAT line (` NAME args`) names a hidden feature.
+    pub fn hides_feature(&self, line: &[u8]) -> bool {
+        let name = line
+            .split(|b| b.is_ascii_whitespace())
+            .find(|w| !w.is_empty())
+            .unwrap_or_default();
+        let f = lock(&self.faults);
+        f.hide_feat
+            .iter()
+            .any(|h| h.as_bytes().eq_ignore_ascii_case(name))
+    }
+
     pub fn cut_control(&self) -> bool {
         lock(&self.faults).cut_control
     }

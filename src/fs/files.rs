@@ -12,11 +12,12 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use super::inode::join;
+use super::meta::{MtimeSet, SetMeta};
 use super::namespace::check_name;
 use super::reader::RemoteReader;
 use super::{errno, lock_order, Attr, Core, FsError, FsResult, Handle, Local, Opened, Status};
 use crate::spool::file::SpoolFile;
-use crate::spool::journal::{JobRecord, JobState};
+use crate::spool::journal::{JobRecord, JobState, Wanted};
 use crate::upload::UploadError;
 
 /// Where the content of a new version comes from.
@@ -57,13 +58,7 @@ impl Core {
                 return Err(e.into());
             }
         };
-        let rec = JobRecord {
-            id,
-            remote_path: path.to_string(),
-            size: spool.size(),
-            crc: 0,
-            state: JobState::Open,
-        };
+        let rec = JobRecord::new(id, path.to_string(), spool.size(), 0, JobState::Open);
         // Deferred: until close this record only says "a file is being
         // written here" (never uploaded), so the syncer writes it (no fsync)
         // only if the file is still open at its next batch, within 20 ms. A
@@ -104,7 +99,8 @@ impl Core {
     /// Makes `ino` writable by one more writer (or by the same writer after
     /// fsync sealed it): returns the spool version writes go to.
     fn begin_write(&self, ino: u64, trunc: bool, new_writer: bool) -> FsResult<Arc<SpoolFile>> {
-        let (path, source) = {
+        // A chmod of the file still pending carries over to a new version.
+        let (path, source, mode) = {
             let mut st = self.lock();
             let path = st
                 .inodes
@@ -122,13 +118,15 @@ impl Core {
                     if trunc {
                         l.spool.truncate(0)?;
                     }
+                    // A write after `touch -d` makes the time "now" again.
                     l.mtime = SystemTime::now();
+                    l.wanted.mtime = None;
                     return Ok(l.spool.clone());
                 }
-                Some(_) if trunc => (path, Source::Empty),
-                Some(l) => (path, Source::Copy(l.spool.clone())),
-                None if trunc => (path, Source::Empty),
-                None => (path, Source::Server),
+                Some(l) if trunc => (path, Source::Empty, l.wanted.mode),
+                Some(l) => (path, Source::Copy(l.spool.clone()), l.wanted.mode),
+                None if trunc => (path, Source::Empty, None),
+                None => (path, Source::Server, None),
             }
         };
         let (id, spool) = self.new_version(&path, source)?;
@@ -154,6 +152,7 @@ impl Core {
                 writers: writers_before + u32::from(new_writer),
                 status: Status::Writing,
                 mtime: SystemTime::now(),
+                wanted: Wanted { mtime: None, mode },
                 unlinked: false,
             },
         );
@@ -282,14 +281,25 @@ impl Core {
         Ok(n as u32)
     }
 
-    /// Truncate (and touch): on a local version directly, otherwise through
-    /// a short-lived writer that makes one.
+    /// Truncate and touch (see [`Core::setattr_with`]).
     pub fn setattr(
         &self,
         ino: u64,
         size: Option<u64>,
         mtime: Option<SystemTime>,
     ) -> FsResult<Attr> {
+        let meta = SetMeta {
+            mtime: mtime.map(MtimeSet::At),
+            ..SetMeta::default()
+        };
+        self.setattr_with(ino, size, meta)
+    }
+
+    /// setattr: a chown is checked first (see [`super::meta`]); a truncate
+    /// goes to a local version directly, otherwise through a short-lived
+    /// writer that makes one; then the mtime and mode.
+    pub fn setattr_with(&self, ino: u64, size: Option<u64>, meta: SetMeta) -> FsResult<Attr> {
+        self.check_owner(&meta)?;
         if let Some(size) = size {
             let writing = {
                 let st = self.lock();
@@ -309,12 +319,10 @@ impl Core {
                 }
             }
         }
-        if let Some(t) = mtime {
-            if let Some(l) = self.lock().pending.get_mut(&ino) {
-                l.mtime = t;
-            }
+        match self.apply_meta(ino, &meta)? {
+            Some(a) => Ok(a),
+            None => self.getattr(ino),
         }
-        self.getattr(ino)
     }
 
     pub fn flush(&self, _fh: u64) -> FsResult<()> {
@@ -372,8 +380,8 @@ impl Core {
             return Ok(());
         };
         l.status = Status::Queued;
-        l.mtime = SystemTime::now();
-        let (id, spool) = (l.id, l.spool.clone());
+        // The time of the last write (or the one the program set) stands.
+        let (id, spool, wanted) = (l.id, l.spool.clone(), l.wanted);
         drop(st);
         // No fsync here (close must not wait on the disk): the record is
         // renamed into place and the uploader's syncer commits data, then
@@ -381,11 +389,8 @@ impl Core {
         let submit = || -> std::io::Result<()> {
             let (size, crc) = spool.finish()?;
             self.uploader.submit_volatile(JobRecord {
-                id,
-                remote_path: path.clone(),
-                size,
-                crc,
-                state: JobState::Queued,
+                wanted,
+                ..JobRecord::new(id, path.clone(), size, crc, JobState::Queued)
             })
         };
         submit().map_err(|e| {

@@ -17,6 +17,7 @@ use fuser::{
     WriteFlags,
 };
 
+use super::meta::{MtimeSet, SetMeta};
 use super::pool::Pool;
 use super::{Attr, Core, FsError, Kind, ATTR_TTL, BLKSIZE};
 
@@ -88,13 +89,6 @@ fn open_flags(direct_io: bool) -> FopenFlags {
     }
 }
 
-fn time(t: TimeOrNow) -> SystemTime {
-    match t {
-        TimeOrNow::SpecificTime(t) => t,
-        TimeOrNow::Now => SystemTime::now(),
-    }
-}
-
 impl Filesystem for KeyFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_write(BLKSIZE);
@@ -147,9 +141,9 @@ impl Filesystem for KeyFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _mode: Option<u32>,
-        _uid: Option<u32>,
-        _gid: Option<u32>,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
         size: Option<u64>,
         _atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
@@ -161,7 +155,16 @@ impl Filesystem for KeyFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        match self.core.setattr(ino.0, size, mtime.map(time)) {
+        let meta = SetMeta {
+            mtime: mtime.map(|t| match t {
+                TimeOrNow::SpecificTime(t) => MtimeSet::At(t),
+                TimeOrNow::Now => MtimeSet::Now,
+            }),
+            mode,
+            uid,
+            gid,
+        };
+        match self.core.setattr_with(ino.0, size, meta) {
             Ok(a) => reply.attr(&ATTR_TTL, &to_attr(&a)),
             Err(e) => reply.error(err("setattr", &e)),
         }

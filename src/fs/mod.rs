@@ -34,6 +34,7 @@ mod error;
 pub mod files;
 pub mod fuse;
 pub mod inode;
+pub mod meta;
 pub mod namespace;
 pub mod pool;
 pub mod reader;
@@ -47,7 +48,7 @@ pub use error::{errno, FsError, FsResult};
 
 use crate::remote::{Endpoint, RemoteEntry, Session};
 use crate::spool::file::SpoolFile;
-use crate::spool::journal::{JobRecord, JobState, Journal};
+use crate::spool::journal::{JobRecord, JobState, Journal, Wanted};
 use crate::upload::{resume::Policy, UploadConfig, Uploader};
 use inode::InodeTable;
 use reader::RemoteReader;
@@ -122,6 +123,9 @@ struct Local {
     writers: u32,
     status: Status,
     mtime: SystemTime,
+    /// The mtime and mode the program set (see [`meta`]): shown at once,
+    /// applied on the server after the upload.
+    wanted: Wanted,
     unlinked: bool,
 }
 
@@ -302,7 +306,8 @@ impl Core {
                                     spool: Arc::new(spool),
                                     writers: 0,
                                     status: Status::Queued,
-                                    mtime: SystemTime::now(),
+                                    mtime: rec.wanted.mtime.unwrap_or_else(SystemTime::now),
+                                    wanted: rec.wanted,
                                     unlinked: false,
                                 },
                             );
@@ -377,15 +382,25 @@ impl Core {
 
     fn entry_attr(&self, ino: u64, e: &RemoteEntry) -> Attr {
         let mtime = e.mtime.unwrap_or(SystemTime::UNIX_EPOCH);
-        if e.is_dir {
+        let mut a = if e.is_dir {
             self.dir_attr(ino, mtime)
         } else {
             self.file_attr(ino, e.size, mtime)
+        };
+        // The server's mode where its listing shows one (pure-ftpd's MLSD
+        // `UNIX.mode`, LIST), so a chmod by SITE CHMOD shows.
+        if let Some(m) = e.mode {
+            a.perm = m as u16;
         }
+        a
     }
 
     fn local_attr(&self, ino: u64, l: &Local) -> Attr {
-        self.file_attr(ino, l.spool.size(), l.mtime)
+        let mut a = self.file_attr(ino, l.spool.size(), l.mtime);
+        if let Some(m) = l.wanted.mode {
+            a.perm = m as u16;
+        }
+        a
     }
 
     /// Free space of the spool's filesystem: what can still be written.
@@ -426,6 +441,7 @@ fn uploaded(state: &Mutex<State>, rec: &JobRecord) {
                         is_dir: false,
                         size: rec.size,
                         mtime: Some(l.mtime),
+                        mode: l.wanted.mode,
                     };
                     st.upsert(inode::parent_of(&rec.remote_path), entry);
                     listed = true;

@@ -497,11 +497,8 @@ impl Core {
                 // new path, so a crash reports the name the file has now.
                 if let Some(l) = st.pending.get(ino).filter(|l| l.status == Status::Writing) {
                     let rec = JobRecord {
-                        id: l.id,
-                        remote_path: new.clone(),
-                        size: l.spool.size(),
-                        crc: 0,
-                        state: JobState::Open,
+                        wanted: l.wanted,
+                        ..JobRecord::new(l.id, new.clone(), l.spool.size(), 0, JobState::Open)
                     };
                     if let Err(e) = self.journal.record(&rec) {
                         log::warn!("journal: cannot record the rename of job {}: {e}", l.id);

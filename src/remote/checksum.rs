@@ -132,17 +132,94 @@ impl Session {
         })
     }
 
-    /// The server's CRC of `[0, end)` by XCRC or HASH, whichever it offers;
-    /// `None` when it offers neither. `end == None`: the whole file.
-    pub fn remote_crc(&mut self, path: &str, end: Option<u64>) -> Result<Option<u32>, RemoteError> {
+    /// The checksum command this session uses: XCRC where offered and not
+    /// refused, else HASH with CRC32, else none (size only).
+    pub fn crc_method(&self) -> Option<CrcMethod> {
         let f = self.features();
         if f.xcrc {
-            self.xcrc(path, end.map(|e| (0, e))).map(Some)
+            Some(CrcMethod::Xcrc)
         } else if f.hash_crc32 {
-            self.hash_crc32(path, end).map(Some)
+            Some(CrcMethod::HashCrc32)
         } else {
-            Ok(None)
+            None
         }
+    }
+
+    /// Stops using `m` on this session (the server refused it, here or on
+    /// another session of the same mount).
+    pub fn drop_crc_method(&mut self, m: CrcMethod) {
+        match m {
+            CrcMethod::Xcrc => self.features.xcrc = false,
+            CrcMethod::HashCrc32 => self.features.hash_crc32 = false,
+        }
+    }
+
+    /// The refusals seen on this session since the last call.
+    pub fn take_refused(&mut self) -> Vec<(CrcMethod, String)> {
+        std::mem::take(&mut self.refused)
+    }
+
+    /// The server's CRC of `[0, end)` by XCRC or HASH, whichever it offers;
+    /// `None` when it offers neither. `end == None`: the whole file.
+    ///
+    /// Only call it for a file the server just said exists (by SIZE or a
+    /// same-name prompt): a refusal (see [`is_refusal`]) then means the
+    /// command is denied, not that the file is missing, so the method is
+    /// dropped for this session (and reported by [`Session::take_refused`])
+    /// and the next one is tried: XCRC, then HASH, then `None` (size only).
+    /// A server that lists XCRC but denies it (ProFTPD with
+    /// `<Limit XCRC> DenyAll`) would otherwise fail every verification.
+    pub fn remote_crc(&mut self, path: &str, end: Option<u64>) -> Result<Option<u32>, RemoteError> {
+        while let Some(m) = self.crc_method() {
+            let r = match m {
+                CrcMethod::Xcrc => self.xcrc(path, end.map(|e| (0, e))),
+                CrcMethod::HashCrc32 => self.hash_crc32(path, end),
+            };
+            match r {
+                Ok(c) => return Ok(Some(c)),
+                Err(e) if is_refusal(&e) => {
+                    let why = e.to_string();
+                    log::warn!(
+                        "{path}: the server refused {} ({why}); not using it any more",
+                        m.name()
+                    );
+                    self.drop_crc_method(m);
+                    self.refused.push((m, why));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// A checksum command a server may offer for a file or a prefix of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CrcMethod {
+    /// `XCRC path [start end]` (ProFTPD mod_digest, keyftpd).
+    Xcrc,
+    /// `HASH` with `OPTS HASH CRC32` (draft-bryan-ftpext-hash).
+    HashCrc32,
+}
+
+impl CrcMethod {
+    pub fn name(self) -> &'static str {
+        match self {
+            CrcMethod::Xcrc => "XCRC",
+            CrcMethod::HashCrc32 => "HASH CRC32",
+        }
+    }
+}
+
+/// Whether an error to a checksum command about an existing file means the
+/// command will never work here: a 5xx reply (denied, not implemented,
+/// arguments not understood; 530 excepted, a login matter), or a reply we
+/// cannot read. A 4xx is passing, a network error is retried.
+pub fn is_refusal(e: &RemoteError) -> bool {
+    match e {
+        RemoteError::Reply { code, .. } => (500..600).contains(code) && *code != 530,
+        RemoteError::Protocol(_) => true,
+        RemoteError::Io(_) => false,
     }
 }
 

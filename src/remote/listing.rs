@@ -18,6 +18,7 @@ pub fn parse_mlsx_line(line: &str) -> Option<RemoteEntry> {
     let mut kind = None;
     let mut size = None;
     let mut mtime = None;
+    let mut mode = None;
     for fact in facts.split(';').filter(|f| !f.is_empty()) {
         let Some((k, v)) = fact.split_once('=') else {
             continue;
@@ -26,6 +27,7 @@ pub fn parse_mlsx_line(line: &str) -> Option<RemoteEntry> {
             "type" => kind = Some(v.to_ascii_lowercase()),
             "size" | "sizd" => size = v.parse::<u64>().ok(),
             "modify" => mtime = parse_mdtm(v),
+            "unix.mode" => mode = u32::from_str_radix(v, 8).ok().filter(|m| *m <= 0o7777),
             _ => {}
         }
     }
@@ -40,6 +42,7 @@ pub fn parse_mlsx_line(line: &str) -> Option<RemoteEntry> {
         is_dir,
         size: size.unwrap_or(0),
         mtime,
+        mode,
     })
 }
 
@@ -122,7 +125,35 @@ pub fn parse_list_line(line: &str) -> Option<RemoteEntry> {
         is_dir: f.is_directory(),
         size: f.size() as u64,
         mtime: Some(f.modified()),
+        mode: line.get(..10).and_then(parse_perm_string),
     })
+}
+
+/// The permission bits of an `ls -l` mode string (`-rwsr-x--T`).
+pub fn parse_perm_string(s: &str) -> Option<u32> {
+    let b = s.as_bytes();
+    if b.len() != 10 || !b"-dlcbps".contains(&b[0]) {
+        return None;
+    }
+    let mut mode = 0u32;
+    for (i, c) in b[1..].iter().enumerate() {
+        let bit = 1 << (8 - i);
+        let (set, special) = match (i % 3, c) {
+            (_, b'-') => (false, false),
+            (0, b'r') | (1, b'w') | (2, b'x') => (true, false),
+            (2, b's') | (2, b't') => (true, true),
+            (2, b'S') | (2, b'T') => (false, true),
+            _ => return None,
+        };
+        if set {
+            mode |= bit;
+        }
+        if special {
+            // setuid, setgid, sticky: for the user, group, other triplets.
+            mode |= 0o4000 >> (i / 3);
+        }
+    }
+    Some(mode)
 }
 
 /// The last component of `name`; `None` for `.`, `..` or an empty name.
@@ -173,6 +204,29 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn modes_from_mlsd_and_list() {
+        let e =
+            parse_mlsx_line("type=file;size=6;modify=20010101000000;UNIX.mode=0600; f").unwrap();
+        assert_eq!(e.mode, Some(0o600));
+        let e = parse_mlsx_line("type=file;size=6;unix.mode=99; f").unwrap();
+        assert_eq!(e.mode, None);
+        let e = parse_list_line("-rw-------    1 65534 nogroup  6 Jan  1  2001 f.txt").unwrap();
+        assert_eq!(e.mode, Some(0o600));
+        for (s, m) in [
+            ("-rw-r--r--", Some(0o644)),
+            ("drwxr-xr-x", Some(0o755)),
+            ("-rwsr-x--T", Some(0o5750)),
+            ("-rwSr-sr-t", Some(0o7655)),
+            ("----------", Some(0)),
+            ("-rw-r--r-", None),
+            ("xrw-r--r--", None),
+            ("-rq-r--r--", None),
+        ] {
+            assert_eq!(parse_perm_string(s), m, "{s}");
+        }
+    }
 
     #[test]
     fn mlsd_lines() {

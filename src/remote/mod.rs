@@ -8,7 +8,8 @@
 //! - [`errno`]: reply codes to errno, permanent vs. transient;
 //! - [`transfer`]: RETR at an offset, STOR/APPE at an offset with the
 //!   same-name prompt; `sendfile` uploads from a file (`sendfile.rs`);
-//! - [`checksum`]: KEY, KEY NULL, SIZE, XCRC, HASH and the MLST key facts.
+//! - [`checksum`]: KEY, KEY NULL, SIZE, XCRC, HASH and the MLST key facts;
+//! - [`attrs`]: MFMT and SITE CHMOD.
 //!
 //! Remote paths are relative to the mount root and `/`-separated
 //! (`"a/b.txt"`, `""` is the root itself); the session resolves them
@@ -19,6 +20,7 @@
 //! is fine, but e.g. a 350 to STOR) to `Status::Unknown`, so every raw
 //! command here reads the code from the reply text with [`crate::key::reply_code`].
 
+pub mod attrs;
 pub mod checksum;
 pub mod errno;
 pub mod listing;
@@ -49,6 +51,8 @@ pub struct Features {
     pub xcrc: bool,
     pub hash_crc32: bool,
     pub mlsd: bool,
+    /// MFMT: set a file's modification time.
+    pub mfmt: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,6 +61,9 @@ pub struct RemoteEntry {
     pub is_dir: bool,
     pub size: u64,
     pub mtime: Option<SystemTime>,
+    /// Permission bits, where the listing shows them (MLSD `UNIX.mode`,
+    /// LIST `-rw-r--r--`).
+    pub mode: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +104,11 @@ pub struct Session {
     timeout: Duration,
     /// Timeout for replies that need the server to read a whole file.
     slow_timeout: Duration,
+    /// Checksum commands the server listed but refused on this session,
+    /// with its reply (see [`checksum::CrcMethod`]); no longer used here.
+    refused: Vec<(checksum::CrcMethod, String)>,
+    /// SITE CHMOD turned out unknown to the server.
+    no_site_chmod: bool,
 }
 
 /// An open RETR data connection; implements `Read`.

@@ -143,6 +143,8 @@ impl Session {
             root,
             timeout,
             slow_timeout: timeout.max(SLOW_REPLY_MIN),
+            refused: Vec::new(),
+            no_site_chmod: false,
         };
         s.features = s.read_features()?;
         let root_abs = join_root(&s.root, "")?;
@@ -175,6 +177,7 @@ impl Session {
             xcrc: has("XCRC"),
             hash_crc32,
             mlsd: has("MLST") || has("MLSD"),
+            mfmt: has("MFMT"),
         })
     }
 
@@ -289,6 +292,7 @@ impl Session {
                 is_dir: true,
                 size: 0,
                 mtime: None,
+                mode: None,
             }));
         }
         if self.features.mlsd {

@@ -18,9 +18,10 @@ pub(crate) fn allowed_before_login(verb: &str) -> bool {
 }
 
 /// The features listed by FEAT, one per line.
-const FEATURES: [&str; 9] = [
+const FEATURES: [&str; 10] = [
     "KEY",
     "XCRC",
+    super::cmd_hash::FEATURE,
     "MLST type*;size*;modify*;perm*;x.keystate*;x.key*;",
     "REST STREAM",
     "SIZE",
@@ -90,6 +91,8 @@ pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
             let a = arg.trim().to_ascii_uppercase();
             if a.starts_with("UTF8") || a.starts_with("UTF-8") {
                 s.reply(200, "UTF8 mode is always on")
+            } else if a.starts_with("HASH") {
+                super::cmd_hash::opts(s, arg)
             } else if a.starts_with("MLST") {
                 s.reply(200, "MLST OPTS type;size;modify;perm;x.keystate;x.key;")
             } else {

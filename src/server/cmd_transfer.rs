@@ -250,10 +250,13 @@ fn store(s: &mut Session, arg: &str, append: bool) -> io::Result<()> {
     }
     let meta = s.shared.store.get(&rel);
 
-    // The same-name prompt: only after KEY, only for a partial, only once.
+    // The same-name prompt: only after KEY, only once, for a partial or for
+    // a non-empty file without a key (a plain client's upload, perhaps cut:
+    // the KEY client can check its prefix by XCRC and resume).
     if !append && s.key.is_some() && s.prompted.as_deref() != Some(rel.as_str()) {
-        if let (Some(md), Some(m)) = (&existing, meta) {
-            if m.state == KeyState::Partial {
+        if let Some(md) = &existing {
+            let keyless = meta.is_none_or(|m| m.key.is_none()) && md.len() > 0;
+            if keyless || meta.is_some_and(|m| m.state == KeyState::Partial) {
                 log::info!(
                     "session {}: same-name prompt for {} ({} bytes)",
                     s.id,

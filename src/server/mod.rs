@@ -29,6 +29,7 @@
 pub mod auth;
 mod cmd_basic;
 mod cmd_fs;
+mod cmd_hash;
 mod cmd_key;
 mod cmd_list;
 mod cmd_transfer;

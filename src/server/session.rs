@@ -46,6 +46,8 @@ pub(crate) struct Session {
     pub prompted: Option<String>,
     /// The file named by the last prompt, for KEY NULL.
     pub last_prompt: Option<String>,
+    /// A `RANG` for the next HASH (start, end inclusive).
+    pub hash_range: Option<(u64, u64)>,
     /// An open passive listener.
     pub passive: Option<TcpListener>,
     pub quit: bool,
@@ -90,6 +92,7 @@ impl Session {
             key: None,
             prompted: None,
             last_prompt: None,
+            hash_range: None,
             passive: None,
             quit: false,
             reader: LineReader::new(reader),
@@ -265,6 +268,7 @@ impl Session {
             "PASV" | "EPSV" | "PORT" | "EPRT" | "REST" | "RETR" | "STOR" | "APPE" | "ABOR"
             | "MLSD" | "LIST" | "NLST" | "MLST" => super::cmd_transfer::handle(self, &verb, arg),
             "KEY" | "XCRC" => super::cmd_key::handle(self, &verb, arg),
+            "HASH" | "RANG" => super::cmd_hash::handle(self, &verb, arg),
             _ => self.reply(502, "Command not implemented"),
         }
     }

@@ -37,31 +37,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use super::pool::{cap_for, FilePool};
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum JobState {
-    /// Still open for writing in the mount. After a crash such a file is
-    /// reported and kept, never uploaded half-written nor deleted.
-    Open,
-    /// Closed and waiting for (or in) upload.
-    Queued,
-    /// A permanent error (e.g. 553); the spooled copy is kept.
-    Failed(String),
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JobRecord {
-    pub id: u64,
-    /// Path relative to the mount root, `/`-separated.
-    pub remote_path: String,
-    pub size: u64,
-    pub crc: u32,
-    pub state: JobState,
-}
+pub use super::record::{decode, encode, percent_decode, JobRecord, JobState, Wanted};
 
 /// How many ids one write of `next-id` reserves.
 const ID_BLOCK: u64 = 1024;
-const MAGIC: &str = "keyfs-job 1";
 
 /// A job's files, open to be made durable (see `open_for_sync`).
 pub struct JobFiles {
@@ -82,97 +61,6 @@ pub struct Journal {
     deferred: Mutex<BTreeMap<u64, JobRecord>>,
     /// Recycled files for data and record temp files (disabled for readers).
     pool: FilePool,
-}
-
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '%' => out.push_str("%25"),
-            '\n' => out.push_str("%0A"),
-            '\r' => out.push_str("%0D"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Decodes `%XX` escapes (any byte); None for a bad escape or a result
-/// that is not UTF-8. Shared with keyftpd's metadata log, whose escaping
-/// differs but whose decoding is the same.
-pub fn percent_decode(s: &str) -> Option<String> {
-    let mut out = Vec::with_capacity(s.len());
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// The bytes of a record file.
-pub fn encode(rec: &JobRecord) -> String {
-    let (state, reason) = match &rec.state {
-        JobState::Open => ("open", ""),
-        JobState::Queued => ("queued", ""),
-        JobState::Failed(r) => ("failed", r.as_str()),
-    };
-    let body = format!(
-        "{MAGIC}\nid {}\npath {}\nsize {}\ncrc {:08x}\nstate {}\nreason {}\n",
-        rec.id,
-        escape(&rec.remote_path),
-        rec.size,
-        rec.crc,
-        state,
-        escape(reason)
-    );
-    let sum = crc32fast::hash(body.as_bytes());
-    format!("{body}end {sum:08x}\n")
-}
-
-/// Parses a record file; `None` for anything torn, damaged or foreign.
-pub fn decode(text: &str) -> Option<JobRecord> {
-    let end_at = text.rfind("end ")?;
-    let (body, end) = text.split_at(end_at);
-    let sum = u32::from_str_radix(end.strip_prefix("end ")?.strip_suffix('\n')?, 16).ok()?;
-    if crc32fast::hash(body.as_bytes()) != sum {
-        return None;
-    }
-    let mut lines = body.lines();
-    if lines.next()? != MAGIC {
-        return None;
-    }
-    let mut field = |name: &str| -> Option<String> {
-        let l = lines.next()?;
-        let v = l.strip_prefix(name)?.strip_prefix(' ')?;
-        Some(v.to_string())
-    };
-    let id = field("id")?.parse().ok()?;
-    let remote_path = percent_decode(&field("path")?)?;
-    let size = field("size")?.parse().ok()?;
-    let crc = u32::from_str_radix(&field("crc")?, 16).ok()?;
-    let state = field("state")?;
-    let reason = percent_decode(&field("reason")?)?;
-    let state = match state.as_str() {
-        "open" => JobState::Open,
-        "queued" => JobState::Queued,
-        "failed" => JobState::Failed(reason),
-        _ => return None,
-    };
-    Some(JobRecord {
-        id,
-        remote_path,
-        size,
-        crc,
-        state,
-    })
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -558,6 +446,7 @@ mod tests {
             size: id * 10,
             crc: (id as u32).wrapping_mul(0x9E37_79B9),
             state,
+            wanted: Default::default(),
         }
     }
 
@@ -740,7 +629,7 @@ mod tests {
         #[test]
         fn codec_roundtrip(id: u64, path in ".{0,60}", size: u64, crc: u32, reason in ".{0,40}", s in 0u8..3) {
             let state = match s { 0 => JobState::Open, 1 => JobState::Queued, _ => JobState::Failed(reason) };
-            let r = JobRecord { id, remote_path: path, size, crc, state };
+            let r = JobRecord { id, remote_path: path, size, crc, state, wanted: Default::default() };
             let e = encode(&r);
             prop_assert_eq!(decode(&e), Some(r));
             // Every strict prefix (a torn write) is rejected.

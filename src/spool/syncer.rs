@@ -338,6 +338,7 @@ mod tests {
             size: 6,
             crc: 0,
             state: JobState::Queued,
+            wanted: Default::default(),
         })
         .unwrap();
     }
@@ -438,6 +439,7 @@ mod tests {
             size: 0,
             crc: 0,
             state: JobState::Open,
+            wanted: Default::default(),
         };
         let s = Syncer::start_lingering(j.clone(), Duration::from_millis(5)).unwrap();
         j.record_open_deferred(open(1));

@@ -22,6 +22,7 @@
 //! (`Tuning::chunk_size`).
 pub mod backoff;
 pub mod bwlimit;
+mod checksums;
 mod queue;
 pub mod resume;
 pub mod verify;
@@ -158,6 +159,7 @@ impl Uploader {
             limiter: cfg.bwlimit.map(bwlimit::TokenBucket::new),
             tuning,
             bytes_sent: AtomicU64::new(0),
+            checksums: Default::default(),
         });
         for rec in records {
             shared.adopt(rec);
@@ -211,6 +213,13 @@ impl Uploader {
     pub fn sync_stats(&self) -> SyncStats {
         self.syncer.stats()
     }
+    /// The program set the mtime or mode of the file of pending job `id`:
+    /// recorded with the job and applied on the server after its verified
+    /// upload (MFMT, SITE CHMOD). False when the job is no longer pending
+    /// (uploaded meanwhile, or cancelled): the caller sets them itself.
+    pub fn set_wanted(&self, id: u64, wanted: crate::spool::journal::Wanted) -> bool {
+        self.shared.set_wanted(id, wanted)
+    }
     /// The file was deleted in the mount: drop its pending job and data.
     pub fn cancel(&self, remote_path: &str) {
         self.shared.cancel(remote_path)
@@ -242,6 +251,12 @@ impl Uploader {
         self.shared
             .bytes_sent
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+    /// Which checksum command verifies uploads, and what the server refused
+    /// (`checksum: HASH CRC32 (fallback: XCRC refused: ...)`); `None` until
+    /// a worker has connected.
+    pub fn checksum_note(&self) -> Option<String> {
+        self.shared.checksums.note()
     }
     /// The part of [`Uploader::bytes_sent`] that went by `sendfile(2)`.
     pub fn sendfile_bytes(&self) -> u64 {

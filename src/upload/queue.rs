@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use super::bwlimit::TokenBucket;
 use super::{resume, JobStatus, Tuning, UploadError};
 use crate::remote::Endpoint;
-use crate::spool::journal::{JobRecord, JobState, Journal};
+use crate::spool::journal::{JobRecord, JobState, Journal, Wanted};
 
 pub(crate) struct Job {
     pub rec: JobRecord,
@@ -23,6 +23,10 @@ pub(crate) struct Job {
     pub last_error: Option<String>,
     pub abort: Arc<AtomicBool>,
     pub running: bool,
+    /// Bumped by every [`Shared::set_wanted`]: a worker that applied an
+    /// older `rec.wanted` on the server applies the new one before the
+    /// job may complete.
+    pub wanted_gen: u64,
 }
 
 #[derive(Default)]
@@ -51,6 +55,8 @@ pub(crate) struct Shared {
     pub limiter: Option<TokenBucket>,
     pub tuning: Tuning,
     pub bytes_sent: AtomicU64,
+    /// The checksum method in use and what the server refused.
+    pub checksums: super::checksums::Checksums,
 }
 
 /// A job as a worker took it.
@@ -158,11 +164,22 @@ impl Shared {
     /// cancel either happens before, and aborted this attempt, or sees no
     /// job at all), tell the fs (`on_complete`), and only then wake `wait`ers,
     /// so an fsync returns after the fs has seen the upload finish.
-    pub fn complete(&self, p: &Picked) {
+    /// `applied` is the [`Shared::wanted`] generation the worker applied
+    /// on the server: when the fs changed the job's wanted mtime or mode
+    /// since, nothing is committed and `false` is returned (apply again).
+    pub fn complete(&self, p: &Picked, applied: u64) -> bool {
         let rec = {
             let Some(mut st) = self.end_attempt(p) else {
-                return;
+                return true;
             };
+            let changed = st
+                .jobs
+                .get(&p.rec.id)
+                .is_some_and(|j| Arc::ptr_eq(&j.abort, &p.abort) && j.wanted_gen != applied);
+            if changed {
+                st.busy_paths.insert(p.rec.remote_path.clone());
+                return false;
+            }
             let ours = st
                 .jobs
                 .get(&p.rec.id)
@@ -171,7 +188,7 @@ impl Shared {
                 // Replaced meanwhile: the new content still has to go.
                 drop(st);
                 self.aborted_locked_out(p);
-                return;
+                return true;
             }
             // Data, then record, unsynced: the verified server copy is what
             // keeps the content now (see `Journal::remove_uploaded`).
@@ -192,6 +209,34 @@ impl Shared {
         // The fs has dropped its copy of the data file by now (unless a
         // reader still has it open): the recycled files can be emptied.
         self.journal.settle_recycled();
+        true
+    }
+
+    /// The job's wanted mtime and mode now, and their generation.
+    pub fn wanted(&self, id: u64) -> (Wanted, u64) {
+        self.lock()
+            .jobs
+            .get(&id)
+            .map(|j| (j.rec.wanted, j.wanted_gen))
+            .unwrap_or_default()
+    }
+
+    /// The fs set the mtime or mode of a file whose job is pending: record
+    /// it with the job (journal, no fsync). False when the job is gone
+    /// (uploaded, or cancelled): the caller applies it on the server.
+    pub fn set_wanted(&self, id: u64, wanted: Wanted) -> bool {
+        let mut st = self.lock();
+        let Some(j) = st.jobs.get_mut(&id) else {
+            return false;
+        };
+        j.rec.wanted = wanted;
+        j.wanted_gen += 1;
+        if j.rec.state != JobState::Open {
+            if let Err(e) = self.journal.record_volatile(&j.rec) {
+                log::warn!("journal: cannot record the mtime/mode of job {id}: {e}");
+            }
+        }
+        true
     }
 
     /// An attempt of `p` ended (verified or failed): frees its path and
@@ -293,6 +338,7 @@ impl Shared {
                     j.abort.store(true, Ordering::SeqCst);
                 }
                 j.rec = rec.clone();
+                j.wanted_gen += 1;
                 j.last_error = None;
                 j.sent = 0;
             }
@@ -305,6 +351,7 @@ impl Shared {
                         last_error: None,
                         abort: Arc::new(AtomicBool::new(false)),
                         running: false,
+                        wanted_gen: 0,
                     },
                 );
             }
@@ -335,6 +382,7 @@ impl Shared {
                 sent: 0,
                 abort: Arc::new(AtomicBool::new(false)),
                 running: false,
+                wanted_gen: 0,
             },
         );
         if queued {

@@ -20,7 +20,8 @@ pub struct Local {
 pub enum StoredKey {
     /// The server has no KEY command (a stock server).
     Unsupported,
-    /// `230 0x00`: the server holds no key for this file.
+    /// `230 0x00`: the server holds no key for this file (a plain client
+    /// uploaded it). Judged as on a stock server: by the prefix CRC.
     None,
     Some(Key),
 }
@@ -89,9 +90,11 @@ pub fn decide(local: Local, remote: Remote, policy: Policy) -> Decision {
             Some(false) => Decision::Restart,
             _ => resume,
         },
-        // A different key, or none on a server that keeps keys: another file.
-        StoredKey::Some(_) | StoredKey::None => Decision::Restart,
-        StoredKey::Unsupported => match (prefix_ok, policy) {
+        // A different key: another file.
+        StoredKey::Some(_) => Decision::Restart,
+        // No key at all (a stock server, or a file a plain client put on a
+        // KEY server): only the prefix CRC, or the user's trust, can tell.
+        StoredKey::Unsupported | StoredKey::None => match (prefix_ok, policy) {
             (Some(true), _) => resume,
             (Some(false), _) => Decision::Restart,
             (None, Policy::TrustSize) => resume,
@@ -134,7 +137,21 @@ mod tests {
             (present(101, K::Some(C), None), safe, Restart),
             (present(40, K::Some(Key(1)), None), safe, Restart),
             (present(40, K::Some(Key(1)), Some((7, 7))), safe, Restart),
-            (present(40, K::None, Some((7, 7))), safe, Restart),
+            // A keyless same-name file on a KEY server (a plain client's
+            // partial): resumed when the prefix CRC matches, as on a stock server.
+            (
+                present(40, K::None, Some((7, 7))),
+                safe,
+                Resume { offset: 40 },
+            ),
+            (present(40, K::None, Some((7, 8))), safe, Restart),
+            (present(40, K::None, None), safe, Restart),
+            (present(101, K::None, Some((7, 7))), safe, Restart),
+            (
+                present(40, K::None, None),
+                Policy::TrustSize,
+                Resume { offset: 40 },
+            ),
             (
                 present(40, K::Unsupported, Some((7, 7))),
                 safe,
@@ -191,7 +208,8 @@ mod tests {
                 prop_assert!(!prefix_bad);
                 let key_ok = key == StoredKey::Some(C);
                 let prefix_good = matches!(prefix, Some((s, l)) if s == l);
-                prop_assert!(key_ok || (key == StoredKey::Unsupported && (prefix_good || trust)));
+                let keyless = matches!(key, StoredKey::Unsupported | StoredKey::None);
+                prop_assert!(key_ok || (keyless && (prefix_good || trust)));
             }
         }
     }

@@ -170,22 +170,14 @@ pub fn verify_by_size_and_crc(
             "server size {got:?} after upload, expected {size}"
         )));
     }
-    match s.remote_crc(path, None) {
-        Ok(Some(c)) if c != crc => Err(VerifyError::CrcMismatch(format!(
+    // A checksum command the server refuses falls back inside `remote_crc`
+    // (XCRC, HASH, then none): what is left here is a passing error.
+    match s.remote_crc(path, None)? {
+        Some(c) if c != crc => Err(VerifyError::CrcMismatch(format!(
             "server CRC {c:08X} after upload, expected {crc:08X}"
         ))),
-        Ok(Some(_)) => Ok(Verified::Crc),
-        Ok(None) => Ok(Verified::SizeOnly),
-        Err(e @ RemoteError::Io(_)) => Err(e.into()),
-        Err(RemoteError::Reply { code, text }) if !(500..=504).contains(&code) => {
-            Err(VerifyError::Remote(RemoteError::Reply { code, text }))
-        }
-        Err(e) => {
-            log::warn!(
-                "{path}: server offers a checksum but did not give one ({e}); size verified only"
-            );
-            Ok(Verified::SizeOnly)
-        }
+        Some(_) => Ok(Verified::Crc),
+        None => Ok(Verified::SizeOnly),
     }
 }
 

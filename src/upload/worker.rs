@@ -17,7 +17,10 @@
 //! record was written), no retry can help, and the job fails with the spool
 //! kept. If it is intact, the job is retried; a second full upload in a
 //! row that does not verify either (or a server that twice answers 550
-//! right after its 226) fails the job too ([`Strikes`]).
+//! right after its 226, or twice refuses the check) fails the job too
+//! ([`Strikes`]). A checksum command the server lists but refuses is not a
+//! failure: the session falls back (XCRC, HASH, size only; see
+//! [`Session::remote_crc`]) and the uploader remembers it ([`super::checksums`]).
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -53,6 +56,8 @@ pub(crate) enum Unverified {
     Mismatch,
     /// The server has no file (MLST/SIZE 550) right after its 226.
     Gone,
+    /// The server refused the check itself (a 5xx to SIZE or MLST).
+    Refused,
 }
 
 /// The verification failures of one job, across its attempts. One
@@ -78,7 +83,7 @@ impl Strikes {
                 "{msg}; twice in a row with the spooled copy intact (does the server \
                  compute another CRC?); kept in the spool"
             ),
-            Unverified::Gone => format!(
+            Unverified::Gone | Unverified::Refused => format!(
                 "{msg}; twice in a row right after the server confirmed the upload; \
                  kept in the spool"
             ),
@@ -134,6 +139,9 @@ pub(crate) fn run(shared: Arc<Shared>, stats: Arc<WireStats>) {
             }
             let mut started = false;
             let res = attempt(&shared, &stats, &mut conn, &p, &mut started);
+            if let Some((s, _)) = conn.as_mut() {
+                shared.checksums.learn(s);
+            }
             let res = res.map_err(|f| match f {
                 Fail::Unverified(kind, msg) => strikes.judge(kind, msg),
                 f => f,
@@ -141,7 +149,17 @@ pub(crate) fn run(shared: Arc<Shared>, stats: Arc<WireStats>) {
             match res {
                 Ok(()) => {
                     log::info!("uploaded and verified {}", p.rec.remote_path);
-                    shared.complete(&p);
+                    // The mtime/mode the program set, after the bytes are
+                    // safe; again if the fs changed them meanwhile.
+                    loop {
+                        let (wanted, gen) = shared.wanted(p.rec.id);
+                        if !wanted.is_empty() {
+                            apply_wanted(&shared, &mut conn, &p.rec.remote_path, wanted);
+                        }
+                        if shared.complete(&p, gen) {
+                            break;
+                        }
+                    }
                     break;
                 }
                 Err(Fail::Aborted) => {
@@ -172,6 +190,56 @@ pub(crate) fn run(shared: Arc<Shared>, stats: Arc<WireStats>) {
     if let Some((s, _)) = conn {
         s.quit();
     }
+}
+
+/// Sets the mtime (MFMT) and mode (SITE CHMOD) the program gave the file,
+/// on the verified server copy. Best effort: the bytes are safe whatever
+/// happens here; a server without the command keeps its own time or mode
+/// (see the README, "what is kept"), a refusal or a lost connection is
+/// logged (one reconnect is tried).
+fn apply_wanted(
+    shared: &Shared,
+    conn: &mut Option<(Session, Instant)>,
+    path: &str,
+    wanted: crate::spool::journal::Wanted,
+) {
+    for attempt in 0..2 {
+        let s = match session(shared, conn) {
+            Ok(s) => s,
+            Err(_) => continue,
+        };
+        let r = set_attrs(s, path, wanted);
+        match r {
+            Err(RemoteError::Io(e)) if attempt == 0 => {
+                log::info!("{path}: connection lost setting its time/mode ({e}); reconnecting");
+                *conn = None;
+            }
+            Err(e) => {
+                log::warn!("{path}: uploaded, but its time/mode was not kept: {e}");
+                return;
+            }
+            Ok(()) => return,
+        }
+    }
+}
+
+fn set_attrs(
+    s: &mut Session,
+    path: &str,
+    wanted: crate::spool::journal::Wanted,
+) -> Result<(), RemoteError> {
+    use crate::remote::attrs::Applied;
+    if let Some(m) = wanted.mode {
+        if s.chmod(path, m)? == Applied::Unsupported {
+            log::debug!("{path}: the server has no SITE CHMOD; mode {m:o} not kept");
+        }
+    }
+    if let Some(t) = wanted.mtime {
+        if s.set_mtime(path, t)? == Applied::Unsupported {
+            log::debug!("{path}: the server has no MFMT; its mtime is the upload time");
+        }
+    }
+    Ok(())
 }
 
 /// After a rename aborted an upload, the partial under the old name is ours
@@ -281,6 +349,7 @@ fn attempt(
 ) -> Result<(), Fail> {
     let mut file = open_spool(shared, p)?;
     let s = session(shared, conn)?;
+    shared.checksums.apply(s);
     aborted(p)?;
     let path = p.rec.remote_path.as_str();
     let size = p.rec.size;
@@ -366,6 +435,12 @@ fn attempt(
             })
         }
         Err(VerifyError::Gone(msg)) => return Err(Fail::Unverified(Unverified::Gone, msg)),
+        // A refused check right after the server's 226 (a checksum refusal
+        // falls back inside `verify`; this is SIZE or MLST): counted, so
+        // the whole file is not sent again forever.
+        Err(VerifyError::Remote(e)) if e.code().is_some_and(|c| c >= 500) => {
+            return Err(Fail::Unverified(Unverified::Refused, e.to_string()))
+        }
         Err(e) => return Err(e.into()),
     }
     aborted(p)
@@ -544,5 +619,9 @@ mod tests {
         let mut s = Strikes::default();
         assert_eq!(kind(&s.judge(Unverified::Gone, "g".into())), "transient");
         assert_eq!(kind(&s.judge(Unverified::Gone, "g".into())), "permanent");
+        // A check the server refuses after its 226 (a 5xx to SIZE or MLST).
+        let mut s = Strikes::default();
+        assert_eq!(kind(&s.judge(Unverified::Refused, "r".into())), "transient");
+        assert_eq!(kind(&s.judge(Unverified::Refused, "r".into())), "permanent");
     }
 }

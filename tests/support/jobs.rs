@@ -32,6 +32,7 @@ impl Spool {
             size: data.len() as u64,
             crc: crc32fast::hash(data),
             state: JobState::Queued,
+            wanted: Default::default(),
         }
     }
 }

@@ -264,6 +264,7 @@ mod journal {
             size: 4,
             crc: 1,
             state: JobState::Queued,
+            wanted: Default::default(),
         }
     }
 

@@ -1,0 +1,151 @@
+//! Which checksum command the uploader asks the server for, across all
+//! its workers and reconnections: what the server offers (FEAT), minus
+//! what it refused. A refusal seen by one session (see
+//! [`Session::remote_crc`]) is remembered here for the mount's lifetime,
+//! so no later session asks again, and `keyfs status` can say which
+//! method verifies uploads and why.
+
+use std::sync::Mutex;
+
+use crate::remote::checksum::CrcMethod;
+use crate::remote::Session;
+
+#[derive(Default)]
+struct Inner {
+    /// What the server listed in FEAT (known after the first session).
+    offered: Option<Vec<CrcMethod>>,
+    /// The server has KEY: uploads are verified by its MLST key facts, the
+    /// checksum command serves partials (and facts that are missing).
+    key: bool,
+    refused: Vec<(CrcMethod, String)>,
+}
+
+#[derive(Default)]
+pub(crate) struct Checksums {
+    inner: Mutex<Inner>,
+}
+
+impl Checksums {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Before a session is used: notes what it offers, and drops from it
+    /// what the server refused before.
+    pub fn apply(&self, s: &mut Session) {
+        let mut g = self.lock();
+        if g.offered.is_none() {
+            let f = s.features();
+            let mut offered = Vec::new();
+            if f.xcrc {
+                offered.push(CrcMethod::Xcrc);
+            }
+            if f.hash_crc32 {
+                offered.push(CrcMethod::HashCrc32);
+            }
+            g.offered = Some(offered);
+            g.key = f.key;
+        }
+        for (m, _) in &g.refused {
+            s.drop_crc_method(*m);
+        }
+    }
+
+    /// After a session was used: remembers what it saw refused.
+    pub fn learn(&self, s: &mut Session) {
+        let new = s.take_refused();
+        if new.is_empty() {
+            return;
+        }
+        let mut g = self.lock();
+        for (m, why) in new {
+            if !g.refused.iter().any(|(r, _)| *r == m) {
+                g.refused.push((m, why));
+            }
+        }
+        let next = g
+            .offered
+            .iter()
+            .flatten()
+            .find(|m| !g.refused.iter().any(|(r, _)| r == *m))
+            .map(|m| m.name())
+            .unwrap_or("size only");
+        log::warn!(
+            "uploads are verified by {next} from now on ({})",
+            refusals(&g)
+        );
+    }
+
+    /// One line for `keyfs status`: the method in use and any fallback;
+    /// `None` before the first session.
+    pub fn note(&self) -> Option<String> {
+        let g = self.lock();
+        let offered = g.offered.as_ref()?;
+        let usable = offered
+            .iter()
+            .find(|m| !g.refused.iter().any(|(r, _)| r == *m));
+        let mut method = match (usable, offered.is_empty()) {
+            (Some(m), _) => m.name().to_string(),
+            (None, true) => "size only (the server offers no XCRC or HASH)".to_string(),
+            (None, false) => "size only".to_string(),
+        };
+        if g.key {
+            method = format!("KEY (MLST x.key facts); for partials {method}");
+        }
+        if g.refused.is_empty() {
+            Some(format!("checksum: {method}"))
+        } else {
+            Some(format!("checksum: {method} (fallback: {})", refusals(&g)))
+        }
+    }
+}
+
+fn refusals(g: &Inner) -> String {
+    g.refused
+        .iter()
+        .map(|(m, why)| format!("{} refused: {why}", m.name()))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(offered: Option<Vec<CrcMethod>>, key: bool, refused: &[CrcMethod]) -> Checksums {
+        Checksums {
+            inner: Mutex::new(Inner {
+                offered,
+                key,
+                refused: refused.iter().map(|m| (*m, "550 no".to_string())).collect(),
+            }),
+        }
+    }
+
+    #[test]
+    fn notes() {
+        use CrcMethod::*;
+        let note = |c: Checksums| c.note();
+        assert_eq!(note(with(None, false, &[])), None);
+        assert_eq!(
+            note(with(Some(vec![Xcrc, HashCrc32]), false, &[])).as_deref(),
+            Some("checksum: XCRC")
+        );
+        assert_eq!(
+            note(with(Some(vec![Xcrc, HashCrc32]), false, &[Xcrc])).as_deref(),
+            Some("checksum: HASH CRC32 (fallback: XCRC refused: 550 no)")
+        );
+        assert_eq!(
+            note(with(Some(vec![Xcrc]), false, &[Xcrc])).as_deref(),
+            Some("checksum: size only (fallback: XCRC refused: 550 no)")
+        );
+        assert_eq!(
+            note(with(Some(vec![]), false, &[])).as_deref(),
+            Some("checksum: size only (the server offers no XCRC or HASH)")
+        );
+        assert_eq!(
+            note(with(Some(vec![Xcrc, HashCrc32]), true, &[])).as_deref(),
+            Some("checksum: KEY (MLST x.key facts); for partials XCRC")
+        );
+    }
+}
