@@ -137,7 +137,7 @@ fn full_disk_never_says_226_without_a_recorded_state() {
         remove_xattr(&filler_path, &format!("user.a{i}"));
         for j in 0..3 {
             let name = format!("x{i}{j}");
-            let mut d = c.data();
+            let d = c.data();
             let (code, text) = c.cmd(&format!("KEY {}", support::keyftpd::key_of(b"")));
             assert_eq!(code, 230, "{text}");
             let (code, text) = c.cmd(&format!("STOR {name}"));
