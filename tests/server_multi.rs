@@ -217,3 +217,28 @@ fn stalled_upload_taken_over_by_same_account_and_key() {
     let (_, text) = c2.cmd("MLST t.bin");
     assert!(text.contains("x.keystate=complete;"), "{text}");
 }
+
+/// A CRC recorded by one process is trusted by another only after it read
+/// the file once (XCRC): until then MLST there shows the state, no `x.key`.
+#[test]
+fn other_process_trusts_a_record_after_reading_once() {
+    let (_d, root) = temp_root();
+    let a = Keyftpd::start(&root, &[]);
+    let b = Keyftpd::start(&root, &[]);
+    let data = pattern(200_000, 26);
+    let key = key_of(&data);
+    let mut ca = a.login();
+    assert_eq!(ca.cmd(&format!("KEY {key}")).0, 230);
+    assert_eq!(ca.upload("STOR s.bin", &data).0, 226);
+    let (_, text) = ca.cmd("MLST s.bin");
+    assert!(text.contains(&format!("x.key={key};")), "{text}");
+    let mut cb = b.login();
+    let (_, text) = cb.cmd("MLST s.bin");
+    assert!(text.contains("x.keystate=complete;"), "{text}");
+    assert!(!text.contains("x.key="), "{text}");
+    let (code, text) = cb.cmd("XCRC s.bin");
+    assert_eq!(code, 250, "{text}");
+    assert!(text.contains(&key[2..]), "{text}");
+    let (_, text) = cb.cmd("MLST s.bin");
+    assert!(text.contains(&format!("x.key={key};")), "{text}");
+}

@@ -336,7 +336,34 @@ impl Store {
                 return Ok(c);
             }
         }
-        crc_range(&mut f, start, end).map_err(|e| StoreError::io("CRC", &e))
+        let crc = crc_range(&mut f, start, end).map_err(|e| StoreError::io("CRC", &e))?;
+        if start == 0 && end == st.len() {
+            self.confirm(&f, &st, crc);
+        }
+        Ok(crc)
+    }
+
+    /// After reading the whole file: when it still matches its record in
+    /// everything but the ctime (another process wrote the record, or this
+    /// one before a restart) and the CRC read equals the recorded one, the
+    /// record is trusted from now on, until the file changes again.
+    fn confirm(&self, f: &File, st: &Stat, crc: u32) {
+        let (Some(m), Ok(now)) = (st.meta, f.metadata()) else {
+            return;
+        };
+        let Some(i) = m.ident else { return };
+        let same = ctime_ns(&now) == ctime_ns(&st.md)
+            && now.len() == m.len
+            && mtime_ns(&now) == m.mtime_ns
+            && (now.dev(), now.ino()) == (i.dev, i.ino)
+            && m.crc == crc;
+        if same {
+            let mut own = lock(&self.inner.own);
+            if own.len() >= OWN_MAX {
+                own.clear();
+            }
+            own.insert((i.dev, i.ino), (i.ctime_ns, ctime_ns(&now)));
+        }
     }
 
     fn parent<'v>(
