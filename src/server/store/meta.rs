@@ -107,23 +107,6 @@ impl FileMeta {
         (md.len() == self.len && mtime_ns(md) == self.mtime_ns && self.ident == Some(Ident::of(md)))
             .then_some(self.crc)
     }
-
-    /// After keyftpd's own rename of the file (which changes its ctime):
-    /// `before` is its metadata just before, `after` just after. The CRC
-    /// stays trusted if it was before and the inode is the same and
-    /// otherwise unchanged; the record then carries the new ctime.
-    pub fn renamed(mut self, before: &fs::Metadata, after: &fs::Metadata) -> Option<FileMeta> {
-        self.trusted_crc(before)?;
-        let (b, a) = (Ident::of(before), Ident::of(after));
-        if a.dev != b.dev || a.ino != b.ino || after.len() != self.len {
-            return None;
-        }
-        if mtime_ns(after) != self.mtime_ns {
-            return None;
-        }
-        self.ident = Some(a);
-        Some(self)
-    }
 }
 
 /// A file's mtime in ns since the epoch (0 if unknown).

@@ -11,7 +11,8 @@
 //!   Stat)`, [`Store::crc`] (whole file from the cache when trusted, or a
 //!   range).
 //! - [`Store::mkdir`], [`Store::rmdir`], [`Store::delete`], [`Store::rename`],
-//!   [`Store::set_mtime`]; [`Store::meta`] reads a file's key and state.
+//!   [`Store::set_mtime`]; [`Store::meta`] reads a file's key and state,
+//!   [`Store::set_meta`] records them for a file as it is.
 //! - The upload: [`Store::begin_upload`]`(vpath, `[`Mode`]`)` -> [`Upload`]
 //!   takes the file's lock, checks the offset against the file, binds the
 //!   key (the stored one on a resume without a new key) and records
@@ -50,6 +51,8 @@ mod confined;
 mod error;
 pub mod meta;
 mod migrate;
+#[cfg(test)]
+mod tests;
 mod upload;
 
 use std::collections::HashMap;
@@ -487,6 +490,33 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// Records `key` and `state` for regular file `v` as it is now (its CRC
+    /// from a trusted record, else read); Busy while it is being uploaded.
+    pub fn set_meta(
+        &self,
+        v: &VPath,
+        key: Option<crate::key::Key>,
+        state: KeyState,
+    ) -> Result<FileMeta, StoreError> {
+        let (mut f, st) = self.open_read(v)?;
+        if let Err(rustix::io::Errno::WOULDBLOCK) =
+            rustix::fs::flock(&f, FlockOperation::NonBlockingLockExclusive)
+        {
+            return Err(StoreError::new(
+                ErrorKind::Busy,
+                "file busy: an upload of it is in progress",
+            ));
+        }
+        let crc = match st.trusted_crc() {
+            Some(c) => c,
+            None => crc_range(&mut f, 0, st.len()).map_err(|e| StoreError::io("CRC", &e))?,
+        };
+        let m = FileMeta::stamped(key, state, crc, st.len(), Some(&st.md));
+        self.write_meta(&f, &m)
+            .map_err(|e| StoreError::io("record", &e))?;
+        Ok(m)
     }
 
     /// Sets the modification time of file or directory `v`. A file's

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use rustix::fs::{AtFlags, FlockOperation, OFlags};
 
 use super::confined::{kind, rel, Kind};
-use super::{crc_range, lock, Active, ErrorKind, FileMeta, KeyState, Store, StoreError};
+use super::{crc_range, lock, Active, ErrorKind, FileMeta, Ident, KeyState, Store, StoreError};
 use crate::key::Key;
 use crate::server::paths::VPath;
 
@@ -84,8 +84,11 @@ pub struct Upload {
     /// The file is cut to `offset` at the first byte (or at the finish),
     /// so an upload abandoned before its data starts changes nothing.
     pending_cut: bool,
-    /// The record before this upload, restored by [`Upload::abandon`].
-    before: Option<FileMeta>,
+    /// The record before this upload and whether it was trusted, restored
+    /// by [`Upload::abandon`].
+    before: Option<(FileMeta, bool)>,
+    /// The file's ctime right after the "partial" record was written.
+    recorded_ctime: Option<i128>,
     /// The name, when this upload created the file.
     created: Option<VPath>,
 }
@@ -199,6 +202,7 @@ impl Store {
             return Err(StoreError::io("recording the upload's state", &e));
         }
         let id = (md.dev(), md.ino());
+        let recorded_ctime = file.metadata().map(|m| Ident::of(&m).ctime_ns).ok();
         let abort = Arc::new(AtomicBool::new(false));
         lock(&self.inner.active).insert(
             id,
@@ -219,7 +223,8 @@ impl Store {
             abort,
             finished: false,
             pending_cut: true,
-            before: meta,
+            before: meta.map(|m| (m, m.trusted_crc(&md).is_some())),
+            recorded_ctime,
             created: created.then(|| v.clone()),
         })
     }
@@ -322,7 +327,20 @@ impl Upload {
             return;
         }
         let restored = match self.before {
-            Some(m) => self.store.write_meta(&self.file, &m),
+            // Unchanged since the "partial" record (same ctime): a trusted
+            // record stays trusted, stamped with the file as it is now.
+            Some((m, true))
+                if self
+                    .file
+                    .metadata()
+                    .is_ok_and(|md| Some(Ident::of(&md).ctime_ns) == self.recorded_ctime) =>
+            {
+                self.file.metadata().and_then(|md| {
+                    let m = FileMeta::stamped(m.key, m.state, m.crc, m.len, Some(&md));
+                    self.store.write_meta(&self.file, &m)
+                })
+            }
+            Some((m, _)) => self.store.write_meta(&self.file, &m),
             None => rustix::fs::fremovexattr(&self.file, super::meta::XATTR).map_err(Into::into),
         };
         if let Err(e) = restored {
