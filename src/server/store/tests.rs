@@ -174,3 +174,13 @@ fn special_files_and_escapes_are_refused() -> Result<(), StoreError> {
     assert!(names.is_empty(), "{names:?}");
     Ok(())
 }
+
+#[test]
+fn a_refused_upload_of_a_new_name_leaves_nothing() {
+    let (dir, s) = store();
+    let r = s
+        .begin_upload(&v("n"), mode(Start::At(5), None, "u"))
+        .map(|_| ());
+    assert_eq!(r.map_err(|e| e.kind), Err(ErrorKind::Conflict));
+    assert!(!dir.path().join("n").exists());
+}

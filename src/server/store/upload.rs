@@ -69,6 +69,16 @@ pub struct Done {
     pub key: Option<Key>,
 }
 
+/// What [`Store::prepare`] found and recorded.
+struct Prepared {
+    id: (u64, u64),
+    before: Option<(FileMeta, bool)>,
+    offset: u64,
+    key: Option<Key>,
+    prefix: u32,
+    recorded_ctime: Option<i128>,
+}
+
 /// A running upload: holds the file's lock until finished or dropped
 /// (a drop records the end as partial).
 pub struct Upload {
@@ -159,10 +169,63 @@ impl Store {
                 _ => return Err(StoreError::new(ErrorKind::Busy, "file changed during open")),
             }
         };
+        let r = self.prepare(&mode, &mut file);
+        if r.is_err() && created {
+            // Nothing of this upload may stay behind: not even its name.
+            self.unlink_if_same(v, &file);
+        }
+        let Prepared {
+            id,
+            before,
+            offset,
+            key,
+            prefix,
+            recorded_ctime,
+        } = r?;
+        let abort = Arc::new(AtomicBool::new(false));
+        lock(&self.inner.active).insert(
+            id,
+            Active {
+                owner: mode.owner.clone(),
+                key,
+                abort: abort.clone(),
+            },
+        );
+        Ok(Upload {
+            store: self.clone(),
+            file,
+            id,
+            hasher: crc32fast::Hasher::new_with_initial_len(prefix, offset),
+            offset,
+            len: offset,
+            key,
+            abort,
+            finished: false,
+            pending_cut: true,
+            before,
+            recorded_ctime,
+            created: created.then(|| v.clone()),
+        })
+    }
+
+    /// Removes `v` if it is still the file `f` (an upload's own new file).
+    pub(super) fn unlink_if_same(&self, v: &VPath, f: &File) {
+        let (Ok(md), Ok((p, name))) = (f.metadata(), self.inner.root.parent(v)) else {
+            return;
+        };
+        if let Ok(st) = rustix::fs::statat(&p, name, AtFlags::SYMLINK_NOFOLLOW) {
+            if st.st_dev == md.dev() && st.st_ino == md.ino() {
+                let _ = rustix::fs::unlinkat(&p, name, AtFlags::empty());
+            }
+        }
+    }
+
+    /// The checks and the "partial" record of a locked upload file.
+    fn prepare(&self, mode: &Mode, file: &mut File) -> Result<Prepared, StoreError> {
         let fl = rustix::fs::fcntl_getfl(&file).map_err(|e| StoreError::io("open", &e.into()))?;
         let _ = rustix::fs::fcntl_setfl(&file, fl - OFlags::NONBLOCK);
         let md = file.metadata().map_err(|e| StoreError::io("open", &e))?;
-        let meta = self.read_meta(&file, &md);
+        let meta = self.read_meta(file, &md);
         let cur = md.len();
         let offset = match mode.start {
             Start::Replace => 0,
@@ -187,45 +250,22 @@ impl Store {
                 .and_then(|m| m.trusted_crc(&md));
             prefix = match cached {
                 Some(c) => c,
-                None => crc_range(&mut file, 0, offset).map_err(|e| StoreError::io("CRC", &e))?,
+                None => crc_range(file, 0, offset).map_err(|e| StoreError::io("CRC", &e))?,
             };
         }
         // Record "partial" before touching a byte: if that fails, the
-        // file is as it was (and a file created just now is removed).
+        // file is as it was (and the caller removes a file it created).
         let start = FileMeta::stamped(key, KeyState::Partial, prefix, offset, Some(&md));
-        if let Err(e) = self.write_meta(&file, &start) {
-            if created {
-                if let Ok((p, name)) = root.parent(v) {
-                    let _ = rustix::fs::unlinkat(&p, name, AtFlags::empty());
-                }
-            }
-            return Err(StoreError::io("recording the upload's state", &e));
-        }
-        let id = (md.dev(), md.ino());
+        self.write_meta(file, &start)
+            .map_err(|e| StoreError::io("recording the upload's state", &e))?;
         let recorded_ctime = file.metadata().map(|m| Ident::of(&m).ctime_ns).ok();
-        let abort = Arc::new(AtomicBool::new(false));
-        lock(&self.inner.active).insert(
-            id,
-            Active {
-                owner: mode.owner.clone(),
-                key,
-                abort: abort.clone(),
-            },
-        );
-        Ok(Upload {
-            store: self.clone(),
-            file,
-            id,
-            hasher: crc32fast::Hasher::new_with_initial_len(prefix, offset),
-            offset,
-            len: offset,
-            key,
-            abort,
-            finished: false,
-            pending_cut: true,
+        Ok(Prepared {
+            id: (md.dev(), md.ino()),
             before: meta.map(|m| (m, m.trusted_crc(&md).is_some())),
+            offset,
+            key,
+            prefix,
             recorded_ctime,
-            created: created.then(|| v.clone()),
         })
     }
 
@@ -347,9 +387,7 @@ impl Upload {
             log::warn!("restoring the record of an abandoned upload: {e}");
         }
         if let Some(v) = self.created.take() {
-            if let Ok((p, name)) = self.store.inner.root.parent(&v) {
-                let _ = rustix::fs::unlinkat(&p, name, AtFlags::empty());
-            }
+            self.store.unlink_if_same(&v, &self.file);
         }
     }
 
