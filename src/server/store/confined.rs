@@ -10,6 +10,12 @@
 //! unlink, rename) act on the parent's descriptor with the last component,
 //! which the `*at` calls never follow.
 //!
+//! The calls come from rustix rather than cap-std: cap-std does exactly
+//! this on Linux (openat2 with `RESOLVE_BENEATH`), but the store also needs
+//! `fgetxattr`/`fsetxattr`, `flock` and `O_PATH` probes on the same
+//! descriptors, which cap-std does not offer and rustix (which cap-std is
+//! built on) does, safely typed, without a second layer to go around.
+//!
 //! openat2 needs Linux 5.6; an older kernel is refused when the store
 //! opens, so there is no fallback that checks names.
 
