@@ -20,7 +20,10 @@
 //!   hashes (or [`Upload::file`] + [`Upload::hashed`] for a face's own fast
 //!   path); [`Upload::finish`]`(clean)` records complete or partial by CRC
 //!   and returns the [`Done`] state. Its error means the state is not
-//!   recorded: no success reply may be sent.
+//!   recorded: no success reply may be sent. [`Upload::taken_over`] tells
+//!   a receive loop to stop; [`Upload::abandon`] gives an upload up before
+//!   its data started (file and record unchanged); a dropped upload is
+//!   recorded as partial.
 //! - Every error is a [`StoreError`] with an [`ErrorKind`] (NotFound, Busy,
 //!   Conflict, NotRegular, NoSpace, Denied, Io) that each face maps to its
 //!   own codes.
@@ -33,8 +36,10 @@
 //! wrote it remembers which ctime its own write produced (a small map by
 //! inode) and keeps trusting its CRC cache, while another process (or the
 //! same one after a restart) sees a ctime it cannot account for and reads
-//! the file once when it needs the CRC. That costs a read, never a wrong
-//! answer.
+//! the file once when it needs the CRC (a whole-file [`Store::crc`] that
+//! finds the recorded CRC confirms the record from then on). That costs a
+//! read, never a wrong answer. So use one `Store` per process, cloned for
+//! every face and session: the takeover and that map live in it.
 //!
 //! Uploads take an exclusive `flock` on the file for the transfer, so two
 //! uploaders of one name, in one process or in several on a shared
