@@ -3,7 +3,7 @@
 //! and by every keyftpd process serving the same root.
 //!
 //! The API (paths are [`VPath`]s, resolved on strings first; every call
-//! opens beneath the root's descriptor, see [`confined`]):
+//! opens beneath the root's descriptor, see `confined.rs`):
 //! - [`Store::open`]`(root, durable)`: opens the root, refuses a filesystem
 //!   without user extended attributes, migrates an old `.keyftpd/meta.log`.
 //! - [`Store::stat`] -> [`Stat`] (metadata and the recorded [`FileMeta`]),
