@@ -33,7 +33,12 @@ pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
         return (&s.ctrl).write_all(text.as_bytes());
     }
     let list = if st.is_dir() {
-        match store.list(&v) {
+        let l = if verb == "MLSD" {
+            store.list(&v)
+        } else {
+            store.list_plain(&v)
+        };
+        match l {
             Ok(l) => l,
             Err(e) => return s.store_error(verb, &e),
         }

@@ -290,6 +290,16 @@ impl Store {
     /// The entries of directory `v`, sorted by name. Entries that lead
     /// outside the root, special files and `.keyftpd` are left out.
     pub fn list(&self, v: &VPath) -> Result<Vec<Entry>, StoreError> {
+        self.list_with(v, true)
+    }
+
+    /// [`Store::list`] without the records (for listings that show none):
+    /// no file is opened for reading.
+    pub fn list_plain(&self, v: &VPath) -> Result<Vec<Entry>, StoreError> {
+        self.list_with(v, false)
+    }
+
+    fn list_with(&self, v: &VPath, records: bool) -> Result<Vec<Entry>, StoreError> {
         let (d, md) = self.open_io("list", v, OFlags::RDONLY | OFlags::DIRECTORY)?;
         if !md.is_dir() {
             return Err(StoreError::new(ErrorKind::NotRegular, "not a directory"));
@@ -305,16 +315,51 @@ impl Store {
                 continue;
             }
             let Ok(child) = v.resolve(name) else { continue };
-            let Ok(stat) = self.stat(&child) else {
-                continue;
-            };
-            out.push(Entry {
-                name: name.to_string(),
-                stat,
-            });
+            if let Some(stat) = self.entry(&d, name, &child, records) {
+                out.push(Entry {
+                    name: name.to_string(),
+                    stat,
+                });
+            }
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
+    }
+
+    /// One listed entry, `name` in the open directory `d` (which is
+    /// `child`'s parent). The name itself is opened without following it;
+    /// only a symlink goes the long way, resolved beneath the root.
+    fn entry(&self, d: &File, name: &str, child: &VPath, records: bool) -> Option<Stat> {
+        let flags = OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let p = rustix::fs::openat(d, name, OFlags::PATH | flags, FileMode::empty()).ok()?;
+        let md = File::from(p).metadata().ok()?;
+        let t = md.file_type();
+        if t.is_symlink() {
+            return if records {
+                self.stat(child).ok()
+            } else {
+                let (_, md) = self.inner.root.probe(child).ok()?;
+                (md.is_file() || md.is_dir()).then_some(Stat { md, meta: None })
+            };
+        }
+        if t.is_dir() || (t.is_file() && !records) {
+            return Some(Stat { md, meta: None });
+        }
+        if !t.is_file() {
+            return None;
+        }
+        let rd = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | flags;
+        if let Ok(f) = rustix::fs::openat(d, name, rd, FileMode::empty()) {
+            let f = File::from(f);
+            if let Ok(now) = f.metadata() {
+                if (now.dev(), now.ino()) == (md.dev(), md.ino()) {
+                    let meta = self.read_meta(&f, &now);
+                    return Some(Stat { md: now, meta });
+                }
+            }
+        }
+        // Unreadable (or replaced meanwhile): listed without its record.
+        Some(Stat { md, meta: None })
     }
 
     /// Opens regular file `v` for reading.
