@@ -33,6 +33,7 @@ fn symlink_swap_never_leads_outside() {
     let secret_out = b"OUTSIDE-SECRET-0123456789".to_vec();
     let secret_in = b"inside-content-0123456789".to_vec();
     std::fs::write(outside.join("secret"), &secret_out).expect("write");
+    std::fs::write(outside.join("outside-only"), b"x").expect("write");
     std::fs::create_dir(srv.root.join("in")).expect("mkdir");
     std::fs::write(srv.root.join("in/secret"), &secret_in).expect("write");
     let link = srv.root.join("swap");
@@ -53,7 +54,7 @@ fn symlink_swap_never_leads_outside() {
     };
     let mut c = srv.login();
     let out_crc = format!("{:08X}", crc32fast::hash(&secret_out));
-    let (mut reads, mut crcs, mut writes) = (0, 0, 0);
+    let (mut reads, mut crcs, mut writes, mut lists) = (0, 0, 0, 0);
     let t0 = Instant::now();
     let mut n = 0;
     while t0.elapsed() < Duration::from_secs(5) {
@@ -74,6 +75,16 @@ fn symlink_swap_never_leads_outside() {
             assert!(!text.contains(&out_crc), "XCRC of the outside file: {text}");
             crcs += 1;
         }
+        if n % 4 == 0 {
+            let mut dc = c.data();
+            if c.cmd("MLSD swap").0 == 150 {
+                let mut text = String::new();
+                let _ = dc.read_to_string(&mut text);
+                let _ = c.read_reply();
+                assert!(!text.contains("outside-only"), "listed outside: {text}");
+                lists += 1;
+            }
+        }
         let mut dc = c.data();
         let (code, _) = c.cmd(&format!("STOR swap/w{n}"));
         if code == 150 {
@@ -85,22 +96,21 @@ fn symlink_swap_never_leads_outside() {
     }
     stop.store(true, Ordering::SeqCst);
     let flips = flipper.join().expect("flipper");
-    let names: Vec<_> = std::fs::read_dir(&outside)
+    let mut names: Vec<String> = std::fs::read_dir(&outside)
         .expect("read outside")
         .filter_map(|e| e.ok())
-        .map(|e| e.file_name())
+        .filter_map(|e| e.file_name().into_string().ok())
         .collect();
-    assert_eq!(
-        names,
-        vec![std::ffi::OsString::from("secret")],
-        "written outside"
-    );
+    names.sort();
+    assert_eq!(names, ["outside-only", "secret"], "written outside");
     assert_eq!(std::fs::read(outside.join("secret")).ok(), Some(secret_out));
     assert!(
-        flips > 0 && reads + crcs + writes > 0,
-        "{flips} {reads} {crcs} {writes}"
+        flips > 0 && reads + crcs + writes + lists > 0,
+        "{flips} {reads} {crcs} {writes} {lists}"
     );
-    eprintln!("{n} rounds, {flips} flips: {reads} RETR, {crcs} XCRC, {writes} STOR inside");
+    eprintln!(
+        "{n} rounds, {flips} flips: {reads} RETR, {crcs} XCRC, {writes} STOR, {lists} MLSD inside"
+    );
 }
 
 /// A FIFO in the root: every command on it answers 550 at once, and the
