@@ -166,12 +166,18 @@ fn special_files_and_escapes_are_refused() -> Result<(), StoreError> {
         s.list(&v("up")).map(|_| ()).map_err(|e| e.kind),
         Err(ErrorKind::Denied)
     );
-    let names: Vec<String> = s
-        .list(&VPath::root())?
-        .into_iter()
-        .map(|e| e.name)
-        .collect();
-    assert!(names.is_empty(), "{names:?}");
+    std::fs::write(dir.path().join("f"), b"in").map_err(|e| StoreError::io("w", &e))?;
+    std::os::unix::fs::symlink("f", dir.path().join("inl"))
+        .map_err(|e| StoreError::io("ln", &e))?;
+    for plain in [false, true] {
+        let l = if plain {
+            s.list_plain(&VPath::root())?
+        } else {
+            s.list(&VPath::root())?
+        };
+        let names: Vec<String> = l.into_iter().map(|e| e.name).collect();
+        assert_eq!(names, ["f", "inl"]);
+    }
     Ok(())
 }
 
