@@ -49,13 +49,11 @@ fn owner_changes_are_refused_no_ops_accepted() {
 }
 
 #[test]
-fn without_mfmt_or_site_chmod_a_server_file_is_left_as_it_is() {
+fn keyftpd_keeps_a_server_files_mtime_by_mfmt_and_its_mode_as_it_is() {
+    // keyftpd offers MFMT but not SITE CHMOD: the time is kept on the
+    // server, the mode request is accepted and changes nothing.
     let rig = Rig::new();
     std::fs::write(rig.root.path().join("s.txt"), b"server").unwrap();
-    let before = std::fs::metadata(rig.root.path().join("s.txt"))
-        .unwrap()
-        .modified()
-        .unwrap();
     let core = rig.core();
     let a = core.lookup(ROOT, name("s.txt")).unwrap();
     let got = core
@@ -70,12 +68,17 @@ fn without_mfmt_or_site_chmod_a_server_file_is_left_as_it_is() {
         )
         .expect("accepted");
     assert_eq!(got.perm, 0o644, "the mode is the server's");
-    let after = std::fs::metadata(rig.root.path().join("s.txt"))
-        .unwrap()
-        .modified()
-        .unwrap();
-    assert_eq!(after, before);
-    assert_ne!(got.mtime, at(978_307_200, 0));
+    let md = std::fs::metadata(rig.root.path().join("s.txt")).unwrap();
+    assert_eq!(
+        md.modified().unwrap(),
+        at(978_307_200, 0),
+        "MFMT reached the server"
+    );
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&md.permissions()) & 0o777,
+        0o644
+    );
+    assert_eq!(got.mtime, at(978_307_200, 0));
     core.shutdown();
 }
 

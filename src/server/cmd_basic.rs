@@ -18,7 +18,7 @@ pub(crate) fn allowed_before_login(verb: &str) -> bool {
 }
 
 /// The features listed by FEAT, one per line.
-const FEATURES: [&str; 10] = [
+const FEATURES: [&str; 11] = [
     "KEY",
     "XCRC",
     super::cmd_hash::FEATURE,
@@ -26,6 +26,7 @@ const FEATURES: [&str; 10] = [
     "REST STREAM",
     "SIZE",
     "MDTM",
+    "MFMT",
     "EPSV",
     "PASV",
     "UTF8",

@@ -10,11 +10,10 @@
 //!   inclusive; the whole file of N bytes is `0-(N-1)` (`0-0` when empty).
 //!   550 for a missing file or a directory, 501 for a range past the end.
 
-use std::fs::File;
 use std::io;
 
-use super::cmd_key::crc_range;
 use super::session::Session;
+use super::store::ErrorKind;
 
 /// The FEAT line.
 pub(crate) const FEATURE: &str = "HASH CRC32*";
@@ -54,45 +53,26 @@ pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
         },
         "HASH" => {
             let range = s.hash_range.take();
-            let Some((v, real)) = s.target(arg.trim(), true, None)? else {
+            let Some(v) = s.target(arg.trim(), None)? else {
                 return Ok(());
             };
-            let mut f = match File::open(&real) {
-                Ok(f) => f,
-                Err(e) => return s.io_error("HASH", &e),
-            };
-            let md = match f.metadata() {
-                Ok(md) if md.is_file() => md,
-                Ok(_) => return s.reply(550, "HASH: not a regular file"),
-                Err(e) => return s.io_error("HASH", &e),
-            };
-            let len = md.len();
-            // [start, end) internally; the reply shows the end inclusive.
+            // [start, end) for the store; the reply shows the end inclusive.
             let (start, end) = match range {
-                Some((a, b)) if b < len => (a, b + 1),
-                Some((a, b)) => {
-                    return s.reply(
-                        501,
-                        &format!("HASH: range {a}-{b} outside file of {len} bytes"),
-                    )
-                }
-                None => (0, len),
+                Some((a, b)) => (a, b.saturating_add(1)),
+                None => match s.shared.store.stat(&v) {
+                    Ok(st) if st.is_file() => (0, st.len()),
+                    Ok(_) => return s.reply(550, "HASH: not a regular file"),
+                    Err(e) => return s.store_error("HASH", &e),
+                },
             };
-            // The whole file's CRC recorded at upload, while the file is unchanged.
-            let cached = if range.is_none() {
-                s.shared
-                    .store
-                    .get(&v.rel())
-                    .and_then(|m| m.trusted_crc(&md))
-            } else {
-                None
-            };
-            let crc = match cached
-                .map(Ok)
-                .unwrap_or_else(|| crc_range(&mut f, start, end))
-            {
+            // The store answers a whole file from the CRC recorded at
+            // upload while the file is unchanged, as for XCRC.
+            let crc = match s.shared.store.crc(&v, Some((start, end))) {
                 Ok(c) => c,
-                Err(e) => return s.io_error("HASH", &e),
+                Err(e) if e.kind == ErrorKind::Conflict => {
+                    return s.reply(501, &format!("HASH: {}", e.msg))
+                }
+                Err(e) => return s.store_error("HASH", &e),
             };
             let last = end.saturating_sub(1).max(start);
             s.reply(
