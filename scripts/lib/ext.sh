@@ -32,9 +32,10 @@ kf_ext_hash() {
 # the same sources is cached, and prints the build directory (it holds the
 # binary, and for pjdfstest its tests/).
 kf_ext_build() {
-    local name=$1 src hash out tmp lock
-    src=$(kf_ext_dir)/$name
-    [[ -d $src ]] || kf_fail "no $name in $(kf_ext_dir)"
+    local name=$1 ext src hash out tmp lock
+    ext=$(kf_ext_dir) || exit 1
+    src=$ext/$name
+    [[ -d $src ]] || kf_fail "no $name in $ext"
     hash=$(kf_ext_hash "$src") || kf_fail "cannot hash $src"
     out=$KF_EXT_CACHE/$name-$hash
     mkdir -p "$KF_EXT_CACHE"
