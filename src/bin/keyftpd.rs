@@ -39,18 +39,33 @@ struct Cli {
     /// Passive port range, A-B.
     #[arg(long, value_name = "A-B", value_parser = parse_range)]
     passive_ports: Option<(u16, u16)>,
-    /// Maximum simultaneous sessions.
+    /// Maximum simultaneous logged-in sessions.
     #[arg(long, value_name = "N", default_value_t = 64)]
     max_sessions: usize,
+    /// Maximum connections waiting to log in (a newer one closes an older idle one).
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    max_pending: usize,
+    /// Maximum connections waiting to log in from one address (IPv4, or IPv6 /64).
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    max_pending_per_ip: usize,
     /// Close control connections idle this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     idle_timeout: u64,
     /// Close connections that have not logged in this many seconds after connecting.
-    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
     login_timeout: u64,
-    /// Milliseconds to wait before answering a wrong password.
+    /// Milliseconds an address waits after its first failed login (doubling with each further one).
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     auth_delay_ms: u64,
+    /// Ban an address after this many failed logins (0: never).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    ban_after: u32,
+    /// How long a ban lasts.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    ban_secs: u64,
+    /// Password checks per second over all addresses that have failed (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    login_rate: u32,
     /// fsync every uploaded file before recording its state.
     #[arg(long)]
     fsync: bool,
@@ -110,7 +125,12 @@ fn serve(cli: Cli) -> Result<(), String> {
     cfg.max_sessions = cli.max_sessions.max(1);
     cfg.idle_timeout = Duration::from_secs(cli.idle_timeout.max(1));
     cfg.login_timeout = Duration::from_secs(cli.login_timeout.max(1));
-    cfg.auth_fail_delay = Duration::from_millis(cli.auth_delay_ms);
+    cfg.max_pending = cli.max_pending.max(1);
+    cfg.max_pending_per_ip = cli.max_pending_per_ip.max(1);
+    cfg.gate.fail_delay = Duration::from_millis(cli.auth_delay_ms);
+    cfg.gate.ban_after = cli.ban_after;
+    cfg.gate.ban_time = Duration::from_secs(cli.ban_secs);
+    cfg.gate.global_rate = cli.login_rate;
     cfg.fsync_files = cli.fsync;
     let root_shown = cfg.root.display().to_string();
     let listen = cli.listen;

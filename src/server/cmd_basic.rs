@@ -4,6 +4,7 @@
 
 use std::io::{self, Write};
 
+use super::gate::Refusal;
 use super::session::Session;
 
 /// Wrong passwords allowed per connection before it is closed.
@@ -54,20 +55,25 @@ pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
             let Some(name) = s.pending_user.take() else {
                 return s.reply(503, "Send USER first");
             };
-            if s.shared.cfg.accounts.check(&name, arg) {
-                log::info!("session {}: login {name} from {}", s.id, s.peer);
-                s.anonymous = s.shared.cfg.accounts.is_anonymous(&name);
-                s.user = Some(name);
-                s.reply(230, "Login successful")
-            } else {
-                log::warn!("session {}: failed login for {name} from {}", s.id, s.peer);
-                std::thread::sleep(s.shared.cfg.auth_fail_delay);
-                s.failed_logins += 1;
-                if s.failed_logins >= MAX_LOGIN_FAILURES {
-                    s.quit = true;
-                    return s.reply(421, "Too many failed logins, closing");
+            match s.shared.gate.check(s.peer.ip(), &name, arg) {
+                Ok(login) => {
+                    log::info!("session {}: login {name} from {}", s.id, s.peer);
+                    s.anonymous = login.anonymous;
+                    s.user = Some(login.name);
+                    s.reply(230, "Login successful")
                 }
-                s.reply(530, "Login incorrect")
+                Err(r @ Refusal::Denied { .. }) => {
+                    s.failed_logins += 1;
+                    if s.failed_logins >= MAX_LOGIN_FAILURES {
+                        s.quit = true;
+                        return s.reply(421, "Too many failed logins, closing");
+                    }
+                    s.reply(530, &r.to_string())
+                }
+                Err(r) => {
+                    s.quit = true;
+                    s.reply(421, &r.to_string())
+                }
             }
         }
         "QUIT" => {

@@ -15,6 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::config::ServerConfig;
+use super::gate::LoginGate;
 use super::paths::Jail;
 use super::session::Session;
 use super::store::MetaStore;
@@ -24,6 +25,8 @@ pub(crate) struct Shared {
     pub cfg: ServerConfig,
     pub jail: Jail,
     pub store: MetaStore,
+    /// Every login, on every face, goes through this gate.
+    pub gate: LoginGate,
     pub stop: AtomicBool,
     pub sessions: AtomicUsize,
     next_id: AtomicU64,
@@ -124,6 +127,7 @@ impl Server {
             listener,
             addr,
             shared: Arc::new(Shared {
+                gate: LoginGate::new(cfg.accounts.clone(), cfg.gate.clone()),
                 cfg,
                 jail,
                 store,

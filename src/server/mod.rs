@@ -3,6 +3,7 @@
 //! Thread per session over `std::net`, no async. Layout:
 //! - [`config`]: [`ServerConfig`], everything the CLI can set.
 //! - [`auth`]: accounts and password hashes.
+//! - [`gate`]: [`LoginGate`], failed-login delays and bans by address, shared by every face.
 //! - [`listener`]: the accept loop, the session cap, shutdown.
 //! - [`session`]: one control connection's state machine and command dispatch;
 //!   commands by group in [`cmd_basic`], [`cmd_fs`], [`cmd_transfer`], [`cmd_key`].
@@ -34,6 +35,7 @@ mod cmd_list;
 mod cmd_transfer;
 pub mod config;
 pub mod data;
+pub mod gate;
 pub mod lineio;
 pub mod listener;
 pub mod listing;
@@ -43,4 +45,5 @@ pub mod store;
 
 pub use auth::{hash_password, Accounts};
 pub use config::ServerConfig;
+pub use gate::{GateLimits, Login, LoginGate, Refusal, Ticket};
 pub use listener::{Server, ServerHandle};
