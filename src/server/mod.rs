@@ -4,7 +4,8 @@
 //! - [`config`]: [`ServerConfig`], everything the CLI can set.
 //! - [`auth`]: accounts and password hashes.
 //! - [`gate`]: [`LoginGate`], failed-login delays and bans by address, shared by every face.
-//! - [`listener`]: the accept loop, the session cap, shutdown.
+//! - [`listener`]: the listening socket, session threads, shutdown.
+//! - [`lobby`]: connections not yet logged in, all on one thread.
 //! - [`session`]: one control connection's state machine and command dispatch;
 //!   commands by group in [`cmd_basic`], [`cmd_fs`], [`cmd_transfer`], [`cmd_key`].
 //! - [`paths`]: virtual paths confined to the root.
@@ -39,6 +40,7 @@ pub mod gate;
 pub mod lineio;
 pub mod listener;
 pub mod listing;
+mod lobby;
 pub mod paths;
 mod session;
 pub mod store;
