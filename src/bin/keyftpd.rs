@@ -154,7 +154,9 @@ fn serve(cli: Cli) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
     let cli = Cli::parse();
     let res = match cli.cmd {
         Some(Cmd::HashPassword { ref name }) => {

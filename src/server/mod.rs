@@ -7,10 +7,11 @@
 //! - [`listener`]: the listening socket, session threads, shutdown.
 //! - [`lobby`]: connections not yet logged in, all on one thread.
 //! - [`session`]: one control connection's state machine and command dispatch;
-//!   commands by group in [`cmd_basic`], [`cmd_fs`], [`cmd_transfer`], [`cmd_key`].
+//!   commands by group in `cmd_basic`, `cmd_fs`, `cmd_transfer`, `cmd_active`
+//!   (PORT/EPRT), `cmd_key`.
 //! - [`paths`]: virtual paths confined to the root.
 //! - [`store`]: durable per-file key + state metadata.
-//! - [`data`]: passive data connections and byte pumps.
+//! - [`data`]: passive and active data connections and byte pumps.
 //! - [`listing`]: MLSD/LIST/NLST formatting.
 //! - [`lineio`]: the bounded control-line reader.
 //!
@@ -29,6 +30,7 @@
 //! ```
 
 pub mod auth;
+mod cmd_active;
 mod cmd_basic;
 mod cmd_fs;
 mod cmd_key;

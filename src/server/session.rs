@@ -46,6 +46,10 @@ pub(crate) struct Session {
     pub last_prompt: Option<String>,
     /// An open passive listener.
     pub passive: Option<TcpListener>,
+    /// Where to connect for the next transfer (PORT/EPRT).
+    pub active: Option<SocketAddr>,
+    /// EPSV ALL was sent: PORT, EPRT and PASV are refused (RFC 2428).
+    pub epsv_all: bool,
     pub quit: bool,
     /// The control connection's bounded line reader.
     pub reader: LineReader<TcpStream>,
@@ -87,6 +91,8 @@ impl Session {
             prompted: None,
             last_prompt: None,
             passive: None,
+            active: None,
+            epsv_all: false,
             quit: false,
             reader: LineReader::with_pending(reader, pending),
         };
@@ -230,8 +236,9 @@ impl Session {
             }
             "PWD" | "XPWD" | "CWD" | "XCWD" | "CDUP" | "XCUP" | "MKD" | "XMKD" | "RMD" | "XRMD"
             | "DELE" | "RNFR" | "RNTO" | "SIZE" | "MDTM" => super::cmd_fs::handle(self, &verb, arg),
-            "PASV" | "EPSV" | "PORT" | "EPRT" | "REST" | "RETR" | "STOR" | "APPE" | "ABOR"
-            | "MLSD" | "LIST" | "NLST" | "MLST" => super::cmd_transfer::handle(self, &verb, arg),
+            "PORT" | "EPRT" => super::cmd_active::handle(self, &verb, arg),
+            "PASV" | "EPSV" | "REST" | "RETR" | "STOR" | "APPE" | "ABOR" | "MLSD" | "LIST"
+            | "NLST" | "MLST" => super::cmd_transfer::handle(self, &verb, arg),
             "KEY" | "XCRC" => super::cmd_key::handle(self, &verb, arg),
             _ => self.reply(502, "Command not implemented"),
         }
