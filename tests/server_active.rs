@@ -174,3 +174,33 @@ fn curl_and_wget_in_active_mode() {
     assert!(log.contains("EPRT") && log.contains("PORT"), "{log}");
     assert!(log.contains("REST 50000"), "wget -c did not resume: {log}");
 }
+
+#[test]
+fn a_same_name_prompt_keeps_the_port_address_until_the_stor_proceeds() {
+    let (_d, srv) = server(&[]);
+    let data = pattern(200_000, 9);
+    let key = support::keyftpd::key_of(&data);
+    let mut c = srv.login();
+    assert_eq!(c.cmd(&format!("KEY {key}")).0, 230);
+    upload(&mut c, false, "STOR p.bin", &data[..80_000]);
+    assert_eq!(c.cmd(&format!("KEY {key}")).0, 230);
+    let l = active(&mut c, true);
+    l.set_nonblocking(true).expect("nonblocking");
+    let (code, text) = c.cmd("STOR p.bin");
+    assert_eq!(code, 350, "{text}");
+    match l.accept() {
+        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+        other => panic!("connected before the STOR proceeded: {other:?}"),
+    }
+    assert_eq!(c.cmd("KEY NULL").1.trim(), format!("230 {key}"));
+    assert_eq!(c.cmd("REST 80000").0, 350);
+    assert_eq!(c.cmd("STOR p.bin").0, 150);
+    l.set_nonblocking(false).expect("blocking");
+    let mut d = accepted(&l);
+    d.write_all(&data[80_000..]).expect("send");
+    drop(d);
+    let (code, text) = c.read_reply();
+    assert_eq!(code, 226, "{text}");
+    assert!(text.contains("complete"), "{text}");
+    assert!(std::fs::read(srv.root.join("p.bin")).ok() == Some(data));
+}

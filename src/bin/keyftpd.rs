@@ -106,6 +106,22 @@ fn install_signals() {
     }
 }
 
+/// Raises the soft open-file limit to the hard one: every connection,
+/// logged in or not, takes a descriptor.
+fn raise_nofile() {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: get/set this process's own limit with a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
+
 fn serve(cli: Cli) -> Result<(), String> {
     let root = cli.root.ok_or("--root DIR is required")?;
     let accounts = match (&cli.user, &cli.users) {
@@ -137,6 +153,7 @@ fn serve(cli: Cli) -> Result<(), String> {
     let server =
         Server::bind(cfg).map_err(|e| format!("cannot serve {root_shown} on {listen}: {e}"))?;
     install_signals();
+    raise_nofile();
     let stopper = server.stopper();
     std::thread::spawn(move || loop {
         if STOP.load(Ordering::SeqCst) {
