@@ -395,3 +395,30 @@ fn a_burst_of_500_connections_is_greeted() {
     let mut w = socks.pop().map(|(s, _)| s).expect("one");
     let _ = w.write_all(b"QUIT\r\n");
 }
+
+#[test]
+fn the_limits_have_their_documented_defaults() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyftpd"))
+        .arg("--help")
+        .output()
+        .expect("keyftpd --help");
+    let help = String::from_utf8_lossy(&out.stdout).replace('\n', " ");
+    for (flag, default) in [
+        ("--login-timeout", "10"),
+        ("--max-pending", "256"),
+        ("--max-pending-per-ip", "16"),
+        ("--ban-after", "10"),
+        ("--ban-secs", "600"),
+        ("--login-rate", "10"),
+    ] {
+        let at = help
+            .find(&format!("{flag} <"))
+            .unwrap_or_else(|| panic!("{flag} missing: {help}"));
+        let rest = &help[at..];
+        let end = rest.find("[default: ").map(|i| &rest[i + 10..]);
+        assert!(
+            end.is_some_and(|e| e.starts_with(&format!("{default}]"))),
+            "{flag}: {rest:.200}"
+        );
+    }
+}

@@ -18,7 +18,10 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
-#[command(name = "ftpload", about = "Concurrent FTP sessions for load measurements")]
+#[command(
+    name = "ftpload",
+    about = "Concurrent FTP sessions for load measurements"
+)]
 struct Cli {
     /// Server control address.
     #[arg(long)]
@@ -82,7 +85,11 @@ impl Ctl {
             .map_err(|e| format!("send: {e}"))?;
         let (code, text) = self.reply()?;
         if code != want {
-            let shown = if line.starts_with("PASS") { "PASS" } else { line };
+            let shown = if line.starts_with("PASS") {
+                "PASS"
+            } else {
+                line
+            };
             return Err(format!("{shown}: {}", text.trim()));
         }
         Ok(text)
@@ -108,7 +115,8 @@ impl Ctl {
             Ok(s.into())
         })()
         .map_err(|e| format!("data connect: {e}"))?;
-        d.set_read_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;
+        d.set_read_timeout(Some(TIMEOUT))
+            .map_err(|e| e.to_string())?;
         Ok(d)
     }
 }
@@ -202,7 +210,8 @@ fn session(cli: &Cli, pass: &str, i: usize, gate: &Gate, end: Instant) -> Res<()
         }
     };
     let login = (|| -> Res<Ctl> {
-        s.set_read_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(TIMEOUT))
+            .map_err(|e| e.to_string())?;
         let w = s.try_clone().map_err(|e| e.to_string())?;
         let mut c = Ctl {
             r: BufReader::new(s),

@@ -1,6 +1,7 @@
 //! keyftpd: an FTP server with the KEY checksum extension (see `man/keyftp.7`).
 //!
-//! Thread per session over `std::net`, no async. Layout:
+//! A thread per logged-in session over `std::net`, no async; connections
+//! not yet logged in share one event-loop thread (the lobby). Layout:
 //! - [`config`]: [`ServerConfig`], everything the CLI can set.
 //! - [`auth`]: accounts and password hashes.
 //! - [`gate`]: [`LoginGate`], failed-login delays and bans by address, shared by every face.
