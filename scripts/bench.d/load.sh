@@ -27,7 +27,6 @@ load_one() { # SERVER: runs ftpload against it, prints its line
         --addr "127.0.0.1:$port" --user "$FTP_USER" --sessions "$LOAD_SESSIONS" \
         --size 4096 --sources 100 --watch "$pid" --deadline 240 2>"$BW/ftpload-$who.err") ||
         line="ftpload failed"
-    [[ -s $BW/ftpload-$who.err ]] && NOTE[load_${who}_errors]=$(head -5 "$BW/ftpload-$who.err" | paste -sd';')
     [[ $who == keyftpd ]] && line+=" hwm_kib=$(hwm_kib "$pid")"
     kf_stop_pid "$pid"
     rm -rf "$root"
@@ -40,6 +39,9 @@ load_run() {
     chmod 755 "$BW"
     for who in keyftpd pureftpd; do
         NOTE[load_$who]=$(load_one "$who")
+        if [[ -s $BW/ftpload-$who.err ]]; then
+            NOTE[load_${who}_errors]=$(head -5 "$BW/ftpload-$who.err" | paste -sd';')
+        fi
         kf_log "load $who: ${NOTE[load_$who]}"
     done
 }
