@@ -19,12 +19,15 @@ use super::store::ErrorKind;
 pub(crate) const FEATURE: &str = "HASH CRC32*";
 
 /// `OPTS HASH [algo]`.
-pub(crate) fn opts(s: &mut Session, arg: &str) -> io::Result<()> {
+pub(crate) fn opts(arg: &str) -> (u16, String) {
     let algo = arg.trim().get(4..).unwrap_or("").trim();
     if algo.is_empty() || algo.eq_ignore_ascii_case("CRC32") {
-        s.reply(200, "CRC32")
+        (200, "CRC32".to_string())
     } else {
-        s.reply(501, "Unknown algorithm, current selection not changed")
+        (
+            501,
+            "Unknown algorithm, current selection not changed".to_string(),
+        )
     }
 }
 
