@@ -99,6 +99,22 @@ impl Filesystem for KeyFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_write(BLKSIZE);
         let _ = config.set_max_readahead(BLKSIZE);
+        // O_TRUNC reaches `open` (else the kernel strips it and truncates
+        // afterwards, and the open would fetch the old content first).
+        if config
+            .add_capabilities(fuser::InitFlags::FUSE_ATOMIC_O_TRUNC)
+            .is_err()
+        {
+            log::warn!("the kernel has no atomic O_TRUNC: an open with O_TRUNC fetches nothing, but a truncate after it is a second step");
+        }
+        // Writable opens bypass the page cache (direct_io: fast large
+        // writes); this lets programs mmap them all the same (Linux 6.6+).
+        if config
+            .add_capabilities(fuser::InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP)
+            .is_err()
+        {
+            log::warn!("the kernel cannot mmap direct_io files: shared mmap of a file open for writing fails with ENODEV");
+        }
         if self.writeback {
             let _ = config.add_capabilities(fuser::InitFlags::FUSE_WRITEBACK_CACHE);
         }
