@@ -32,6 +32,7 @@
 pub mod conn;
 mod error;
 pub mod files;
+pub mod fill;
 pub mod fuse;
 pub mod inode;
 pub mod namespace;
@@ -123,13 +124,26 @@ struct Local {
     status: Status,
     mtime: SystemTime,
     unlinked: bool,
+    /// Server-only ranges still to fetch (a file opened for writing
+    /// without O_TRUNC); `None` when the spool holds all of it.
+    fill: Option<Arc<fill::Fill>>,
 }
 
 enum Handle {
-    Write { ino: u64, append: bool },
-    Spool { spool: Arc<SpoolFile> },
-    Remote { reader: Box<Mutex<RemoteReader>> },
-    Dir { entries: Vec<DirEntry> },
+    Write {
+        ino: u64,
+        append: bool,
+    },
+    Spool {
+        spool: Arc<SpoolFile>,
+        fill: Option<Arc<fill::Fill>>,
+    },
+    Remote {
+        reader: Box<Mutex<RemoteReader>>,
+    },
+    Dir {
+        entries: Vec<DirEntry>,
+    },
 }
 
 #[derive(Default)]
@@ -304,6 +318,7 @@ impl Core {
                                     status: Status::Queued,
                                     mtime: SystemTime::now(),
                                     unlinked: false,
+                                    fill: None,
                                 },
                             );
                         }

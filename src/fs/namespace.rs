@@ -122,6 +122,31 @@ impl Core {
         }
     }
 
+    /// Completes every lazily filled version at or below `path` (the
+    /// server copy it reads from is about to move or go). With
+    /// `open_only`, only versions a writer still has open.
+    fn complete_fills_under(&self, path: &str, open_only: bool) -> FsResult<()> {
+        let inos: Vec<u64> = {
+            let st = self.lock();
+            let prefix = format!("{path}/");
+            st.pending
+                .iter()
+                .filter(|(_, l)| l.fill.as_ref().is_some_and(|f| !f.is_done()))
+                .filter(|(_, l)| !open_only || l.writers > 0)
+                .filter(|(i, _)| {
+                    st.inodes
+                        .path(**i)
+                        .is_some_and(|p| p == path || p.starts_with(&prefix))
+                })
+                .map(|(i, _)| *i)
+                .collect()
+        };
+        for ino in inos {
+            self.complete_fill(ino, false)?;
+        }
+        Ok(())
+    }
+
     pub(super) fn path_of(&self, ino: u64) -> FsResult<String> {
         self.lock()
             .inodes
@@ -345,6 +370,8 @@ impl Core {
 
     pub fn unlink(&self, parent: u64, name: &std::ffi::OsStr) -> FsResult<()> {
         let path = self.child_path(parent, name)?;
+        // A writer that keeps it open reads it on: fetch what is left first.
+        self.complete_fills_under(&path, true)?;
         // Drop the local version first: its job is cancelled and its data
         // goes (at once, or at the last close while a writer has it open).
         let local = {
@@ -409,6 +436,10 @@ impl Core {
         if to.starts_with(&format!("{from}/")) {
             return Err(errno(libc::EINVAL));
         }
+        // Versions still reading their old content from the server get it
+        // all before the server copies move or go.
+        self.complete_fills_under(&from, false)?;
+        self.complete_fills_under(&to, true)?;
         // Local versions at or below `from`, and a local version at `to`
         // that the rename replaces.
         let (moved, replaced) = {
