@@ -12,8 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use super::fill::Fill;
-use super::inode::join;
-use super::namespace::check_name;
 use super::reader::RemoteReader;
 use super::{errno, lock_order, Attr, Core, FsError, FsResult, Handle, Local, Opened, Status};
 use crate::spool::file::SpoolFile;
@@ -134,6 +132,8 @@ impl Core {
                 None => (path, Source::Server(0)),
             }
         };
+        // A version that could never be uploaded is refused at once.
+        super::names::check_remote_len(&self.conns.endpoint().root, &path)?;
         let source = match source {
             Source::Server(_) => match self.remote_entry(&path)? {
                 Some(e) if e.is_dir => return Err(errno(libc::EISDIR)),
@@ -214,8 +214,7 @@ impl Core {
         name: &std::ffi::OsStr,
         flags: i32,
     ) -> FsResult<(Attr, Opened)> {
-        let name = check_name(name)?;
-        let path = join(&self.path_of(parent)?, name);
+        let path = self.new_child_path(parent, name)?;
         let ino = self.lock().inodes.lookup(&path);
         self.begin_write(ino, true, true)?;
         let mut st = self.lock();

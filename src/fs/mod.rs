@@ -35,6 +35,7 @@ pub mod files;
 pub mod fill;
 pub mod fuse;
 pub mod inode;
+pub mod names;
 pub mod namespace;
 pub mod pool;
 pub mod reader;
