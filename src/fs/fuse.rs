@@ -99,13 +99,14 @@ impl Filesystem for KeyFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_write(BLKSIZE);
         let _ = config.set_max_readahead(BLKSIZE);
-        // O_TRUNC reaches `open` (else the kernel strips it and truncates
-        // afterwards, and the open would fetch the old content first).
+        // O_TRUNC reaches `open`, which then starts an empty version at
+        // once (else the kernel strips it and truncates afterwards: still
+        // nothing fetched, see `fill`, but one more step).
         if config
             .add_capabilities(fuser::InitFlags::FUSE_ATOMIC_O_TRUNC)
             .is_err()
         {
-            log::warn!("the kernel has no atomic O_TRUNC: an open with O_TRUNC fetches nothing, but a truncate after it is a second step");
+            log::debug!("the kernel has no atomic O_TRUNC");
         }
         // Writable opens bypass the page cache (direct_io: fast large
         // writes); this lets programs mmap them all the same (Linux 6.6+).
