@@ -11,7 +11,10 @@
 //!   *version* of the file in the spool ([`crate::spool::file`]), recorded in
 //!   the journal as `Open` if still open 20 ms later (the syncer writes the
 //!   record; a file closed sooner never needs it), so a crash leaves it
-//!   reported and never uploaded half-written. Until that version is uploaded and verified, the
+//!   reported and never uploaded half-written. A version over a server
+//!   file gets its old bytes lazily ([`fill`]): only those a read needs,
+//!   the rest before it is sealed, and never those a write or truncate
+//!   replaced. Until that version is uploaded and verified, the
 //!   file's local size and content win over the server's for stat, read and
 //!   readdir. Release seals the version (its CRC is final) and hands it to
 //!   the uploader: close never waits on the network, nor on the disk (the
@@ -103,7 +106,8 @@ pub struct DirEntry {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Opened {
     pub fh: u64,
-    /// Bypass the page cache (write handles: large writes, ~2.5x faster here).
+    /// Bypass the page cache (write handles: large writes, ~2.5x faster
+    /// here; mmap still works, see `FUSE_DIRECT_IO_ALLOW_MMAP` in [`fuse`]).
     pub direct_io: bool,
 }
 
