@@ -250,6 +250,20 @@ impl Core {
         }
     }
 
+    /// Whether releasing `fh` may wait on the network: its version still
+    /// has old content to fetch before it is sealed.
+    pub fn release_may_block(&self, fh: u64) -> bool {
+        let st = self.lock();
+        match st.handles.get(&fh).map(|h| &**h) {
+            Some(Handle::Write { ino, .. }) => st
+                .pending
+                .get(ino)
+                .and_then(|l| l.fill.as_ref())
+                .is_some_and(|f| !f.is_done()),
+            _ => false,
+        }
+    }
+
     /// Reads from a spooled version, first fetching what of that range is
     /// still only on the server.
     fn read_version(

@@ -311,9 +311,17 @@ impl Filesystem for KeyFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        match self.core.release(fh.0) {
+        let core = self.core.clone();
+        let release = move || match core.release(fh.0) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err("release", &e)),
+        };
+        // Fetching the rest of a file's old content takes a read thread,
+        // not a request thread.
+        if self.core.release_may_block(fh.0) {
+            self.reads.run(release);
+        } else {
+            release();
         }
     }
 
