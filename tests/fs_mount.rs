@@ -430,3 +430,92 @@ fn fs_mount_server_files_read_and_mmap() {
         assert!(same, "mmap differs");
     }
 }
+
+/// A shared or private writable mapping of `len` bytes of `file`.
+fn map_rw(file: &std::fs::File, len: usize, shared: bool) -> *mut u8 {
+    use std::os::unix::io::AsRawFd;
+    let flags = if shared {
+        libc::MAP_SHARED
+    } else {
+        libc::MAP_PRIVATE
+    };
+    // SAFETY: a fresh mapping of an open file; callers unmap it.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            flags,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(
+        p,
+        libc::MAP_FAILED,
+        "mmap (shared: {shared}): {}",
+        std::io::Error::last_os_error()
+    );
+    p as *mut u8
+}
+
+/// Files open for writing map like any other (before: ENODEV, as writable
+/// opens use direct I/O): a shared mapping's stores reach the file and its
+/// upload (through msync, or munmap and close), a private one's do not.
+#[test]
+fn fs_mount_mmap_of_files_open_for_writing() {
+    let rig = Rig::new();
+    let body: Vec<u8> = (0..256u32 << 10).map(|i| (i * 7 + i / 991) as u8).collect();
+    std::fs::write(rig.p("root/m.bin"), &body).unwrap();
+    let _m = mount(&rig, &rig.p("spool"), &[]);
+    let rw = |name: &str| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(rig.p("mnt").join(name))
+            .unwrap()
+    };
+    // A server file, opened read-write: the mapping shows its content.
+    let file = rw("m.bin");
+    let p = map_rw(&file, body.len(), true);
+    let mut want = body.clone();
+    // SAFETY: `p` maps body.len() bytes until the munmap below.
+    unsafe {
+        let m = std::slice::from_raw_parts_mut(p, body.len());
+        assert!(m[..] == body[..], "the mapping differs from the file");
+        m[100_000..100_005].copy_from_slice(b"HELLO");
+        assert_eq!(libc::msync(p.cast(), body.len(), libc::MS_SYNC), 0);
+        libc::munmap(p.cast(), body.len());
+    }
+    want[100_000..100_005].copy_from_slice(b"HELLO");
+    // A private mapping of the same descriptor changes nothing.
+    let p = map_rw(&file, body.len(), false);
+    // SAFETY: as above.
+    unsafe {
+        let m = std::slice::from_raw_parts_mut(p, body.len());
+        m[0..7].copy_from_slice(b"PRIVATE");
+        libc::munmap(p.cast(), body.len());
+    }
+    drop(file);
+    assert!(std::fs::read(rig.p("mnt/m.bin")).unwrap() == want);
+    wait_for("m.bin uploaded with the mapped store", || {
+        std::fs::read(rig.p("root/m.bin")).is_ok_and(|d| d == want)
+    });
+    // A new file, sized, stored into, unmapped and closed without msync.
+    let created = std::fs::File::create(rig.p("mnt/n.bin")).unwrap();
+    created.set_len(64 << 10).unwrap();
+    drop(created);
+    let file = rw("n.bin");
+    let p = map_rw(&file, 64 << 10, true);
+    // SAFETY: as above.
+    unsafe {
+        std::slice::from_raw_parts_mut(p, 64 << 10)[60_000..60_003].copy_from_slice(b"END");
+        libc::munmap(p.cast(), 64 << 10);
+    }
+    drop(file);
+    let mut want = vec![0u8; 64 << 10];
+    want[60_000..60_003].copy_from_slice(b"END");
+    wait_for("n.bin uploaded with the mapped store", || {
+        std::fs::read(rig.p("root/n.bin")).is_ok_and(|d| d == want)
+    });
+}

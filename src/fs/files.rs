@@ -3,17 +3,16 @@
 //! A write always goes to a *version* of the file in the spool (see the
 //! module docs of [`super`]): a new one is started by create, by an open
 //! for writing of a file that has no version being written (copying the
-//! server's or the queued content first unless O_TRUNC), or by the first
-//! write after fsync sealed the current one. Release seals the version and
-//! submits it to the uploader; fsync seals it and waits for the upload.
+//! queued content first, or taking the server's lazily, see [`super::fill`],
+//! unless O_TRUNC), or by the first write after fsync sealed the current
+//! one. Release seals the version and submits it to the uploader; fsync
+//! seals it and waits for the upload.
 
-use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use super::inode::join;
+use super::fill::Fill;
 use super::meta::{MtimeSet, SetMeta};
-use super::namespace::check_name;
 use super::reader::RemoteReader;
 use super::{errno, lock_order, Attr, Core, FsError, FsResult, Handle, Local, Opened, Status};
 use crate::spool::file::SpoolFile;
@@ -24,7 +23,25 @@ use crate::upload::UploadError;
 enum Source {
     Empty,
     Copy(Arc<SpoolFile>),
-    Server,
+    /// The server's file of this size, fetched lazily.
+    Server(u64),
+}
+
+/// The version a writer writes to.
+type Target = (Arc<SpoolFile>, Option<Arc<Fill>>);
+
+fn write_to(t: &Target, offset: u64, data: &[u8]) -> std::io::Result<usize> {
+    match &t.1 {
+        Some(f) => f.write(&t.0, offset, data),
+        None => t.0.write_at(offset, data),
+    }
+}
+
+fn truncate_to(t: &Target, size: u64) -> std::io::Result<()> {
+    match &t.1 {
+        Some(f) => f.truncate(&t.0, size),
+        None => t.0.truncate(size),
+    }
 }
 
 impl Core {
@@ -37,7 +54,11 @@ impl Core {
     }
 
     /// Starts a new spool version of `path`, recorded `Open` in the journal.
-    fn new_version(&self, path: &str, source: Source) -> FsResult<(u64, Arc<SpoolFile>)> {
+    fn new_version(&self, path: &str, source: Source) -> FsResult<(u64, Target)> {
+        let source_size = match source {
+            Source::Server(size) => Some(size),
+            _ => None,
+        };
         let id = self.journal.next_id()?;
         let data = self.journal.data_path(id);
         // From the spool's pool of recycled files when it has one: no
@@ -49,7 +70,8 @@ impl Core {
             .and_then(|new| match source {
                 Source::Empty => Ok(new),
                 Source::Copy(old) => old.copy_into(new),
-                Source::Server => self.fetch(path, new),
+                // Of the server's size, its bytes missing until needed.
+                Source::Server(size) => new.truncate(size).map(|()| new),
             });
         let spool = match spool {
             Ok(s) => s,
@@ -67,38 +89,16 @@ impl Core {
         // rename, no fsync) and the syncer commits data, then record; only
         // a Queued record is ever uploaded.
         self.uploader.note_open(rec);
-        Ok((id, Arc::new(spool)))
-    }
-
-    /// Downloads the server's copy of `path` into a new spool file (for an
-    /// append or a partial rewrite of a file that only exists remotely).
-    fn fetch(&self, path: &str, spool: SpoolFile) -> std::io::Result<SpoolFile> {
-        let to_io = |e: crate::remote::RemoteError| std::io::Error::from_raw_os_error(e.to_errno());
-        let mut session = self.conns.take().map_err(to_io)?;
-        let mut dl = session.retr_at(path, 0).map_err(to_io)?;
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut off = 0u64;
-        loop {
-            let n = match dl.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            let w = spool.write_at(off, &buf[..n])?;
-            if w < n {
-                return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
-            }
-            off += n as u64;
-        }
-        session.finish_retr(dl).map_err(to_io)?;
-        self.conns.give_back(session);
-        Ok(spool)
+        let fill = match source_size {
+            Some(size) if size > 0 => Some(Arc::new(Fill::new(path, size))),
+            _ => None,
+        };
+        Ok((id, (Arc::new(spool), fill)))
     }
 
     /// Makes `ino` writable by one more writer (or by the same writer after
     /// fsync sealed it): returns the spool version writes go to.
-    fn begin_write(&self, ino: u64, trunc: bool, new_writer: bool) -> FsResult<Arc<SpoolFile>> {
+    fn begin_write(&self, ino: u64, trunc: bool, new_writer: bool) -> FsResult<Target> {
         // A chmod of the file still pending carries over to a new version.
         let (path, source, mode) = {
             let mut st = self.lock();
@@ -115,21 +115,32 @@ impl Core {
                     if new_writer {
                         l.writers += 1;
                     }
+                    let t = (l.spool.clone(), l.fill.clone());
                     if trunc {
-                        l.spool.truncate(0)?;
+                        truncate_to(&t, 0)?;
                     }
                     // A write after `touch -d` makes the time "now" again.
                     l.mtime = SystemTime::now();
                     l.wanted.mtime = None;
-                    return Ok(l.spool.clone());
+                    return Ok(t);
                 }
                 Some(l) if trunc => (path, Source::Empty, l.wanted.mode),
                 Some(l) => (path, Source::Copy(l.spool.clone()), l.wanted.mode),
                 None if trunc => (path, Source::Empty, None),
-                None => (path, Source::Server, None),
+                None => (path, Source::Server(0), None),
             }
         };
-        let (id, spool) = self.new_version(&path, source)?;
+        // A version that could never be uploaded is refused at once.
+        super::names::check_remote_len(&self.conns.endpoint().root, &path)?;
+        let source = match source {
+            Source::Server(_) => match self.remote_entry(&path)? {
+                Some(e) if e.is_dir => return Err(errno(libc::EISDIR)),
+                Some(e) => Source::Server(e.size),
+                None => return Err(errno(libc::ENOENT)),
+            },
+            s => s,
+        };
+        let (id, target) = self.new_version(&path, source)?;
         let mut st = self.lock();
         let writers_before = st.pending.get(&ino).map(|l| l.writers).unwrap_or(0);
         if let Some(l) = st.pending.get_mut(&ino) {
@@ -138,28 +149,29 @@ impl Core {
                 if new_writer {
                     l.writers += 1;
                 }
-                let s = l.spool.clone();
+                let t = (l.spool.clone(), l.fill.clone());
                 drop(st);
                 let _ = self.journal.remove(id);
-                return Ok(s);
+                return Ok(t);
             }
         }
         st.pending.insert(
             ino,
             Local {
                 id,
-                spool: spool.clone(),
+                spool: target.0.clone(),
                 writers: writers_before + u32::from(new_writer),
                 status: Status::Writing,
                 mtime: SystemTime::now(),
                 wanted: Wanted { mtime: None, mode },
                 unlinked: false,
+                fill: target.1.clone(),
             },
         );
         // No need to drop the parent's cached listing: the local version
         // overlays it (and `uploaded` puts the name in it), so the next
         // lookups in a `cp -r` are answered from the cache.
-        Ok(spool)
+        Ok(target)
     }
 
     pub fn open(&self, ino: u64, flags: i32) -> FsResult<Opened> {
@@ -169,6 +181,7 @@ impl Core {
             let h = match st.pending.get(&ino) {
                 Some(l) => Handle::Spool {
                     spool: l.spool.clone(),
+                    fill: l.fill.clone(),
                 },
                 None => {
                     let path = st.inodes.path(ino).ok_or(errno(libc::ENOENT))?;
@@ -200,8 +213,7 @@ impl Core {
         name: &std::ffi::OsStr,
         flags: i32,
     ) -> FsResult<(Attr, Opened)> {
-        let name = check_name(name)?;
-        let path = join(&self.path_of(parent)?, name);
+        let path = self.new_child_path(parent, name)?;
         let ino = self.lock().inodes.lookup(&path);
         self.begin_write(ino, true, true)?;
         let mut st = self.lock();
@@ -222,27 +234,63 @@ impl Core {
         ))
     }
 
-    /// Whether a read of `fh` may wait on the network (a remote stream).
+    /// Whether a read of `fh` may wait on the network (a remote stream,
+    /// or a version whose old content is still partly on the server).
     pub fn read_may_block(&self, fh: u64) -> bool {
-        self.lock()
-            .handles
-            .get(&fh)
-            .is_some_and(|h| matches!(**h, Handle::Remote { .. }))
+        let st = self.lock();
+        let lazy = |f: Option<&Arc<Fill>>| f.is_some_and(|f| !f.is_done());
+        match st.handles.get(&fh).map(|h| &**h) {
+            Some(Handle::Remote { .. }) => true,
+            Some(Handle::Spool { fill, .. }) => lazy(fill.as_ref()),
+            Some(Handle::Write { ino, .. }) => {
+                lazy(st.pending.get(ino).and_then(|l| l.fill.as_ref()))
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether releasing `fh` may wait on the network: its version still
+    /// has old content to fetch before it is sealed.
+    pub fn release_may_block(&self, fh: u64) -> bool {
+        let st = self.lock();
+        match st.handles.get(&fh).map(|h| &**h) {
+            Some(Handle::Write { ino, .. }) => st
+                .pending
+                .get(ino)
+                .and_then(|l| l.fill.as_ref())
+                .is_some_and(|f| !f.is_done()),
+            _ => false,
+        }
+    }
+
+    /// Reads from a spooled version, first fetching what of that range is
+    /// still only on the server.
+    fn read_version(
+        &self,
+        spool: &SpoolFile,
+        fill: Option<&Arc<Fill>>,
+        offset: u64,
+        size: u32,
+    ) -> FsResult<Vec<u8>> {
+        if let Some(f) = fill {
+            f.fetch_for_read(&self.conns, spool, offset, u64::from(size))?;
+        }
+        Ok(spool.read_at(offset, size as usize)?)
     }
 
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
         let h = self.handle(fh)?;
         match &*h {
             Handle::Write { ino, .. } => {
-                let spool = self
+                let (spool, fill) = self
                     .lock()
                     .pending
                     .get(ino)
-                    .map(|l| l.spool.clone())
+                    .map(|l| (l.spool.clone(), l.fill.clone()))
                     .ok_or(errno(libc::EIO))?;
-                Ok(spool.read_at(offset, size as usize)?)
+                self.read_version(&spool, fill.as_ref(), offset, size)
             }
-            Handle::Spool { spool } => Ok(spool.read_at(offset, size as usize)?),
+            Handle::Spool { spool, fill } => self.read_version(spool, fill.as_ref(), offset, size),
             Handle::Remote { reader } => {
                 let mut r = reader.lock().unwrap_or_else(|e| e.into_inner());
                 Ok(r.read(&self.conns, offset, size as usize)?)
@@ -275,9 +323,9 @@ impl Core {
         let Handle::Write { ino, append } = &*h else {
             return Err(errno(libc::EBADF));
         };
-        let spool = self.begin_write(*ino, false, false)?;
-        let at = if *append { spool.size() } else { offset };
-        let n = spool.write_at(at, data)?;
+        let t = self.begin_write(*ino, false, false)?;
+        let at = if *append { t.0.size() } else { offset };
+        let n = write_to(&t, at, data)?;
         Ok(n as u32)
     }
 
@@ -306,13 +354,13 @@ impl Core {
                 st.pending
                     .get(&ino)
                     .filter(|l| l.status == Status::Writing)
-                    .map(|l| l.spool.clone())
+                    .map(|l| (l.spool.clone(), l.fill.clone()))
             };
             match writing {
-                Some(spool) => spool.truncate(size)?,
+                Some(t) => truncate_to(&t, size)?,
                 None => {
-                    let spool = self.begin_write(ino, size == 0, true)?;
-                    let r = spool.truncate(size);
+                    let t = self.begin_write(ino, size == 0, true)?;
+                    let r = truncate_to(&t, size);
                     let sealed = self.end_write(ino);
                     r?;
                     sealed?;
@@ -339,8 +387,40 @@ impl Core {
         Ok(())
     }
 
+    /// Fetches what the version of `ino` still lacks from the server (when
+    /// `last_writer`, only if this is its last writer about to seal it).
+    /// No lock is held while it downloads.
+    pub(super) fn complete_fill(&self, ino: u64, last_writer: bool) -> FsResult<()> {
+        let lazy = {
+            let st = self.lock();
+            st.pending
+                .get(&ino)
+                .filter(|l| l.status == Status::Writing && !l.unlinked)
+                .filter(|l| !last_writer || l.writers <= 1)
+                .and_then(|l| Some((l.spool.clone(), l.fill.clone()?)))
+        };
+        if let Some((spool, fill)) = lazy {
+            if let Err(e) = fill.complete(&self.conns, &spool) {
+                let path = self.lock().inodes.path(ino).unwrap_or("").to_string();
+                log::error!(
+                    "{path}: cannot fetch the rest of the server's copy ({e}); \
+                     the version stays in the spool unsealed, and the next close retries"
+                );
+                return Err(e.into());
+            }
+        }
+        Ok(())
+    }
+
     /// One writer went away; the last one seals the version and submits it.
     fn end_write(&self, ino: u64) -> FsResult<()> {
+        if let Err(e) = self.complete_fill(ino, true) {
+            let mut st = self.lock();
+            if let Some(l) = st.pending.get_mut(&ino) {
+                l.writers = l.writers.saturating_sub(1);
+            }
+            return Err(e);
+        }
         let _order = lock_order(&self.order);
         let mut st = self.lock();
         let Some(l) = st.pending.get_mut(&ino) else {
@@ -379,6 +459,11 @@ impl Core {
         let Some(path) = path else {
             return Ok(());
         };
+        if l.fill.as_ref().is_some_and(|f| !f.is_done()) {
+            // A write raced with the completion: the next close seals it.
+            log::warn!("{path}: not sealed, part of its old content is still to fetch");
+            return Err(errno(libc::EIO));
+        }
         l.status = Status::Queued;
         // The time of the last write (or the one the program set) stands.
         let (id, spool, wanted) = (l.id, l.spool.clone(), l.wanted);
@@ -408,6 +493,7 @@ impl Core {
             // Read-only handles have nothing of their own to make durable.
             Handle::Spool { .. } | Handle::Remote { .. } | Handle::Dir { .. } => return Ok(()),
         };
+        self.complete_fill(ino, false)?;
         let order = lock_order(&self.order);
         let st = self.lock();
         let writing = st

@@ -93,6 +93,23 @@ impl Filesystem for KeyFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_write(BLKSIZE);
         let _ = config.set_max_readahead(BLKSIZE);
+        // O_TRUNC reaches `open`, which then starts an empty version at
+        // once (else the kernel strips it and truncates afterwards: still
+        // nothing fetched, see `fill`, but one more step).
+        if config
+            .add_capabilities(fuser::InitFlags::FUSE_ATOMIC_O_TRUNC)
+            .is_err()
+        {
+            log::debug!("the kernel has no atomic O_TRUNC");
+        }
+        // Writable opens bypass the page cache (direct_io: fast large
+        // writes); this lets programs mmap them all the same (Linux 6.6+).
+        if config
+            .add_capabilities(fuser::InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP)
+            .is_err()
+        {
+            log::warn!("the kernel cannot mmap direct_io files: shared mmap of a file open for writing fails with ENODEV");
+        }
         if self.writeback {
             let _ = config.add_capabilities(fuser::InitFlags::FUSE_WRITEBACK_CACHE);
         }
@@ -297,9 +314,17 @@ impl Filesystem for KeyFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        match self.core.release(fh.0) {
+        let core = self.core.clone();
+        let release = move || match core.release(fh.0) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err("release", &e)),
+        };
+        // Fetching the rest of a file's old content takes a read thread,
+        // not a request thread.
+        if self.core.release_may_block(fh.0) {
+            self.reads.run(release);
+        } else {
+            release();
         }
     }
 

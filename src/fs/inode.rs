@@ -2,11 +2,22 @@
 //! seen, in both directions. Paths are relative to the mount root,
 //! `/`-separated, `""` for the root (inode 1).
 //!
-//! Numbers are never reused within a mount, so a stale kernel inode can
-//! never reach another file. A rename moves the path of the inode (and of
-//! everything under it when it is a directory); an unlink *detaches* the
-//! inode: its number stays valid for open handles but no path leads to it.
-//! Entries are small (a path) and are dropped when the kernel forgets them.
+//! A path's number is a hash of the path (folded to 32 bits, so 32-bit
+//! programs that stat without large-file support still work), so it is the
+//! same every time the path is looked up, even after the kernel forgot it
+//! (memory pressure, `drop_caches`) and the table dropped the entry. A
+//! number taken by another live inode (a hash collision, or the detached
+//! inode of an unlinked file still open) is probed past, so two live
+//! inodes never share a number and a number the kernel still holds never
+//! reaches another file.
+//!
+//! A rename moves the path of the inode (and of everything under it when it
+//! is a directory): the number goes with the file, as on a local disk. Such
+//! an entry (and a probed one) no longer matches its path's hash, so it is
+//! kept when the kernel forgets it: the file keeps its number for the life
+//! of the mount. An unlink *detaches* the inode: its number stays valid
+//! for open handles but no path leads to it; it is dropped when the kernel
+//! forgets it. Entries are small (a path).
 
 use std::collections::HashMap;
 
@@ -22,7 +33,6 @@ struct Node {
 pub struct InodeTable {
     by_ino: HashMap<u64, Node>,
     by_path: HashMap<String, u64>,
-    next: u64,
 }
 
 impl Default for InodeTable {
@@ -36,7 +46,6 @@ impl InodeTable {
         let mut t = InodeTable {
             by_ino: HashMap::new(),
             by_path: HashMap::new(),
-            next: ROOT + 1,
         };
         t.by_ino.insert(
             ROOT,
@@ -50,13 +59,15 @@ impl InodeTable {
         t
     }
 
-    /// The inode of `path`, assigning a new number on first sight.
+    /// The inode of `path`, assigning its number on first sight.
     pub fn ino_for(&mut self, path: &str) -> u64 {
         if let Some(i) = self.by_path.get(path) {
             return *i;
         }
-        let ino = self.next;
-        self.next += 1;
+        let mut ino = hash_ino(path);
+        while self.by_ino.contains_key(&ino) {
+            ino = next_ino(ino);
+        }
         self.by_ino.insert(
             ino,
             Node {
@@ -91,7 +102,8 @@ impl InodeTable {
     }
 
     /// The kernel dropped `n` references; forget the inode at zero unless
-    /// `keep` says something (an open file) still needs it.
+    /// `keep` says something (an open file) still needs it, or its number
+    /// could not be found again from its path (renamed, probed).
     pub fn forget(&mut self, ino: u64, n: u64, keep: bool) {
         if ino == ROOT {
             return;
@@ -99,7 +111,7 @@ impl InodeTable {
         let gone = match self.by_ino.get_mut(&ino) {
             Some(node) => {
                 node.lookups = node.lookups.saturating_sub(n);
-                node.lookups == 0 && !keep
+                node.lookups == 0 && !keep && (node.detached || hash_ino(&node.path) == ino)
             }
             None => false,
         };
@@ -145,6 +157,30 @@ impl InodeTable {
     }
 }
 
+/// The number a path gets when it is free: FNV-1a of the path, folded to
+/// 32 bits, never 0 (no inode) or [`ROOT`].
+pub fn hash_ino(path: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in path.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let folded = (h ^ (h >> 32)) & 0xffff_ffff;
+    if folded <= ROOT {
+        folded + 2
+    } else {
+        folded
+    }
+}
+
+fn next_ino(ino: u64) -> u64 {
+    if ino >= 0xffff_ffff {
+        ROOT + 1
+    } else {
+        ino + 1
+    }
+}
+
 /// `parent/name`, with `""` as the root.
 pub fn join(parent: &str, name: &str) -> String {
     if parent.is_empty() {
@@ -185,6 +221,49 @@ mod tests {
         assert_ne!(g, f);
         t.forget(g, 0, false);
         assert_eq!(t.get("e/f"), None);
+    }
+
+    #[test]
+    fn numbers_survive_forget() {
+        let mut t = InodeTable::new();
+        let a = t.lookup("A");
+        let f = t.lookup("A/n2");
+        t.forget(f, 1, false);
+        t.forget(a, 1, false);
+        assert_eq!(t.get("A/n2"), None, "dropped when forgotten");
+        assert_eq!(t.lookup("A"), a);
+        assert_eq!(t.lookup("A/n2"), f);
+    }
+
+    #[test]
+    fn a_renamed_file_keeps_its_number_after_forget() {
+        let mut t = InodeTable::new();
+        let f = t.lookup("A/n2");
+        t.lookup("B/n3");
+        t.rename("A/n2", "B/n3");
+        assert_eq!(t.lookup("B/n3"), f);
+        t.forget(f, 2, false);
+        assert_eq!(t.lookup("B/n3"), f);
+        assert_eq!(t.path(f), Some("B/n3"));
+        // The old name, used again, does not get the number the file has.
+        assert_ne!(t.lookup("A/n2"), f);
+    }
+
+    #[test]
+    fn live_numbers_are_never_shared() {
+        let mut t = InodeTable::new();
+        let f = t.lookup("x");
+        t.detach("x"); // unlinked, still open
+        let g = t.lookup("x");
+        assert_ne!(f, g);
+        t.forget(f, 1, false);
+        assert_eq!(t.lookup("x"), g);
+        // A collision probes past the taken number.
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..20_000 {
+            assert!(seen.insert(t.ino_for(&format!("d/{i}"))));
+        }
+        assert!(!seen.contains(&ROOT) && !seen.contains(&0));
     }
 
     #[test]

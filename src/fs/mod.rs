@@ -11,7 +11,10 @@
 //!   *version* of the file in the spool ([`crate::spool::file`]), recorded in
 //!   the journal as `Open` if still open 20 ms later (the syncer writes the
 //!   record; a file closed sooner never needs it), so a crash leaves it
-//!   reported and never uploaded half-written. Until that version is uploaded and verified, the
+//!   reported and never uploaded half-written. A version over a server
+//!   file gets its old bytes lazily ([`fill`]): only those a read needs,
+//!   the rest before it is sealed, and never those a write or truncate
+//!   replaced. Until that version is uploaded and verified, the
 //!   file's local size and content win over the server's for stat, read and
 //!   readdir. Release seals the version (its CRC is final) and hands it to
 //!   the uploader: close never waits on the network, nor on the disk (the
@@ -32,9 +35,11 @@
 pub mod conn;
 mod error;
 pub mod files;
+pub mod fill;
 pub mod fuse;
 pub mod inode;
 pub mod meta;
+pub mod names;
 pub mod namespace;
 pub mod pool;
 pub mod reader;
@@ -102,7 +107,8 @@ pub struct DirEntry {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Opened {
     pub fh: u64,
-    /// Bypass the page cache (write handles: large writes, ~2.5x faster here).
+    /// Bypass the page cache (write handles: large writes, ~2.5x faster
+    /// here; mmap still works, see `FUSE_DIRECT_IO_ALLOW_MMAP` in [`fuse`]).
     pub direct_io: bool,
 }
 
@@ -127,13 +133,26 @@ struct Local {
     /// applied on the server after the upload.
     wanted: Wanted,
     unlinked: bool,
+    /// Server-only ranges still to fetch (a file opened for writing
+    /// without O_TRUNC); `None` when the spool holds all of it.
+    fill: Option<Arc<fill::Fill>>,
 }
 
 enum Handle {
-    Write { ino: u64, append: bool },
-    Spool { spool: Arc<SpoolFile> },
-    Remote { reader: Box<Mutex<RemoteReader>> },
-    Dir { entries: Vec<DirEntry> },
+    Write {
+        ino: u64,
+        append: bool,
+    },
+    Spool {
+        spool: Arc<SpoolFile>,
+        fill: Option<Arc<fill::Fill>>,
+    },
+    Remote {
+        reader: Box<Mutex<RemoteReader>>,
+    },
+    Dir {
+        entries: Vec<DirEntry>,
+    },
 }
 
 #[derive(Default)]
@@ -309,6 +328,7 @@ impl Core {
                                     mtime: rec.wanted.mtime.unwrap_or_else(SystemTime::now),
                                     wanted: rec.wanted,
                                     unlinked: false,
+                                    fill: None,
                                 },
                             );
                         }

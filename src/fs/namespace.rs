@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::inode::{join, name_of, parent_of, ROOT};
-use super::{errno, lock_order, Attr, Core, DirEntry, FsResult, Handle, Kind, Status, ATTR_TTL};
+use super::names::{self, Found, Op};
+use super::{
+    errno, lock_order, Attr, Core, DirEntry, FsError, FsResult, Handle, Kind, Status, ATTR_TTL,
+};
 use crate::remote::RemoteEntry;
 use crate::spool::journal::{JobRecord, JobState};
 
@@ -23,7 +26,7 @@ pub fn check_name(name: &std::ffi::OsStr) -> FsResult<&str> {
     if s.is_empty() || s == "." || s == ".." || s.contains(['/', '\r', '\n', '\0']) {
         return Err(errno(libc::EINVAL));
     }
-    if s.len() > 255 {
+    if s.len() > names::MAX_NAME {
         return Err(errno(libc::ENAMETOOLONG));
     }
     Ok(s)
@@ -122,6 +125,31 @@ impl Core {
         }
     }
 
+    /// Completes every lazily filled version at or below `path` (the
+    /// server copy it reads from is about to move or go). With
+    /// `open_only`, only versions a writer still has open.
+    fn complete_fills_under(&self, path: &str, open_only: bool) -> FsResult<()> {
+        let inos: Vec<u64> = {
+            let st = self.lock();
+            let prefix = format!("{path}/");
+            st.pending
+                .iter()
+                .filter(|(_, l)| l.fill.as_ref().is_some_and(|f| !f.is_done()))
+                .filter(|(_, l)| !open_only || l.writers > 0)
+                .filter(|(i, _)| {
+                    st.inodes
+                        .path(**i)
+                        .is_some_and(|p| p == path || p.starts_with(&prefix))
+                })
+                .map(|(i, _)| *i)
+                .collect()
+        };
+        for ino in inos {
+            self.complete_fill(ino, false)?;
+        }
+        Ok(())
+    }
+
     pub(super) fn path_of(&self, ino: u64) -> FsResult<String> {
         self.lock()
             .inodes
@@ -133,6 +161,52 @@ impl Core {
     fn child_path(&self, parent: u64, name: &std::ffi::OsStr) -> FsResult<String> {
         let name = check_name(name)?;
         Ok(join(&self.path_of(parent)?, name))
+    }
+
+    /// The path of a name about to be made (create, mkdir, rename target):
+    /// ENAMETOOLONG when the server could not be sent it.
+    pub(super) fn new_child_path(&self, parent: u64, name: &std::ffi::OsStr) -> FsResult<String> {
+        let path = self.child_path(parent, name)?;
+        names::check_remote_len(&self.conns.endpoint().root, &path)?;
+        Ok(path)
+    }
+
+    /// What is at `path` now, from a fresh listing of its parent.
+    fn found(&self, path: &str, want_empty: bool) -> FsResult<Found> {
+        self.lock().invalidate(parent_of(path));
+        Ok(match self.remote_entry(path)? {
+            None => Found::Missing,
+            Some(e) if !e.is_dir => Found::File,
+            Some(_) => {
+                let empty = want_empty && {
+                    self.lock().invalidate(path);
+                    self.list_dir(path)?.is_empty()
+                };
+                Found::Dir { empty }
+            }
+        })
+    }
+
+    /// Whether directory `dir` exists on the server (the root always does).
+    fn dir_exists(&self, dir: &str) -> bool {
+        dir.is_empty() || matches!(self.found(dir, false), Ok(Found::Dir { .. }))
+    }
+
+    /// `e` from `op` on `path`, with an unexplained 550 replaced by what
+    /// the namespace shows it meant (see [`names`]). `dest` is the
+    /// destination of a rename.
+    fn refined(&self, op: Op, e: FsError, path: &str, dest: Option<&str>) -> FsError {
+        if !names::needs_refining(&e) {
+            return e;
+        }
+        let target = match self.found(path, op == Op::Rmdir) {
+            Ok(t) => t,
+            Err(_) => return e,
+        };
+        let parent = self.dir_exists(parent_of(dest.unwrap_or(path)));
+        let n = names::refine(op, target, parent);
+        log::debug!("{op:?} {path}: {e}: taken as errno {n}");
+        errno(n)
     }
 
     /// The server's listing of `dir`, from the cache when fresh.
@@ -311,11 +385,11 @@ impl Core {
     }
 
     pub fn mkdir(&self, parent: u64, name: &std::ffi::OsStr) -> FsResult<Attr> {
-        let path = self.child_path(parent, name)?;
+        let path = self.new_child_path(parent, name)?;
         let r = self.conns.ns(|s| s.mkdir(&path));
+        self.lock().invalidate(parent_of(&path));
+        r.map_err(|e| self.refined(Op::Mkdir, e.into(), &path, None))?;
         let mut st = self.lock();
-        st.invalidate(parent_of(&path));
-        r?;
         let ino = st.inodes.lookup(&path);
         Ok(self.dir_attr(ino, SystemTime::now()))
     }
@@ -335,16 +409,20 @@ impl Core {
             }
         }
         let r = self.conns.ns(|s| s.rmdir(&path));
-        let mut st = self.lock();
-        st.invalidate(parent_of(&path));
-        st.invalidate(&path);
-        r?;
-        st.inodes.detach(&path);
+        {
+            let mut st = self.lock();
+            st.invalidate(parent_of(&path));
+            st.invalidate(&path);
+        }
+        r.map_err(|e| self.refined(Op::Rmdir, e.into(), &path, None))?;
+        self.lock().inodes.detach(&path);
         Ok(())
     }
 
     pub fn unlink(&self, parent: u64, name: &std::ffi::OsStr) -> FsResult<()> {
         let path = self.child_path(parent, name)?;
+        // A writer that keeps it open reads it on: fetch what is left first.
+        self.complete_fills_under(&path, true)?;
         // Drop the local version first: its job is cancelled and its data
         // goes (at once, or at the last close while a writer has it open).
         let local = {
@@ -378,10 +456,9 @@ impl Core {
             return Ok(());
         }
         let r = self.conns.ns(|s| s.delete(&path));
-        let mut st = self.lock();
-        st.invalidate(parent_of(&path));
-        r?;
-        st.inodes.detach(&path);
+        self.lock().invalidate(parent_of(&path));
+        r.map_err(|e| self.refined(Op::Unlink, e.into(), &path, None))?;
+        self.lock().inodes.detach(&path);
         Ok(())
     }
 
@@ -398,7 +475,7 @@ impl Core {
             return Err(errno(libc::EINVAL));
         }
         let from = self.child_path(parent, name)?;
-        let to = self.child_path(newparent, newname)?;
+        let to = self.new_child_path(newparent, newname)?;
         if noreplace && self.attr_of_path(&to, false).is_ok() {
             return Err(errno(libc::EEXIST));
         }
@@ -409,6 +486,10 @@ impl Core {
         if to.starts_with(&format!("{from}/")) {
             return Err(errno(libc::EINVAL));
         }
+        // Versions still reading their old content from the server get it
+        // all before the server copies move or go.
+        self.complete_fills_under(&from, false)?;
+        self.complete_fills_under(&to, true)?;
         // Local versions at or below `from`, and a local version at `to`
         // that the rename replaces.
         let (moved, replaced) = {
@@ -473,7 +554,8 @@ impl Core {
             if replaced && !self.uploader.wait_idle(&to, IDLE_WAIT) {
                 log::warn!("{to}: the stopped upload did not let go in time");
             }
-            self.while_busy(|| self.conns.ns(|s| s.rename(&from, &to)))?;
+            self.while_busy(|| self.conns.ns(|s| s.rename(&from, &to)))
+                .map_err(|e| self.refined(Op::Rename, e.into(), &from, Some(&to)))?;
         }
         // The local version's upload may finish while we get here: then the
         // server holds it complete under `from` and it must move there too.
@@ -541,7 +623,7 @@ impl Core {
             }
             let r = self.while_busy(|| self.conns.ns(|s| s.rename(&from, &to)));
             self.lock().invalidate(parent_of(&to));
-            r?;
+            r.map_err(|e| self.refined(Op::Rename, e.into(), &from, Some(&to)))?;
         } else if is_local_file {
             self.drop_server_copy(&from);
         }

@@ -46,6 +46,14 @@ fn text_has(text: &str, words: &[&str]) -> bool {
 /// The errno for a filesystem operation that failed with `e`.
 pub fn to_errno(e: &RemoteError) -> i32 {
     match e {
+        // `500 Command line too long`, `553 Refused: path too long`,
+        // `550 File name too long`: the name, not the server, is at fault.
+        RemoteError::Reply { code, text }
+            if matches!(*code, 500 | 501 | 550 | 553)
+                && text_has(text, &["too long", "name too long"]) =>
+        {
+            libc::ENAMETOOLONG
+        }
         RemoteError::Reply { code, text } => match *code {
             550 => {
                 if text_has(text, &["permission", "denied", "not permitted", "access"]) {
@@ -115,6 +123,15 @@ mod tests {
         assert_eq!(to_errno(&reply(530, "Login incorrect")), libc::EACCES);
         assert_eq!(to_errno(&reply(552, "quota")), libc::ENOSPC);
         assert_eq!(to_errno(&reply(421, "bye")), libc::EIO);
+        assert_eq!(
+            to_errno(&reply(500, "Command line too long")),
+            libc::ENAMETOOLONG
+        );
+        assert_eq!(
+            to_errno(&reply(553, "Refused: path too long")),
+            libc::ENAMETOOLONG
+        );
+        assert_eq!(to_errno(&reply(500, "Unknown command")), libc::ENOSYS);
         let io = RemoteError::Io(std::io::Error::from(std::io::ErrorKind::TimedOut));
         assert_eq!(to_errno(&io), libc::ETIMEDOUT);
         assert_eq!(to_errno(&RemoteError::Protocol("x".into())), libc::EIO);
