@@ -23,6 +23,7 @@
 pub mod backoff;
 pub mod bwlimit;
 mod queue;
+pub use queue::Phase;
 pub mod resume;
 pub mod verify;
 mod worker;
@@ -94,6 +95,12 @@ pub struct JobStatus {
     /// Bytes the server holds so far, if known.
     pub sent: u64,
     pub last_error: Option<String>,
+    /// Where the current attempt is (`Queued` when no worker has it).
+    pub phase: Phase,
+    /// Attempts started since the mount.
+    pub tries: u32,
+    /// While `Retrying`: how long until the next attempt.
+    pub retry_in: Option<Duration>,
 }
 
 /// A handle to the uploader; cheap to clone.
@@ -103,7 +110,13 @@ pub struct Uploader {
     threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
     syncer: Arc<Syncer>,
     wire: Arc<worker::WireStats>,
+    shutdown_lock: Arc<Mutex<bool>>,
 }
+
+/// How long `shutdown` waits for the workers to let go of their jobs: they
+/// check between chunks of at most ~250 ms, so only one blocked in a
+/// network call takes longer.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(700);
 
 impl Uploader {
     /// Starts the workers and queues every `Queued` job found in the journal.
@@ -177,6 +190,7 @@ impl Uploader {
             threads: Arc::new(Mutex::new(threads)),
             syncer,
             wire,
+            shutdown_lock: Arc::new(Mutex::new(false)),
         })
     }
 
@@ -250,15 +264,36 @@ impl Uploader {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
     /// Stops the workers, then commits the jobs not yet durable; pending
-    /// jobs stay in the journal.
+    /// jobs stay in the journal. A worker still blocked on the network
+    /// after [`SHUTDOWN_GRACE`] (a reply on a dead link, a full socket
+    /// buffer on a slow one) is left behind: the process exits soon after,
+    /// which to its job is a cut connection (the spool keeps it for the
+    /// next mount). A second caller waits for the first to finish.
     pub fn shutdown(&self) {
+        let mut done = self.shutdown_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if *done {
+            return;
+        }
+        *done = true;
         self.shared.shutdown();
         let threads: Vec<JoinHandle<()>> = {
             let mut t = self.threads.lock().unwrap_or_else(|p| p.into_inner());
             t.drain(..).collect()
         };
+        let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
+        let mut left = 0;
         for t in threads {
-            let _ = t.join();
+            while !t.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                left += 1;
+            }
+        }
+        if left > 0 {
+            log::info!("shutdown: {left} upload worker(s) still waiting on the network; not waiting for them");
         }
         self.syncer.shutdown();
         let st = self.syncer.stats();

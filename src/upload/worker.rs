@@ -133,6 +133,7 @@ pub(crate) fn run(shared: Arc<Shared>, stats: Arc<WireStats>) {
                 break;
             }
             let mut started = false;
+            shared.attempt_started(p.rec.id);
             let res = attempt(&shared, &stats, &mut conn, &p, &mut started);
             let res = res.map_err(|f| match f {
                 Fail::Unverified(kind, msg) => strikes.judge(kind, msg),
@@ -160,8 +161,9 @@ pub(crate) fn run(shared: Arc<Shared>, stats: Arc<WireStats>) {
                 Err(Fail::Transient(msg) | Fail::Unverified(_, msg)) => {
                     log::warn!("upload of {}: {msg}; retrying", p.rec.remote_path);
                     conn = None;
-                    shared.set_error(p.rec.id, &msg);
-                    if shared.sleep_unless_aborted(backoff.next_delay(), &p.abort) {
+                    let delay = backoff.next_delay();
+                    shared.set_error(p.rec.id, &msg, delay);
+                    if shared.sleep_unless_aborted(delay, &p.abort) {
                         shared.aborted(&p);
                         break;
                     }
@@ -351,6 +353,7 @@ fn attempt(
     };
     stream(shared, stats, s, p, &mut file, up, offset)?;
     aborted(p)?;
+    shared.verifying(p.rec.id);
     match verify::verify_remote(s, path, size, p.rec.crc) {
         Ok(Verified::Crc) => {}
         // No server CRC: our own CRC of what we sent is the only check
