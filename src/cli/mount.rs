@@ -20,6 +20,8 @@ use super::{fusemount, options, password, spooldir, url, MountArgs, ResumeArg};
 
 /// Connect/login timeout for the pre-mount check and the fs connections.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a mount waits for the spool lock of a daemon that is exiting.
+const LOCK_WAIT: Duration = Duration::from_millis(2500);
 /// How long fsync waits for the verified upload before EIO.
 const FSYNC_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -146,9 +148,16 @@ pub fn lock_spool(spool: &Path) -> Result<std::fs::File, String> {
         .truncate(false)
         .open(spool.join("lock"))
         .map_err(|e| format!("spool {shown}: {e}"))?;
+    // A daemon just unmounted takes up to ~2 s to let go (`umount; mount`).
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
     // SAFETY: flock on a descriptor we own.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+    while unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
         if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
             let mut pid = String::new();
             let _ = f.read_to_string(&mut pid);
