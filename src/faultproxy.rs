@@ -57,6 +57,12 @@ pub struct Faults {
     /// that gets that far: a corruption on the way that TCP did not catch,
     /// so the server stores, and checksums, one wrong byte.
     pub flip_byte: Option<u64>,
+    /// A link outage: once this many upload data bytes went through (all
+    /// connections together), nothing crosses the proxy for `hold_for`, in
+    /// either direction, on control and data connections alike, and new
+    /// connections get no answer; then everything continues. Once.
+    pub hold_after: Option<u64>,
+    pub hold_for: Duration,
 }
 
 /// Byte counts so far. `up` is client to server.
@@ -69,20 +75,26 @@ pub struct Stats {
     pub sessions: u64,
     pub data_conns: u64,
     pub cuts: u64,
+    /// Outages (`hold_after`) begun.
+    pub holds: u64,
+    /// When the outage ends (or ended), Unix time in milliseconds; 0 if none.
+    pub hold_end_ms: u64,
 }
 
 impl Stats {
     /// One line `key=value ...`, the stats file format shell tests parse.
     pub fn to_line(&self) -> String {
         format!(
-            "up_data={} down_data={} up_ctrl={} down_ctrl={} sessions={} data_conns={} cuts={}",
+            "up_data={} down_data={} up_ctrl={} down_ctrl={} sessions={} data_conns={} cuts={} holds={} hold_end_ms={}",
             self.up_data,
             self.down_data,
             self.up_ctrl,
             self.down_ctrl,
             self.sessions,
             self.data_conns,
-            self.cuts
+            self.cuts,
+            self.holds,
+            self.hold_end_ms
         )
     }
 }

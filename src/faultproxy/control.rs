@@ -27,6 +27,7 @@ pub(crate) fn run_session(client: TcpStream, shared: Arc<Shared>) {
 }
 
 fn session(client: TcpStream, shared: &Arc<Shared>) -> io::Result<()> {
+    shared.gate();
     let server = match TcpStream::connect_timeout(&shared.upstream, CONNECT_TIMEOUT) {
         Ok(s) => s,
         Err(e) => {
@@ -97,6 +98,7 @@ fn relay_commands(
             }
             continue;
         }
+        shared.gate();
         if dst.write_all(&line).is_err() {
             break;
         }
@@ -129,6 +131,7 @@ fn relay_replies(
             .counters
             .down_ctrl
             .fetch_add(n as u64, Ordering::SeqCst);
+        shared.gate();
         let out = rewrite(&line, shared, local_ip, sess).unwrap_or_else(|| line.clone());
         if lock(client_w).write_all(&out).is_err() {
             break;
