@@ -232,10 +232,13 @@ mod tests {
             sessions: 5,
             data_conns: 6,
             cuts: 7,
+            holds: 1,
+            hold_end_ms: 9,
         };
         assert_eq!(
             s.to_line(),
-            "up_data=1 down_data=2 up_ctrl=3 down_ctrl=4 sessions=5 data_conns=6 cuts=7"
+            "up_data=1 down_data=2 up_ctrl=3 down_ctrl=4 sessions=5 data_conns=6 cuts=7 \
+             holds=1 hold_end_ms=9"
         );
     }
 }

@@ -52,9 +52,11 @@ pub enum Command {
     #[command(
         after_help = "Without -f, keyfs returns once the mount is ready and keeps running in the \
 background (log: SPOOL/keyfs.log). Unmount with `fusermount3 -u MOUNTPOINT` or SIGTERM to \
-the daemon; pending uploads stay in the spool and continue at the next mount of the same URL \
-(or with the same --spool). The password comes from KEYFS_PASSWORD, else ~/.netrc, else \
---password-file."
+the daemon (it exits within 2 s; `keyfs umount MOUNTPOINT` waits for that); pending uploads \
+stay in the spool and continue at the next mount of the same URL (or with the same --spool). \
+The password comes from KEYFS_PASSWORD, else ~/.netrc, else --password-file. In /etc/fstab: \
+`URL MOUNTPOINT fuse.keyfs _netdev,spool=DIR,password_file=FILE 0 0` (mount.fuse3 runs \
+`keyfs URL MOUNTPOINT -o OPTIONS`)."
     )]
     Mount(MountArgs),
     /// Show the uploads of a mount (live from its daemon, else from the spool's journal).

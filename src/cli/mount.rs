@@ -153,8 +153,7 @@ pub fn lock_spool(spool: &Path) -> Result<std::fs::File, String> {
     // SAFETY: flock on a descriptor we own.
     while unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         let err = std::io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::EWOULDBLOCK) && std::time::Instant::now() < deadline
-        {
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
             continue;
         }

@@ -71,7 +71,10 @@ impl Default for Tuning {
             io_timeout: Duration::from_secs(30),
             slow_reply_timeout: Duration::from_secs(120),
             backoff_initial: Duration::from_millis(500),
-            backoff_max: Duration::from_secs(30),
+            // Short: a reconnect costs one TCP connect, and after an
+            // outage the upload continues within this of the link's return
+            // (30 s here made a 45 s outage cost ~100 s).
+            backoff_max: Duration::from_secs(5),
             chunk_size: 256 * 1024,
         }
     }

@@ -114,6 +114,11 @@ const IDLE_CHECK: Duration = Duration::from_secs(5);
 /// The longest one `sendfile` call may take: an abort (rm, mv, shutdown)
 /// waits at most about this long for the worker to notice it.
 const SENDFILE_BUDGET: Duration = Duration::from_millis(250);
+/// A data connection that takes no byte for this long is dropped and the
+/// upload retried (at most `io_timeout`). On a live link, however slow, the
+/// socket buffer drains steadily; 15 s of nothing is a dead path, and each
+/// second waited here is a second added to the recovery after an outage.
+const STALL: Duration = Duration::from_secs(15);
 /// Counters of one uploader's workers, beyond what the queue keeps.
 #[derive(Default)]
 pub(crate) struct WireStats {
@@ -441,7 +446,7 @@ fn send_all(
                     if n > 0 {
                         last_progress = Instant::now();
                         shared.progress(p.rec.id, pos);
-                    } else if last_progress.elapsed() >= shared.tuning.io_timeout {
+                    } else if last_progress.elapsed() >= shared.tuning.io_timeout.min(STALL) {
                         return Err(Fail::Transient("data connection stalled".into()));
                     }
                     if sent.eof {
