@@ -68,6 +68,12 @@ pub struct Faults {
     /// Features dropped from the server's FEAT reply (matched on the
     /// first word, any case), e.g. `KEY` to make keyftpd look stock.
     pub hide_feat: Vec<String>,
+    /// A link outage: once this many upload data bytes went through (all
+    /// connections together), nothing crosses the proxy for `hold_for`, in
+    /// either direction, on control and data connections alike, and new
+    /// connections get no answer; then everything continues. Once.
+    pub hold_after: Option<u64>,
+    pub hold_for: Duration,
 }
 
 /// Byte counts so far. `up` is client to server.
@@ -80,20 +86,26 @@ pub struct Stats {
     pub sessions: u64,
     pub data_conns: u64,
     pub cuts: u64,
+    /// Outages (`hold_after`) begun.
+    pub holds: u64,
+    /// When the outage ends (or ended), Unix time in milliseconds; 0 if none.
+    pub hold_end_ms: u64,
 }
 
 impl Stats {
     /// One line `key=value ...`, the stats file format shell tests parse.
     pub fn to_line(&self) -> String {
         format!(
-            "up_data={} down_data={} up_ctrl={} down_ctrl={} sessions={} data_conns={} cuts={}",
+            "up_data={} down_data={} up_ctrl={} down_ctrl={} sessions={} data_conns={} cuts={} holds={} hold_end_ms={}",
             self.up_data,
             self.down_data,
             self.up_ctrl,
             self.down_ctrl,
             self.sessions,
             self.data_conns,
-            self.cuts
+            self.cuts,
+            self.holds,
+            self.hold_end_ms
         )
     }
 }
@@ -231,10 +243,13 @@ mod tests {
             sessions: 5,
             data_conns: 6,
             cuts: 7,
+            holds: 1,
+            hold_end_ms: 9,
         };
         assert_eq!(
             s.to_line(),
-            "up_data=1 down_data=2 up_ctrl=3 down_ctrl=4 sessions=5 data_conns=6 cuts=7"
+            "up_data=1 down_data=2 up_ctrl=3 down_ctrl=4 sessions=5 data_conns=6 cuts=7 \
+             holds=1 hold_end_ms=9"
         );
     }
 }

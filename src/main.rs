@@ -4,9 +4,9 @@ mod cli;
 use clap::Parser;
 
 fn main() {
-    let args = cli::Cli::parse();
-    if let Err(msg) = cli::run(args) {
-        eprintln!("keyfs: {msg}");
-        std::process::exit(1);
+    let args = cli::Cli::parse_from(cli::helper_argv(std::env::args_os().collect()));
+    if let Err(f) = cli::run(args) {
+        eprintln!("keyfs: {}", f.msg);
+        std::process::exit(f.code);
     }
 }

@@ -356,5 +356,5 @@ fn binary_prints_its_address_keeps_stats_and_exits_by_itself() {
         st.starts_with("up_data=200000 down_data=0 "),
         "stats file: {st}"
     );
-    assert!(st.trim_end().ends_with("cuts=0"), "stats file: {st}");
+    assert!(st.contains(" cuts=0 "), "stats file: {st}");
 }

@@ -269,7 +269,7 @@ fn fs_mount_sigterm_unmounts_and_the_pending_upload_survives() {
     // Stopped: the journal still holds the job.
     let s = status(&spool);
     assert!(s.contains("daemon: not running"), "{s}");
-    assert!(s.contains("big.bin") && s.contains("pending"), "{s}");
+    assert!(s.contains("big.bin") && s.contains("queued"), "{s}");
     // The next mount with the same spool finishes it.
     let _guard = mount(&rig, &spool, &[]);
     wait_for("upload completes after remount", || {

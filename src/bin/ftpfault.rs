@@ -54,6 +54,13 @@ struct Args {
     /// Drop this feature (e.g. KEY) from the server's FEAT reply (repeatable).
     #[arg(long, value_name = "NAME")]
     hide_feat: Vec<String>,
+    /// A link outage: after N upload bytes, nothing crosses for
+    /// --hold-seconds (control and data, both ways; new connections hang).
+    #[arg(long, value_name = "N", value_parser = parse_size, requires = "hold_seconds")]
+    hold_after: Option<u64>,
+    /// How long the outage of --hold-after lasts.
+    #[arg(long, value_name = "S")]
+    hold_seconds: Option<f64>,
     /// Exit by itself after this many seconds.
     #[arg(long, value_name = "S", default_value_t = 300)]
     max_seconds: u64,
@@ -89,6 +96,13 @@ fn main() -> ExitCode {
         flip_byte: args.flip_byte,
         refuse: args.refuse,
         hide_feat: args.hide_feat,
+        hold_after: args.hold_after,
+        hold_for: Duration::from_secs_f64(
+            args.hold_seconds
+                .filter(|s| s.is_finite())
+                .unwrap_or(0.0)
+                .clamp(0.0, 3600.0),
+        ),
     };
     // SAFETY: the handler only stores to an atomic, which is signal-safe.
     unsafe {

@@ -4,44 +4,47 @@
 //! the one-line error through a pipe. The parent exits 0 only on `ok`, so a
 //! script can use the mount as soon as `keyfs mount` returns.
 //!
-//! SIGTERM/SIGINT/SIGHUP are blocked in every thread and taken by one
-//! thread with `sigwait`, which unmounts cleanly (pending uploads stay in
-//! the spool for the next mount).
+//! The `-o` lists are read first ([`super::options`]); the mounted
+//! daemon's life is in [`super::daemon`].
 
 use std::io::{BufRead, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use keyfs::fs::{fuse::KeyFs, Core, FsConfig, FsError};
+use keyfs::fs::{FsConfig, FsError};
 use keyfs::remote::{Endpoint, RemoteError};
 use keyfs::upload::resume::Policy;
 
-use super::{password, spooldir, url, MountArgs, ResumeArg};
+use super::{fusemount, options, password, spooldir, url, MountArgs, ResumeArg};
 
 /// Connect/login timeout for the pre-mount check and the fs connections.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a mount waits for the spool lock of a daemon that is exiting.
+const LOCK_WAIT: Duration = Duration::from_millis(2500);
 /// How long fsync waits for the verified upload before EIO.
 const FSYNC_TIMEOUT: Duration = Duration::from_secs(600);
 
-struct Plan {
-    cfg: FsConfig,
-    mountpoint: PathBuf,
-    fuse: fuser::Config,
-    writeback: bool,
+pub struct Plan {
+    pub cfg: FsConfig,
+    pub mountpoint: PathBuf,
+    pub spec: fusemount::MountSpec,
+    /// fuser's session settings (threads, who may use the mount).
+    pub fuse: fuser::Config,
+    pub writeback: bool,
 }
 
-pub fn run(args: MountArgs) -> Result<(), String> {
-    let plan = prepare(args.foreground, &args)?;
+pub fn run(mut args: MountArgs) -> Result<(), String> {
+    let opts = options::apply(&mut args)?;
+    let plan = prepare(&args, opts)?;
     if args.foreground {
-        init_log(None);
-        return serve(plan, &mut None);
+        init_log();
+        return super::daemon::serve(plan, &mut None);
     }
     daemonize(plan)
 }
 
-fn prepare(_fg: bool, args: &MountArgs) -> Result<Plan, String> {
+fn prepare(args: &MountArgs, opts: options::Parsed) -> Result<Plan, String> {
     let u = url::parse(&args.url)?;
     match std::fs::metadata(&args.mountpoint) {
         Ok(m) if m.is_dir() => {}
@@ -79,7 +82,18 @@ fn prepare(_fg: bool, args: &MountArgs) -> Result<Plan, String> {
         Some(s) => absolute(s)?,
         None => spooldir::default_spool(&u, &user)?,
     };
-    let (fuse, writeback) = mount_options(&args.options)?;
+    let mut fuse = fuser::Config::default();
+    fuse.n_threads = Some(4);
+    fuse.acl = match opts.acl {
+        options::Acl::Owner => fuser::SessionACL::Owner,
+        options::Acl::All => fuser::SessionACL::All,
+        options::Acl::RootAndOwner => fuser::SessionACL::RootAndOwner,
+    };
+    let mut spec = opts.spec;
+    if !opts.fsname_given {
+        spec.fsname = args.url.clone();
+    }
+    spec.fsname = fusemount::clean_fsname(&spec.fsname);
     let endpoint = Endpoint {
         host: u.host.clone(),
         port: u.port,
@@ -105,8 +119,9 @@ fn prepare(_fg: bool, args: &MountArgs) -> Result<Plan, String> {
             fsync_timeout: FSYNC_TIMEOUT,
         },
         mountpoint,
+        spec,
         fuse,
-        writeback,
+        writeback: opts.writeback,
     })
 }
 
@@ -121,7 +136,7 @@ fn fuse_mount_at(mountinfo: &str, dir: &Path) -> Option<String> {
 /// Takes `<spool>/lock` (flock, held for the daemon's life): two daemons
 /// replaying one journal would upload the same jobs twice and drop each
 /// other's spooled copies.
-fn lock_spool(spool: &Path) -> Result<std::fs::File, String> {
+pub fn lock_spool(spool: &Path) -> Result<std::fs::File, String> {
     use std::io::{Read, Seek};
     use std::os::fd::AsRawFd;
     let shown = spool.display();
@@ -133,9 +148,15 @@ fn lock_spool(spool: &Path) -> Result<std::fs::File, String> {
         .truncate(false)
         .open(spool.join("lock"))
         .map_err(|e| format!("spool {shown}: {e}"))?;
+    // A daemon just unmounted takes up to ~2 s to let go (`umount; mount`).
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
     // SAFETY: flock on a descriptor we own.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+    while unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
         if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
             let mut pid = String::new();
             let _ = f.read_to_string(&mut pid);
@@ -161,44 +182,7 @@ fn absolute(p: &Path) -> Result<PathBuf, String> {
         .map_err(|e| format!("current directory: {e}"))
 }
 
-/// `-o` lists: the fuser mount config, and whether to use the writeback cache.
-pub fn mount_options(opts: &[String]) -> Result<(fuser::Config, bool), String> {
-    use fuser::{MountOption as M, SessionACL};
-    let mut cfg = fuser::Config::default();
-    cfg.n_threads = Some(4);
-    let mut writeback = false;
-    let mut mo = vec![
-        M::FSName("keyfs".into()),
-        M::Subtype("keyfs".into()),
-        M::NoAtime,
-    ];
-    for o in opts.iter().flat_map(|s| s.split(',')).map(str::trim) {
-        match o {
-            "" => {}
-            "allow_other" => cfg.acl = SessionACL::All,
-            "allow_root" => cfg.acl = SessionACL::RootAndOwner,
-            "ro" => mo.push(M::RO),
-            "rw" => mo.push(M::RW),
-            "noatime" => {}
-            "auto_unmount" => mo.push(M::AutoUnmount),
-            "default_permissions" => mo.push(M::DefaultPermissions),
-            "writeback" | "writeback_cache" => writeback = true,
-            o if o.starts_with("fsname=") => {
-                mo.retain(|m| !matches!(m, M::FSName(_)));
-                mo.push(M::FSName(o["fsname=".len()..].to_string()));
-            }
-            o if o.contains(['\n', '\0']) => return Err(format!("bad mount option {o:?}")),
-            o => mo.push(M::CUSTOM(o.to_string())),
-        }
-    }
-    if mo.contains(&M::AutoUnmount) && cfg.acl == SessionACL::Owner {
-        cfg.acl = SessionACL::RootAndOwner;
-    }
-    cfg.mount_options = mo;
-    Ok((cfg, writeback))
-}
-
-fn describe(e: &FsError, ep: &Endpoint) -> String {
+pub fn describe(e: &FsError, ep: &Endpoint) -> String {
     let at = format!("{}@{}:{}", ep.user, ep.host, ep.port);
     match e {
         FsError::Remote(RemoteError::Reply { code: 530, text }) => {
@@ -225,111 +209,11 @@ fn describe(e: &FsError, ep: &Endpoint) -> String {
     }
 }
 
-fn init_log(_to: Option<&Path>) {
+fn init_log() {
     let env = env_logger::Env::default().default_filter_or("warn");
     let _ = env_logger::Builder::from_env(env)
         .format_timestamp_millis()
         .try_init();
-}
-
-/// Blocks the termination signals in this thread (and every thread it
-/// starts later), so one dedicated thread can take them with sigwait.
-fn block_signals() -> libc::sigset_t {
-    // SAFETY: plain libc signal-set manipulation on a local set.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-            libc::sigaddset(&mut set, s);
-        }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    }
-}
-
-/// Connects, mounts, reports readiness, serves until unmounted.
-fn serve(plan: Plan, ready: &mut Option<std::fs::File>) -> Result<(), String> {
-    let set = block_signals();
-    let ep = plan.cfg.endpoint.clone();
-    let spool = plan.cfg.spool_dir.clone();
-    let _lock = lock_spool(&spool)?;
-    let core: Arc<Core> = Core::start(plan.cfg).map_err(|e| describe(&e, &ep))?;
-    for rec in &core.kept_open {
-        log::warn!(
-            "kept (not uploaded): {} was open for writing when keyfs stopped (job {})",
-            rec.remote_path,
-            rec.id
-        );
-    }
-    let mut fs = KeyFs::new(core.clone());
-    fs.writeback = plan.writeback;
-    let mut session = match fuser::Session::new(fs, &plan.mountpoint, &plan.fuse) {
-        Ok(s) => s,
-        Err(e) => {
-            core.shutdown();
-            return Err(format!(
-                "cannot mount on {}: {e}",
-                plan.mountpoint.display()
-            ));
-        }
-    };
-    super::readahead::raise(&plan.mountpoint);
-    let mut unmounter = session.unmount_callable();
-    let mountpoint = plan.mountpoint.clone();
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            let mut sig = 0;
-            // SAFETY: `set` is a valid signal set; sigwait only writes `sig`.
-            if unsafe { libc::sigwait(&set, &mut sig) } == 0 {
-                log::info!("signal {sig}: unmounting {}", mountpoint.display());
-                if let Err(e) = unmounter.unmount() {
-                    log::warn!("unmount: {e}");
-                }
-            }
-        })
-        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
-    if let Some(mut w) = ready.take() {
-        let _ = w.write_all(b"ok\n");
-        drop(w);
-        detach_stdio(&spool);
-    }
-    log::info!("mounted {} on {}", ep.root, plan.mountpoint.display());
-    let live = super::live::start(spool.clone(), core.clone())
-        .map_err(|e| log::warn!("no live status file: {e}"))
-        .ok();
-    let r = session.run();
-    if let Some(stop) = live {
-        stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-    core.shutdown();
-    r.map_err(|e| format!("fuse session: {e}"))
-}
-
-/// Daemon stdio: stdin/stdout to /dev/null, stderr (the log) to
-/// `<spool>/keyfs.log`.
-fn detach_stdio(spool: &Path) {
-    let null = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(spool.join("keyfs.log"));
-    use std::os::fd::AsRawFd;
-    // SAFETY: dup2 onto the standard descriptors with valid open files.
-    unsafe {
-        if let Ok(n) = &null {
-            libc::dup2(n.as_raw_fd(), 0);
-            libc::dup2(n.as_raw_fd(), 1);
-        }
-        match (&log, &null) {
-            (Ok(l), _) => libc::dup2(l.as_raw_fd(), 2),
-            (_, Ok(n)) => libc::dup2(n.as_raw_fd(), 2),
-            _ => 0,
-        };
-    }
 }
 
 /// Forks; the parent waits for the child's verdict on the pipe.
@@ -352,9 +236,9 @@ fn daemonize(plan: Plan) -> Result<(), String> {
                 libc::setsid();
                 libc::chdir(c"/".as_ptr());
             }
-            init_log(None);
+            init_log();
             let mut ready = Some(std::fs::File::from(wr));
-            match serve(plan, &mut ready) {
+            match super::daemon::serve(plan, &mut ready) {
                 Ok(()) => std::process::exit(0),
                 Err(msg) => {
                     match ready {
@@ -406,18 +290,5 @@ mod tests {
         assert!(err.contains(&std::process::id().to_string()), "{err}");
         drop(first);
         assert!(super::lock_spool(d.path()).is_ok());
-    }
-
-    use super::*;
-
-    #[test]
-    fn options() {
-        let (c, wb) = mount_options(&["ro,allow_other".into(), "writeback".into()]).unwrap();
-        assert!(wb);
-        assert_eq!(c.acl, fuser::SessionACL::All);
-        assert!(c.mount_options.contains(&fuser::MountOption::RO));
-        let (c, wb) = mount_options(&["auto_unmount".into()]).unwrap();
-        assert!(!wb);
-        assert_eq!(c.acl, fuser::SessionACL::RootAndOwner);
     }
 }

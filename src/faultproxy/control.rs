@@ -27,6 +27,7 @@ pub(crate) fn run_session(client: TcpStream, shared: Arc<Shared>) {
 }
 
 fn session(client: TcpStream, shared: &Arc<Shared>) -> io::Result<()> {
+    shared.gate();
     let server = match TcpStream::connect_timeout(&shared.upstream, CONNECT_TIMEOUT) {
         Ok(s) => s,
         Err(e) => {
@@ -97,6 +98,7 @@ fn relay_commands(
             }
             continue;
         }
+        shared.gate();
         if shared.refuses(&verb) {
             let v = String::from_utf8_lossy(&verb);
             let reply = format!("550 {v}: Operation not permitted\r\n");
@@ -139,6 +141,7 @@ fn relay_replies(
             .counters
             .down_ctrl
             .fetch_add(n as u64, Ordering::SeqCst);
+        shared.gate();
         if line.starts_with(b"211-") {
             in_feat = true;
         } else if line.starts_with(b"211 ") {

@@ -83,6 +83,7 @@ fn forward(
     shared: &Arc<Shared>,
     session: &Arc<SessionSockets>,
 ) -> io::Result<()> {
+    shared.gate();
     let server = match TcpStream::connect_timeout(&upstream, CONNECT_TIMEOUT) {
         Ok(s) => s,
         Err(e) => {
@@ -160,11 +161,15 @@ fn pump(
                 }
             }
         }
+        shared.gate();
         if dst.write_all(&buf[..n]).is_err() {
             break;
         }
         sent += n as u64;
         counter.fetch_add(n as u64, Ordering::SeqCst);
+        if dir == Dir::Up {
+            shared.check_hold();
+        }
         if to_cut.is_some() && shared.bytes_to_cut(sent) == Some(0) && shared.take_cut(sent) {
             cut(&src, &dst, shared, aborted, session);
             return;

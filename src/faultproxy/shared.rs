@@ -29,6 +29,8 @@ pub(crate) struct Counters {
     pub sessions: AtomicU64,
     pub data_conns: AtomicU64,
     pub cuts: AtomicU64,
+    pub holds: AtomicU64,
+    pub hold_end_ms: AtomicU64,
 }
 
 pub(crate) struct Shared {
@@ -40,6 +42,8 @@ pub(crate) struct Shared {
     next_id: AtomicU64,
     /// Per direction: the instant at which the bytes paced so far are "sent".
     pace: [Mutex<Option<Instant>>; 2],
+    /// The end of the outage under way (see `Faults::hold_after`).
+    hold_until: Mutex<Option<Instant>>,
 }
 
 /// Locks a mutex, recovering the data if a thread panicked while holding it
@@ -58,6 +62,7 @@ impl Shared {
             sockets: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             pace: [Mutex::new(None), Mutex::new(None)],
+            hold_until: Mutex::new(None),
         }
     }
 
@@ -80,6 +85,8 @@ impl Shared {
             sessions: g(&c.sessions),
             data_conns: g(&c.data_conns),
             cuts: g(&c.cuts),
+            holds: g(&c.holds),
+            hold_end_ms: g(&c.hold_end_ms),
         }
     }
 
@@ -175,6 +182,42 @@ impl Shared {
                 return;
             }
             thread::sleep((until - now).min(Duration::from_millis(100)));
+        }
+    }
+
+    /// Starts the outage once `hold_after` upload bytes went through.
+    pub fn check_hold(&self) {
+        let f = lock(&self.faults);
+        let Some(n) = f.hold_after else { return };
+        if self.counters.up_data.load(Ordering::SeqCst) < n {
+            return;
+        }
+        let mut h = lock(&self.hold_until);
+        if h.is_some() || self.counters.holds.load(Ordering::SeqCst) > 0 {
+            return;
+        }
+        *h = Some(Instant::now() + f.hold_for);
+        let end = std::time::SystemTime::now() + f.hold_for;
+        let ms = end
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        self.counters.hold_end_ms.store(ms, Ordering::SeqCst);
+        self.counters.holds.fetch_add(1, Ordering::SeqCst);
+        log::info!("ftpfault: link down for {:?}", f.hold_for);
+    }
+
+    /// Blocks while an outage is under way (every relay and connect passes here).
+    pub fn gate(&self) {
+        loop {
+            let until = *lock(&self.hold_until);
+            let now = Instant::now();
+            match until {
+                Some(t) if now < t && !self.stopped.load(Ordering::SeqCst) => {
+                    thread::sleep((t - now).min(Duration::from_millis(20)))
+                }
+                _ => return,
+            }
         }
     }
 

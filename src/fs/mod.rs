@@ -366,6 +366,17 @@ impl Core {
         &self.uploader
     }
 
+    /// Files open for writing now: (remote path, bytes spooled so far), for
+    /// `keyfs status`.
+    pub fn writing(&self) -> Vec<(String, u64)> {
+        let st = self.lock();
+        st.pending
+            .iter()
+            .filter(|(_, l)| l.status == Status::Writing && !l.unlinked)
+            .filter_map(|(ino, l)| Some((st.inodes.path(*ino)?.to_string(), l.spool.size())))
+            .collect()
+    }
+
     /// Stops the uploader; pending jobs stay in the journal for the next mount.
     pub fn shutdown(&self) {
         self.uploader.shutdown();

@@ -24,6 +24,7 @@ pub mod backoff;
 pub mod bwlimit;
 mod checksums;
 mod queue;
+pub use queue::Phase;
 pub mod resume;
 pub mod verify;
 mod worker;
@@ -71,7 +72,10 @@ impl Default for Tuning {
             io_timeout: Duration::from_secs(30),
             slow_reply_timeout: Duration::from_secs(120),
             backoff_initial: Duration::from_millis(500),
-            backoff_max: Duration::from_secs(30),
+            // Short: a reconnect costs one TCP connect, and after an
+            // outage the upload continues within this of the link's return
+            // (30 s here made a 45 s outage cost ~100 s).
+            backoff_max: Duration::from_secs(5),
             chunk_size: 256 * 1024,
         }
     }
@@ -95,6 +99,12 @@ pub struct JobStatus {
     /// Bytes the server holds so far, if known.
     pub sent: u64,
     pub last_error: Option<String>,
+    /// Where the current attempt is (`Queued` when no worker has it).
+    pub phase: Phase,
+    /// Attempts started since the mount.
+    pub tries: u32,
+    /// While `Retrying`: how long until the next attempt.
+    pub retry_in: Option<Duration>,
 }
 
 /// A handle to the uploader; cheap to clone.
@@ -104,7 +114,13 @@ pub struct Uploader {
     threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
     syncer: Arc<Syncer>,
     wire: Arc<worker::WireStats>,
+    shutdown_lock: Arc<Mutex<bool>>,
 }
+
+/// How long `shutdown` waits for the workers to let go of their jobs: they
+/// check between chunks of at most ~250 ms, so only one blocked in a
+/// network call takes longer.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(700);
 
 impl Uploader {
     /// Starts the workers and queues every `Queued` job found in the journal.
@@ -179,6 +195,7 @@ impl Uploader {
             threads: Arc::new(Mutex::new(threads)),
             syncer,
             wire,
+            shutdown_lock: Arc::new(Mutex::new(false)),
         })
     }
 
@@ -265,15 +282,36 @@ impl Uploader {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
     /// Stops the workers, then commits the jobs not yet durable; pending
-    /// jobs stay in the journal.
+    /// jobs stay in the journal. A worker still blocked on the network
+    /// after [`SHUTDOWN_GRACE`] (a reply on a dead link, a full socket
+    /// buffer on a slow one) is left behind: the process exits soon after,
+    /// which to its job is a cut connection (the spool keeps it for the
+    /// next mount). A second caller waits for the first to finish.
     pub fn shutdown(&self) {
+        let mut done = self.shutdown_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if *done {
+            return;
+        }
+        *done = true;
         self.shared.shutdown();
         let threads: Vec<JoinHandle<()>> = {
             let mut t = self.threads.lock().unwrap_or_else(|p| p.into_inner());
             t.drain(..).collect()
         };
+        let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
+        let mut left = 0;
         for t in threads {
-            let _ = t.join();
+            while !t.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                left += 1;
+            }
+        }
+        if left > 0 {
+            log::info!("shutdown: {left} upload worker(s) still waiting on the network; not waiting for them");
         }
         self.syncer.shutdown();
         let st = self.syncer.stats();

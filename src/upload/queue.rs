@@ -27,6 +27,25 @@ pub(crate) struct Job {
     /// older `rec.wanted` on the server applies the new one before the
     /// job may complete.
     pub wanted_gen: u64,
+    /// Attempts started (for `keyfs status`).
+    pub tries: u32,
+    pub phase: Phase,
+    /// When the next attempt starts, while waiting after a fault.
+    pub retry_at: Option<Instant>,
+}
+
+/// Where a job's current attempt is, for `keyfs status`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for a worker.
+    #[default]
+    Queued,
+    /// Connecting, deciding the offset, or sending.
+    Uploading,
+    /// Sent; checking the server's copy.
+    Verifying,
+    /// The last attempt failed; waiting for the next.
+    Retrying,
 }
 
 #[derive(Default)]
@@ -147,11 +166,30 @@ impl Shared {
         }
     }
 
-    pub fn set_error(&self, id: u64, msg: &str) {
+    /// An attempt failed and the next starts after `delay`.
+    pub fn set_error(&self, id: u64, msg: &str, delay: Duration) {
         if let Some(j) = self.lock().jobs.get_mut(&id) {
             j.last_error = Some(msg.to_string());
+            j.phase = Phase::Retrying;
+            j.retry_at = Instant::now().checked_add(delay);
         }
         self.cond.notify_all();
+    }
+
+    /// A worker starts an attempt at job `id`.
+    pub fn attempt_started(&self, id: u64) {
+        if let Some(j) = self.lock().jobs.get_mut(&id) {
+            j.tries = j.tries.saturating_add(1);
+            j.phase = Phase::Uploading;
+            j.retry_at = None;
+        }
+    }
+
+    /// The bytes are sent; the server's copy is being checked.
+    pub fn verifying(&self, id: u64) {
+        if let Some(j) = self.lock().jobs.get_mut(&id) {
+            j.phase = Phase::Verifying;
+        }
     }
 
     /// The job's current remote path, if it still exists.
@@ -265,6 +303,8 @@ impl Shared {
         let State { jobs, queue, .. } = &mut *st;
         if let Some(j) = jobs.get_mut(&p.rec.id) {
             j.running = false;
+            j.phase = Phase::Queued;
+            j.retry_at = None;
             if Arc::ptr_eq(&j.abort, &p.abort) && p.abort.load(Ordering::SeqCst) {
                 j.abort = Arc::new(AtomicBool::new(false));
             }
@@ -352,6 +392,9 @@ impl Shared {
                         abort: Arc::new(AtomicBool::new(false)),
                         running: false,
                         wanted_gen: 0,
+                        tries: 0,
+                        phase: Phase::Queued,
+                        retry_at: None,
                     },
                 );
             }
@@ -383,6 +426,9 @@ impl Shared {
                 abort: Arc::new(AtomicBool::new(false)),
                 running: false,
                 wanted_gen: 0,
+                tries: 0,
+                phase: Phase::Queued,
+                retry_at: None,
             },
         );
         if queued {
@@ -539,6 +585,12 @@ impl Shared {
                 record: j.rec.clone(),
                 sent: j.sent,
                 last_error: j.last_error.clone(),
+                phase: if j.running { j.phase } else { Phase::Queued },
+                tries: j.tries,
+                retry_in: j
+                    .retry_at
+                    .filter(|_| j.running)
+                    .map(|t| t.saturating_duration_since(Instant::now())),
             })
             .collect()
     }

@@ -119,6 +119,11 @@ const IDLE_CHECK: Duration = Duration::from_secs(5);
 /// The longest one `sendfile` call may take: an abort (rm, mv, shutdown)
 /// waits at most about this long for the worker to notice it.
 const SENDFILE_BUDGET: Duration = Duration::from_millis(250);
+/// A data connection that takes no byte for this long is dropped and the
+/// upload retried (at most `io_timeout`). On a live link, however slow, the
+/// socket buffer drains steadily; 15 s of nothing is a dead path, and each
+/// second waited here is a second added to the recovery after an outage.
+const STALL: Duration = Duration::from_secs(15);
 /// Counters of one uploader's workers, beyond what the queue keeps.
 #[derive(Default)]
 pub(crate) struct WireStats {
@@ -138,6 +143,7 @@ pub(crate) fn run(shared: Arc<Shared>, stats: Arc<WireStats>) {
                 break;
             }
             let mut started = false;
+            shared.attempt_started(p.rec.id);
             let res = attempt(&shared, &stats, &mut conn, &p, &mut started);
             if let Some((s, _)) = conn.as_mut() {
                 shared.checksums.learn(s);
@@ -178,8 +184,9 @@ pub(crate) fn run(shared: Arc<Shared>, stats: Arc<WireStats>) {
                 Err(Fail::Transient(msg) | Fail::Unverified(_, msg)) => {
                     log::warn!("upload of {}: {msg}; retrying", p.rec.remote_path);
                     conn = None;
-                    shared.set_error(p.rec.id, &msg);
-                    if shared.sleep_unless_aborted(backoff.next_delay(), &p.abort) {
+                    let delay = backoff.next_delay();
+                    shared.set_error(p.rec.id, &msg, delay);
+                    if shared.sleep_unless_aborted(delay, &p.abort) {
                         shared.aborted(&p);
                         break;
                     }
@@ -420,6 +427,7 @@ fn attempt(
     };
     stream(shared, stats, s, p, &mut file, up, offset)?;
     aborted(p)?;
+    shared.verifying(p.rec.id);
     match verify::verify_remote(s, path, size, p.rec.crc) {
         Ok(Verified::Crc) => {}
         // No server CRC: our own CRC of what we sent is the only check
@@ -513,7 +521,7 @@ fn send_all(
                     if n > 0 {
                         last_progress = Instant::now();
                         shared.progress(p.rec.id, pos);
-                    } else if last_progress.elapsed() >= shared.tuning.io_timeout {
+                    } else if last_progress.elapsed() >= shared.tuning.io_timeout.min(STALL) {
                         return Err(Fail::Transient("data connection stalled".into()));
                     }
                     if sent.eof {
