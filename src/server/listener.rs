@@ -45,6 +45,21 @@ impl Drop for BusyGuard<'_> {
 }
 
 impl Shared {
+    /// Opens the root and its metadata store (`cfg.listen` is not bound).
+    pub(crate) fn open(cfg: ServerConfig) -> io::Result<Arc<Shared>> {
+        let jail = Jail::new(&cfg.root)?;
+        let store = MetaStore::open(jail.root(), cfg.fsync_files)?;
+        Ok(Arc::new(Shared {
+            cfg,
+            jail,
+            store,
+            stop: AtomicBool::new(false),
+            sessions: AtomicUsize::new(0),
+            next_id: AtomicU64::new(1),
+            busy: Mutex::new(HashSet::new()),
+        }))
+    }
+
     /// Claims `path` for an upload; None when another session is writing it.
     pub(crate) fn claim(&self, path: &str) -> Option<BusyGuard<'_>> {
         let mut b = self.busy.lock().unwrap_or_else(|p| p.into_inner());
@@ -116,23 +131,20 @@ fn wake(addr: SocketAddr) {
 impl Server {
     /// Opens the root and its metadata store and binds the control socket.
     pub fn bind(cfg: ServerConfig) -> io::Result<Server> {
-        let jail = Jail::new(&cfg.root)?;
-        let store = MetaStore::open(jail.root(), cfg.fsync_files)?;
-        let listener = TcpListener::bind(cfg.listen)?;
+        let listen = cfg.listen;
+        let shared = Shared::open(cfg)?;
+        let listener = TcpListener::bind(listen)?;
         let addr = listener.local_addr()?;
         Ok(Server {
             listener,
             addr,
-            shared: Arc::new(Shared {
-                cfg,
-                jail,
-                store,
-                stop: AtomicBool::new(false),
-                sessions: AtomicUsize::new(0),
-                next_id: AtomicU64::new(1),
-                busy: Mutex::new(HashSet::new()),
-            }),
+            shared,
         })
+    }
+
+    /// The state this server shares with its sessions (and the HTTP face).
+    pub(crate) fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
     }
 
     /// The bound control address (with the real port when bound to 0).

@@ -34,6 +34,7 @@ mod cmd_list;
 mod cmd_transfer;
 pub mod config;
 pub mod data;
+pub mod http;
 pub mod lineio;
 pub mod listener;
 pub mod listing;
