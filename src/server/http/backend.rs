@@ -117,6 +117,17 @@ pub(crate) enum Begin {
     },
 }
 
+/// Extra rules of one upload (tus).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct UpOpts {
+    /// The file's declared final length: without a key, the upload is
+    /// complete only when the file reaches it.
+    pub total: Option<u64>,
+    /// CRC-32 the bytes of this request must have; on a mismatch (or a
+    /// cut, which cannot be verified) they are dropped again.
+    pub body_crc: Option<u32>,
+}
+
 /// What the request side hands the upload thread.
 pub(crate) enum Chunk {
     Data(Bytes),
@@ -128,6 +139,8 @@ pub(crate) enum Chunk {
 #[derive(Debug)]
 pub(crate) struct UpEnd {
     pub state: UpState,
+    /// The request's bytes did not match `UpOpts::body_crc` and were dropped.
+    pub checksum_mismatch: bool,
     /// A local write error that stopped the upload.
     pub error: Option<io::Error>,
 }
@@ -270,6 +283,23 @@ impl Backend {
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
+    }
+
+    /// Records the declared final length of an upload of `v` (tus), in a
+    /// `user.keyftpd.length` attribute beside the file where the file
+    /// system has them. False when it could not be kept.
+    pub fn set_declared_len(&self, v: &VPath, n: u64) -> bool {
+        let Ok(real) = self.real(v, true) else {
+            return false;
+        };
+        xattr_set(&real, XATTR_LEN, n.to_string().as_bytes()).is_ok()
+    }
+
+    /// The declared final length of `v`, if one was recorded.
+    pub fn declared_len(&self, v: &VPath) -> Option<u64> {
+        let real = self.real(v, true).ok()?;
+        let raw = xattr_get(&real, XATTR_LEN)?;
+        std::str::from_utf8(&raw).ok()?.parse().ok()
     }
 
     /// Opens file `v` for reading.
@@ -423,6 +453,7 @@ impl Backend {
         &self,
         v: &VPath,
         begin: Begin,
+        opts: UpOpts,
         ready: oneshot::Sender<BResult<UpState>>,
         mut rx: mpsc::Receiver<Chunk>,
     ) -> Option<UpEnd> {
@@ -455,6 +486,7 @@ impl Backend {
             log::info!("http: upload of {} abandoned before data", v.display());
         }
         let mut hasher = crc32fast::Hasher::new_with_initial_len(prefix_crc, offset);
+        let mut body_hasher = crc32fast::Hasher::new();
         let mut got = 0u64;
         let mut clean = false;
         let mut error = None;
@@ -466,6 +498,9 @@ impl Backend {
                         break;
                     }
                     hasher.update(&b);
+                    if opts.body_crc.is_some() {
+                        body_hasher.update(&b);
+                    }
                     got += b.len() as u64;
                 }
                 Chunk::End => {
@@ -475,10 +510,20 @@ impl Backend {
             }
         }
         drop(rx);
-        let len = offset + got;
+        let mut len = offset + got;
         if error.is_some() {
             // A failed write may have left bytes past what was hashed.
             let _ = file.set_len(len);
+        }
+        let mismatch = opts
+            .body_crc
+            .is_some_and(|want| !clean || body_hasher.finalize() != want);
+        if mismatch {
+            if let Err(e) = file.set_len(offset) {
+                error = error.or(Some(e));
+            }
+            len = offset;
+            hasher = crc32fast::Hasher::new_with_initial_len(prefix_crc, offset);
         }
         if sh.cfg.fsync_files {
             if let Err(e) = file.sync_data() {
@@ -488,7 +533,7 @@ impl Backend {
         let crc = hasher.finalize();
         let complete = match bound {
             Some(k) => k.0 == crc,
-            None => clean && error.is_none(),
+            None => clean && !mismatch && error.is_none() && opts.total.is_none_or(|t| t == len),
         };
         let state = if complete {
             KeyState::Complete
@@ -503,8 +548,9 @@ impl Backend {
         }
         drop(guard);
         log::info!(
-            "http: upload {} offset={offset} bytes={got} clean={clean} crc={crc:08X} key={} state={}",
+            "http: upload {} offset={offset} bytes={got} clean={clean}{} crc={crc:08X} key={} state={}",
             v.display(),
+            if mismatch { " dropped(checksum)" } else { "" },
             bound.map(|k| k.to_string()).unwrap_or("none".into()),
             state.as_str()
         );
@@ -514,6 +560,7 @@ impl Backend {
                 key: bound,
                 complete,
             },
+            checksum_mismatch: mismatch,
             error,
         })
     }
@@ -580,6 +627,42 @@ impl Backend {
         }
         Ok((file, bound, offset, prefix_crc))
     }
+}
+
+const XATTR_LEN: &str = "user.keyftpd.length";
+
+fn c_path(p: &std::path::Path) -> io::Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other)
+}
+
+fn xattr_set(p: &std::path::Path, name: &str, value: &[u8]) -> io::Result<()> {
+    let (cp, cn) = (
+        c_path(p)?,
+        std::ffi::CString::new(name).map_err(io::Error::other)?,
+    );
+    // SAFETY: valid NUL-terminated strings and a slice with its length.
+    let r = unsafe {
+        libc::setxattr(
+            cp.as_ptr(),
+            cn.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn xattr_get(p: &std::path::Path, name: &str) -> Option<Vec<u8>> {
+    let (cp, cn) = (c_path(p).ok()?, std::ffi::CString::new(name).ok()?);
+    let mut buf = [0u8; 32];
+    // SAFETY: valid NUL-terminated strings and a buffer with its length.
+    let n = unsafe { libc::getxattr(cp.as_ptr(), cn.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    (n >= 0).then(|| buf[..n as usize].to_vec())
 }
 
 /// True when `a` is strictly below `b`.

@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::backend::{BResult, Begin, Chunk, UpEnd, UpState};
+use super::backend::{BResult, Begin, Chunk, UpEnd, UpOpts, UpState};
 use super::Ctx;
 use crate::server::paths::VPath;
 
@@ -102,6 +102,16 @@ impl Drop for Running {
 /// Starts an upload of `v` on a blocking thread; Err when the backend
 /// refuses it (then nothing was written).
 pub(crate) async fn begin(ctx: &Arc<Ctx>, v: &VPath, how: Begin) -> BResult<Upload> {
+    begin_with(ctx, v, how, UpOpts::default()).await
+}
+
+/// [`begin`] with the extra rules of `opts`.
+pub(crate) async fn begin_with(
+    ctx: &Arc<Ctx>,
+    v: &VPath,
+    how: Begin,
+    opts: UpOpts,
+) -> BResult<Upload> {
     let (ready_tx, ready_rx) = oneshot::channel();
     let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
     ctx.uploads.fetch_add(1, Ordering::SeqCst);
@@ -110,7 +120,7 @@ pub(crate) async fn begin(ctx: &Arc<Ctx>, v: &VPath, how: Begin) -> BResult<Uplo
     let v = v.clone();
     let task = tokio::task::spawn_blocking(move || {
         let _running = running;
-        be.upload(&v, how, ready_tx, rx)
+        be.upload(&v, how, opts, ready_tx, rx)
     });
     match ready_rx.await {
         Ok(Ok(start)) => Ok(Upload { tx, task, start }),

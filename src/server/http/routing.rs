@@ -84,7 +84,11 @@ pub(crate) async fn handle(ctx: Arc<Ctx>, peer: SocketAddr, req: Request<Incomin
             auth::challenge("log in to write (anonymous access is read-only)")
         };
     }
-    let r = dispatch(&ctx, &v, req, &who).await;
+    let tus = req.headers().contains_key("tus-resumable");
+    let mut r = dispatch(&ctx, &v, req, &who).await;
+    if tus && method != Method::OPTIONS {
+        tus::resumable(r.headers_mut());
+    }
     log::debug!("http {peer}: {method} {} -> {}", v.display(), r.status());
     r
 }
