@@ -5,9 +5,10 @@ Forwards every connection to --upstream. After --cut-after bytes have gone
 from clients to the server (counted over all connections), it cuts the
 connection carrying them: the server sees exactly that many bytes and then
 an end of stream (as when a client dies), the client sees a reset. It makes
---cuts such cuts, then forwards everything. Prints `listening on PORT`,
-keeps --stats updated with `up=N down=N cuts=N` (bytes client->server,
-server->client), and exits by itself after --max-seconds or on SIGTERM.
+--cuts such cuts, then forwards everything. --rate slows each connection's
+upload to that many bytes/s. Prints `listening on PORT`, keeps --stats
+updated with `up=N down=N cuts=N` (bytes client->server, server->client),
+and exits by itself after --max-seconds or on SIGTERM.
 """
 
 import argparse
@@ -35,7 +36,7 @@ def pipe(args, src, dst, upstream_dir, peer_pair):
     client, server = peer_pair
     try:
         while True:
-            data = src.recv(65536)
+            data = src.recv(16384 if args.rate else 65536)
             if not data:
                 break
             cut = False
@@ -57,6 +58,8 @@ def pipe(args, src, dst, upstream_dir, peer_pair):
                 write_stats(args.stats)
             if data:
                 dst.sendall(data)
+                if upstream_dir and args.rate:
+                    time.sleep(len(data) / args.rate)
             if cut:
                 # Server: the bytes so far, then FIN. Client: RST.
                 try:
@@ -99,6 +102,7 @@ def main():
     p.add_argument("--cut-after", type=int)
     p.add_argument("--cuts", type=int, default=1)
     p.add_argument("--stats")
+    p.add_argument("--rate", type=int, help="bytes/s client->server, per connection")
     p.add_argument("--max-seconds", type=int, default=300)
     args = p.parse_args()
     args.cut_after_step = args.cut_after or 0
