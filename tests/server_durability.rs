@@ -124,10 +124,15 @@ fn sigterm_mid_upload_leaves_a_recorded_partial() {
     );
 }
 
+/// Metadata lives on the files now; the old directory name `.keyftpd`
+/// stays reserved: a pre-existing one (not an old metadata log) is left
+/// alone, hidden, and no command can reach it.
 #[test]
 fn metadata_is_invisible_and_unreachable() {
     let (_d, root) = temp_root();
     let data = pattern(1000, 4);
+    std::fs::create_dir(root.join(".keyftpd")).expect("mkdir");
+    std::fs::write(root.join(".keyftpd/notes"), b"admin's").expect("write");
     let srv = Keyftpd::start(&root, &[]);
     partial(&srv, "x.bin", &data, 10);
     assert!(root.join(".keyftpd").is_dir());
@@ -161,5 +166,9 @@ fn metadata_is_invisible_and_unreachable() {
     }
     assert_eq!(c.cmd("RNFR x.bin").0, 350);
     assert_eq!(c.cmd("RNTO .keyftpd").0, 553);
-    assert!(root.join(".keyftpd").join("meta.log").is_file());
+    assert!(!root.join(".keyftpd").join("meta.log").exists());
+    assert_eq!(
+        std::fs::read(root.join(".keyftpd/notes")).ok(),
+        Some(b"admin's".to_vec())
+    );
 }

@@ -164,34 +164,48 @@ fn rename_through_keyftpd_keeps_the_key() {
     assert_eq!(fact(&text, "x.key"), Some(want), "{text}");
 }
 
-/// A meta log written before the file identity was recorded still loads:
-/// the state is kept, but the CRC is not trusted (no `x.key`, XCRC reads).
+/// An old `.keyftpd/meta.log` is migrated into the files' attributes on
+/// the first start and then removed with its directory. A line with the
+/// file identity keeps its CRC trusted; a line from before the identity
+/// was recorded keeps key and state, but its CRC is not trusted (no
+/// `x.key`, XCRC reads); renames and deletes in the log are replayed.
 #[test]
-fn old_meta_log_lines_load_untrusted() {
-    let (_d, mut srv) = server(&[]);
-    let data = pattern(40_000, 10);
-    let mut c = srv.login();
-    assert_eq!(c.cmd(&format!("KEY {}", key_of(&data))).0, 230);
-    assert_eq!(c.upload("STOR o.bin", &data).0, 226);
-    drop(c);
-    assert!(srv.terminate());
-    let log = srv.root.join(".keyftpd/meta.log");
-    let text = std::fs::read_to_string(&log).expect("meta log");
-    // Drop the identity fields (dev ino ctime) from every S line.
-    let old: String = text
-        .lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            if f[0] == "S" && f.len() == 10 {
-                format!("{}\n", f[..7].join(" "))
-            } else {
-                format!("{l}\n")
-            }
-        })
-        .collect();
-    assert_ne!(old, text, "log had identity fields: {text}");
-    std::fs::write(&log, old).expect("write old log");
-    let srv = support::keyftpd::Keyftpd::start(&srv.root, &[]);
+fn old_meta_log_is_migrated_into_attributes() {
+    use std::os::unix::fs::MetadataExt;
+    let (_d, root) = support::keyftpd::temp_root();
+    let old = pattern(40_000, 10);
+    let full = pattern(30_000, 11);
+    std::fs::write(root.join("o.bin"), &old).expect("write");
+    std::fs::write(root.join("f.bin"), &full).expect("write");
+    std::fs::write(root.join("plain.bin"), b"no record").expect("write");
+    let md = std::fs::metadata(root.join("f.bin")).expect("stat");
+    let mtime = |m: &std::fs::Metadata| {
+        m.modified()
+            .expect("mtime")
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after epoch")
+            .as_nanos()
+    };
+    let omd = std::fs::metadata(root.join("o.bin")).expect("stat");
+    let (ko, kf) = (crc32fast::hash(&old), crc32fast::hash(&full));
+    let log = format!(
+        "S old.bin {ko:08X} c {ko:08X} 40000 {}\nR old.bin o.bin\n\
+         S f.bin {kf:08X} p {kf:08X} 30000 {} {} {} {}\n\
+         S gone.bin - c 0 0 0\nS torn",
+        mtime(&omd),
+        mtime(&md),
+        md.dev(),
+        md.ino(),
+        i128::from(md.ctime()) * 1_000_000_000 + i128::from(md.ctime_nsec()),
+    );
+    std::fs::create_dir(root.join(".keyftpd")).expect("mkdir");
+    std::fs::write(root.join(".keyftpd/meta.log"), log).expect("write log");
+
+    let mut srv = support::keyftpd::Keyftpd::start(&root, &[]);
+    assert!(
+        !root.join(".keyftpd").exists(),
+        "migration removes the log dir"
+    );
     let mut c = srv.login();
     let (code, text) = c.cmd("MLST o.bin");
     assert_eq!(code, 250, "{text}");
@@ -199,5 +213,21 @@ fn old_meta_log_lines_load_untrusted() {
     assert_eq!(fact(&text, "x.key"), None, "{text}");
     let (code, text) = c.cmd("XCRC o.bin");
     assert_eq!(code, 250, "{text}");
-    assert!(text.contains(&format!("{:08X}", crc32fast::hash(&data))));
+    assert!(text.contains(&format!("{ko:08X}")));
+    let (_, text) = c.cmd("MLST f.bin");
+    assert_eq!(fact(&text, "x.keystate").as_deref(), Some("partial"));
+    assert_eq!(fact(&text, "x.key"), Some(format!("0x{kf:08X}")), "{text}");
+    let (_, text) = c.cmd("MLST plain.bin");
+    assert_eq!(fact(&text, "x.keystate"), None, "{text}");
+    drop(c);
+
+    // The records now live on the files: a restart keeps them.
+    assert!(srv.terminate());
+    let srv = support::keyftpd::Keyftpd::start(&root, &[]);
+    let mut c = srv.login();
+    let (_, text) = c.cmd("MLST o.bin");
+    assert_eq!(fact(&text, "x.keystate").as_deref(), Some("complete"));
+    let (_, text) = c.cmd("MLST f.bin");
+    assert_eq!(fact(&text, "x.keystate").as_deref(), Some("partial"));
+    assert!(!root.join("gone.bin").exists());
 }

@@ -18,13 +18,14 @@ pub(crate) fn allowed_before_login(verb: &str) -> bool {
 }
 
 /// The features listed by FEAT, one per line.
-const FEATURES: [&str; 9] = [
+const FEATURES: [&str; 10] = [
     "KEY",
     "XCRC",
     "MLST type*;size*;modify*;perm*;x.keystate*;x.key*;",
     "REST STREAM",
     "SIZE",
     "MDTM",
+    "MFMT",
     "EPSV",
     "PASV",
     "UTF8",

@@ -1,15 +1,16 @@
-//! Namespace commands: PWD CWD CDUP MKD RMD DELE RNFR RNTO SIZE MDTM.
+//! Namespace commands: PWD CWD CDUP MKD RMD DELE RNFR RNTO SIZE MDTM MFMT.
 //!
-//! DELE drops a file's key metadata; RNFR/RNTO moves it (for a directory,
-//! the metadata of everything below it). A file with an upload in progress
-//! can be neither deleted nor renamed, nor renamed onto (450): the upload
-//! would record its key over the moved file's when it ends.
+//! Everything acts through the store: a file's key metadata lives on the
+//! file, so DELE removes it and RNTO carries it (for a directory, with
+//! everything below it). A file with an upload in progress (in this
+//! keyftpd or another on the same root) can be neither deleted nor
+//! renamed, nor renamed onto (450).
 
-use std::fs;
 use std::io;
 
-use super::listing::timeval;
+use super::listing::{parse_timeval, timeval};
 use super::session::Session;
+use super::store::ErrorKind;
 
 fn quote(p: &str) -> String {
     p.replace('"', "\"\"")
@@ -18,11 +19,12 @@ fn quote(p: &str) -> String {
 pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
     let writes = matches!(
         verb,
-        "MKD" | "XMKD" | "RMD" | "XRMD" | "DELE" | "RNFR" | "RNTO"
+        "MKD" | "XMKD" | "RMD" | "XRMD" | "DELE" | "RNFR" | "RNTO" | "MFMT"
     );
     if writes && s.anonymous {
         return s.reply(550, "Anonymous sessions are read-only");
     }
+    let store = s.shared.store.clone();
     match verb {
         "PWD" | "XPWD" => {
             let p = quote(&s.cwd.display());
@@ -34,129 +36,77 @@ pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
             } else {
                 arg
             };
-            let v = match s.resolve(arg) {
-                Ok(v) => v,
-                Err(e) => return s.path_error(e),
+            let Some(v) = s.target(arg, None)? else {
+                return Ok(());
             };
-            match s.shared.jail.check(&v, true) {
-                Ok(real) if real.is_dir() => {
+            match store.stat(&v) {
+                Ok(st) if st.is_dir() => {
                     s.cwd = v;
                     let p = s.cwd.display();
                     s.reply(250, &format!("Directory changed to {p}"))
                 }
-                Ok(real) if real.exists() => s.reply(550, "Not a directory"),
-                Ok(_) => s.reply(550, "No such directory"),
-                Err(e) => s.path_error(e),
+                Ok(_) => s.reply(550, "Not a directory"),
+                Err(e) if e.kind == ErrorKind::NotFound => s.reply(550, "No such directory"),
+                Err(e) => s.store_error(verb, &e),
             }
         }
         "MKD" | "XMKD" => {
-            let Some((v, real)) = s.target(arg, false, Some((550, "Root exists")))? else {
+            let Some(v) = s.target(arg, Some((550, "Root exists")))? else {
                 return Ok(());
             };
-            match fs::create_dir(&real) {
+            match store.mkdir(&v) {
                 Ok(()) => {
                     let p = quote(&v.display());
                     s.reply(257, &format!("\"{p}\" created"))
                 }
-                Err(e) => s.io_error("MKD", &e),
+                Err(e) => s.store_error("MKD", &e),
             }
         }
         "RMD" | "XRMD" => {
-            let Some((_, real)) = s.target(arg, false, Some((550, "Cannot remove the root")))?
-            else {
+            let Some(v) = s.target(arg, Some((550, "Cannot remove the root")))? else {
                 return Ok(());
             };
-            match fs::remove_dir(&real) {
+            match store.rmdir(&v) {
                 Ok(()) => s.reply(250, "Directory removed"),
-                Err(e) => s.io_error("RMD", &e),
+                Err(e) => s.store_error("RMD", &e),
             }
         }
         "DELE" => {
-            let Some((v, real)) = s.target(arg, false, None)? else {
+            let Some(v) = s.target(arg, Some((550, "Cannot delete the root")))? else {
                 return Ok(());
             };
-            match fs::symlink_metadata(&real) {
-                Ok(md) if md.is_dir() => return s.reply(550, "Is a directory (use RMD)"),
-                Ok(_) => {}
-                Err(e) => return s.io_error("DELE", &e),
-            }
-            if s.shared.is_busy(&v.rel()) {
-                return s.reply(450, "File busy: an upload of it is in progress");
-            }
-            match fs::remove_file(&real) {
+            match store.delete(&v) {
                 Ok(()) => {
-                    if let Err(e) = s.shared.store.remove(&v.rel()) {
-                        log::error!("session {}: metadata for DELE {}: {e}", s.id, v.display());
-                    }
                     log::info!("session {}: DELE {}", s.id, v.display());
                     s.reply(250, "File deleted")
                 }
-                Err(e) => s.io_error("DELE", &e),
+                Err(e) if e.kind == ErrorKind::NotRegular => {
+                    s.reply(550, "Is a directory (use RMD)")
+                }
+                Err(e) => s.store_error("DELE", &e),
             }
         }
         "RNFR" => {
-            let Some((v, real)) = s.target(arg, false, Some((550, "Cannot rename the root")))?
-            else {
+            let Some(v) = s.target(arg, Some((550, "Cannot rename the root")))? else {
                 return Ok(());
             };
-            if fs::symlink_metadata(&real).is_err() {
-                return s.reply(550, "No such file or directory");
+            match store.check_idle(&v) {
+                Ok(()) => {
+                    s.rename_from = Some(v);
+                    s.reply(350, "Ready for RNTO")
+                }
+                Err(e) => s.store_error("RNFR", &e),
             }
-            if s.shared.is_busy(&v.rel()) {
-                return s.reply(450, "File busy: an upload of it is in progress");
-            }
-            s.rename_from = Some(v);
-            s.reply(350, "Ready for RNTO")
         }
         "RNTO" => {
             let Some(from) = s.rename_from.take() else {
                 return s.reply(503, "Send RNFR first");
             };
-            let to = match s.resolve(arg) {
-                Ok(v) if !v.is_root() => v,
-                Ok(_) => return s.reply(550, "Cannot rename onto the root"),
-                Err(e) => return s.path_error(e),
+            let Some(to) = s.target(arg, Some((550, "Cannot rename onto the root")))? else {
+                return Ok(());
             };
-            let (rf, rt) = match (
-                s.shared.jail.check(&from, false),
-                s.shared.jail.check(&to, false),
-            ) {
-                (Ok(a), Ok(b)) => (a, b),
-                (Err(e), _) | (_, Err(e)) => return s.path_error(e),
-            };
-            if to.rel().starts_with(&format!("{}/", from.rel())) {
-                return s.reply(553, "Cannot move a directory into itself");
-            }
-            // Hold both names for the rename, as an upload does: a busy
-            // target would have its key metadata overwritten when its
-            // (maybe stopped) upload finishes, and a source may have become
-            // busy since RNFR.
-            let shared = s.shared.clone();
-            let (from_rel, to_rel) = (from.rel(), to.rel());
-            let Some(_to_guard) = shared.claim(&to_rel) else {
-                return s.reply(450, "Target busy: an upload of it is in progress");
-            };
-            let _from_guard = if from_rel == to_rel {
-                None
-            } else {
-                match shared.claim(&from_rel) {
-                    Some(g) => Some(g),
-                    None => return s.reply(450, "File busy: an upload of it is in progress"),
-                }
-            };
-            // A rename changes the file's ctime, which its CRC record
-            // checks: stat it on both sides to carry the record over.
-            let before = fs::symlink_metadata(&rf).ok().filter(|m| m.is_file());
-            match fs::rename(&rf, &rt) {
+            match store.rename(&from, &to) {
                 Ok(()) => {
-                    if let Err(e) = s.shared.store.rename(&from.rel(), &to.rel()) {
-                        log::error!("session {}: metadata for rename: {e}", s.id);
-                    }
-                    if let (Some(b), Ok(a)) = (&before, fs::symlink_metadata(&rt)) {
-                        if let Err(e) = s.shared.store.renamed_file(&to_rel, b, &a) {
-                            log::error!("session {}: metadata for rename: {e}", s.id);
-                        }
-                    }
                     log::info!(
                         "session {}: RENAME {} -> {}",
                         s.id,
@@ -165,23 +115,40 @@ pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
                     );
                     s.reply(250, "Rename successful")
                 }
-                Err(e) => s.io_error("RNTO", &e),
+                Err(e) if e.kind == ErrorKind::Conflict => s.reply(553, &e.msg),
+                Err(e) => s.store_error("RNTO", &e),
             }
         }
         "SIZE" | "MDTM" => {
-            let Some((_, real)) = s.target(arg, true, None)? else {
+            let Some(v) = s.target(arg, None)? else {
                 return Ok(());
             };
-            match fs::metadata(&real) {
-                Ok(md) if md.is_file() => {
+            match store.stat(&v) {
+                Ok(st) if st.is_file() => {
                     if verb == "SIZE" {
-                        s.reply(213, &md.len().to_string())
+                        s.reply(213, &st.len().to_string())
                     } else {
-                        s.reply(213, &timeval(&md))
+                        s.reply(213, &timeval(&st.md))
                     }
                 }
                 Ok(_) => s.reply(550, "Not a regular file"),
-                Err(e) => s.io_error(verb, &e),
+                Err(e) => s.store_error(verb, &e),
+            }
+        }
+        "MFMT" => {
+            // MFMT YYYYMMDDHHMMSS path (draft-somers-ftp-mfxx).
+            let Some((when, path)) = arg.split_once(' ') else {
+                return s.reply(501, "MFMT needs YYYYMMDDHHMMSS and a path");
+            };
+            let Some(t) = parse_timeval(when) else {
+                return s.reply(501, "MFMT: time must be YYYYMMDDHHMMSS (UTC)");
+            };
+            let Some(v) = s.target(path, None)? else {
+                return Ok(());
+            };
+            match store.set_mtime(&v, t) {
+                Ok(st) => s.reply(213, &format!("Modify={}; {path}", timeval(&st.md))),
+                Err(e) => s.store_error("MFMT", &e),
             }
         }
         _ => s.reply(502, "Command not implemented"),

@@ -1,23 +1,22 @@
 //! Data transfer commands: PASV EPSV REST RETR STOR APPE ABOR (PORT/EPRT
 //! are refused: passive only, so the server never connects out).
 //!
-//! An upload records the file as partial (with its bound key and the
-//! prefix CRC) before the first byte, computes the CRC while receiving, and
-//! when the data connection closes records complete-or-partial by comparing
-//! CRC and key, durably, before the 226/426 reply. The control connection
+//! An upload is the store's ([`super::store::Store::begin_upload`]): it
+//! takes the file's lock (450 when another upload holds it), records the
+//! file as partial before the first byte, and when the data connection
+//! closes records complete-or-partial by CRC before the reply. If that
+//! record fails, the reply is 451/452, never 226. The control connection
 //! is not read during a transfer, so a client whose control connection dies
 //! still has its data connection drained to the end and every byte kept.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read};
 use std::net::{IpAddr, TcpStream};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::cmd_key::crc_range;
 use super::data::{self, XFER_BUF};
 use super::session::{one_line, Session, POLL};
-use super::store::{FileMeta, KeyState};
+use super::store::{ErrorKind, KeyState, Mode, Start, Upload};
 use crate::key;
 
 /// How an upload's data stream ended.
@@ -37,6 +36,8 @@ enum Outcome {
     Shutdown,
     /// The client sent ABOR.
     Aborted,
+    /// A newer upload of the same account and key took the file over.
+    TakenOver,
 }
 
 pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
@@ -115,18 +116,14 @@ pub(crate) fn open_data(s: &mut Session) -> io::Result<Option<TcpStream>> {
 
 fn retr(s: &mut Session, arg: &str) -> io::Result<()> {
     let offset = s.rest.take().unwrap_or(0);
-    let Some((v, real)) = s.target(arg, true, None)? else {
+    let Some(v) = s.target(arg, None)? else {
         return Ok(());
     };
-    let file = match File::open(&real) {
-        Ok(f) => f,
-        Err(e) => return s.io_error("RETR", &e),
+    let (file, st) = match s.shared.store.open_read(&v) {
+        Ok(x) => x,
+        Err(e) => return s.store_error("RETR", &e),
     };
-    let len = match file.metadata() {
-        Ok(md) if md.is_file() => md.len(),
-        Ok(_) => return s.reply(550, "Not a regular file"),
-        Err(e) => return s.io_error("RETR", &e),
-    };
+    let len = st.len();
     if offset > len {
         return s.reply(
             554,
@@ -178,37 +175,26 @@ fn retr(s: &mut Session, arg: &str) -> io::Result<()> {
     }
 }
 
-fn is_disk_full(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
-}
-
-fn receive(
-    s: &mut Session,
-    data: &mut TcpStream,
-    file: &mut File,
-    hasher: &mut crc32fast::Hasher,
-) -> (u64, Outcome) {
+fn receive(s: &mut Session, data: &mut TcpStream, up: &mut Upload) -> Outcome {
     let _ = data.set_read_timeout(Some(POLL));
     let mut buf = vec![0u8; XFER_BUF];
-    let mut got = 0u64;
     let mut last = Instant::now();
     loop {
         match data.read(&mut buf) {
-            Ok(0) => return (got, Outcome::Clean),
+            Ok(0) => return Outcome::Clean,
             Ok(n) => {
-                if let Err(e) = file.write_all(&buf[..n]) {
-                    let o = if is_disk_full(&e) {
-                        Outcome::DiskFull
-                    } else {
-                        Outcome::LocalError(one_line(&e))
+                if let Err(e) = up.write(&buf[..n]) {
+                    return match e.kind {
+                        ErrorKind::NoSpace => Outcome::DiskFull,
+                        _ => Outcome::LocalError(e.msg),
                     };
-                    return (got, o);
                 }
-                hasher.update(&buf[..n]);
-                got += n as u64;
                 last = Instant::now();
                 if s.shared.stop.load(Ordering::Relaxed) {
-                    return (got, Outcome::Shutdown);
+                    return Outcome::Shutdown;
+                }
+                if up.taken_over() {
+                    return Outcome::TakenOver;
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -216,16 +202,19 @@ fn receive(
                 if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut =>
             {
                 if s.shared.stop.load(Ordering::SeqCst) {
-                    return (got, Outcome::Shutdown);
+                    return Outcome::Shutdown;
                 }
                 if s.reader.take_abort() {
-                    return (got, Outcome::Aborted);
+                    return Outcome::Aborted;
+                }
+                if up.taken_over() {
+                    return Outcome::TakenOver;
                 }
                 if last.elapsed() > s.shared.cfg.data_timeout {
-                    return (got, Outcome::Stalled);
+                    return Outcome::Stalled;
                 }
             }
-            Err(e) => return (got, Outcome::Broken(one_line(&e))),
+            Err(e) => return Outcome::Broken(one_line(&e)),
         }
     }
 }
@@ -233,158 +222,112 @@ fn receive(
 fn store(s: &mut Session, arg: &str, append: bool) -> io::Result<()> {
     let verb = if append { "APPE" } else { "STOR" };
     let rest = s.rest.take();
-    let Some((v, real)) = s.target(arg, true, Some((553, "Not a file name")))? else {
+    let Some(v) = s.target(arg, Some((553, "Not a file name")))? else {
         return Ok(());
     };
     let rel = v.rel();
     if s.anonymous {
         return s.reply(550, "Anonymous sessions are read-only");
     }
-    let shared = s.shared.clone();
-    let Some(busy) = shared.claim(&rel) else {
-        return s.reply(450, "File busy: another upload of it is in progress");
-    };
-    let existing = fs::metadata(&real).ok();
-    if existing.as_ref().is_some_and(|m| !m.is_file()) {
-        return s.reply(550, "Not a regular file");
-    }
-    let meta = s.shared.store.get(&rel);
+    let store = s.shared.store.clone();
 
     // The same-name prompt: only after KEY, only for a partial, only once.
     if !append && s.key.is_some() && s.prompted.as_deref() != Some(rel.as_str()) {
-        if let (Some(md), Some(m)) = (&existing, meta) {
-            if m.state == KeyState::Partial {
+        match store.stat(&v) {
+            Ok(st) if st.is_file() && st.meta.is_some_and(|m| m.state == KeyState::Partial) => {
                 log::info!(
                     "session {}: same-name prompt for {} ({} bytes)",
                     s.id,
                     v.display(),
-                    md.len()
+                    st.len()
                 );
                 s.prompted = Some(rel.clone());
                 s.last_prompt = Some(rel);
-                return s.reply_raw(&key::format_same_name_prompt(md.len()));
+                return s.reply_raw(&key::format_same_name_prompt(st.len()));
             }
+            Ok(st) if !st.is_file() => return s.reply(550, "Not a regular file"),
+            Ok(_) => {}
+            Err(e) if e.kind == ErrorKind::NotFound => {}
+            Err(e) => return s.store_error(verb, &e),
         }
     }
 
-    let cur_len = existing.as_ref().map(|m| m.len()).unwrap_or(0);
-    let offset = if append { cur_len } else { rest.unwrap_or(0) };
-    if offset > cur_len {
-        return s.reply(
-            554,
-            &format!("Restart offset {offset} beyond file size {cur_len}"),
-        );
-    }
-    let resume = append || rest.is_some();
-    let stored_key = if resume {
-        meta.and_then(|m| m.key)
-    } else {
-        None
+    let mode = Mode {
+        start: match (append, rest) {
+            (true, _) => Start::Append,
+            (false, Some(n)) => Start::At(n),
+            (false, None) => Start::Replace,
+        },
+        key: s.key,
+        owner: s.user.clone().unwrap_or_default(),
     };
-    let bound_key = s.key.or(stored_key);
-
-    // CRC of the kept prefix: cached if the file is unchanged, else recomputed.
-    let mut prefix_crc = 0u32;
-    if offset > 0 {
-        let cached = match (meta, &existing) {
-            (Some(m), Some(md)) if m.len == offset => m.trusted_crc(md),
-            _ => None,
-        };
-        prefix_crc = match cached {
-            Some(c) => c,
-            None => {
-                let r = File::open(&real).and_then(|mut f| crc_range(&mut f, 0, offset));
-                match r {
-                    Ok(c) => c,
-                    Err(e) => return s.io_error(verb, &e),
-                }
-            }
-        };
-    }
-
+    let mut up = match store.begin_upload(&v, mode) {
+        Ok(u) => u,
+        Err(e) if e.kind == ErrorKind::Conflict => return s.reply(554, &e.msg),
+        Err(e) if e.kind == ErrorKind::Busy => {
+            return s.reply(450, "File busy: another upload of it is in progress")
+        }
+        Err(e) => return s.store_error(verb, &e),
+    };
+    let offset = up.offset();
     let Some(mut data) = open_data(s)? else {
+        up.abandon();
         return Ok(());
     };
     // The transfer starts: it uses up the session's key and any prompt.
     s.key = None;
     s.prompted = None;
-    let opened = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(!resume)
-        .open(&real)
-        .and_then(|mut f| {
-            if resume {
-                f.set_len(offset)?;
-                f.seek(SeekFrom::Start(offset))?;
-            }
-            Ok(f)
-        });
-    let mut file = match opened {
-        Ok(f) => f,
-        Err(e) => return s.io_error(verb, &e),
-    };
-    let start_meta = FileMeta::stamped(
-        bound_key,
-        KeyState::Partial,
-        prefix_crc,
-        offset,
-        file.metadata().ok().as_ref(),
-    );
-    if let Err(e) = s.shared.store.set(&rel, start_meta) {
-        log::error!("session {}: recording state of {}: {e}", s.id, v.display());
-    }
     s.reply(
         150,
         &format!("Ok to send data for {} at offset {offset}", v.display()),
     )?;
 
     let t0 = Instant::now();
-    let mut hasher = crc32fast::Hasher::new_with_initial_len(prefix_crc, offset);
-    let (got, mut outcome) = receive(s, &mut data, &mut file, &mut hasher);
+    let mut outcome = receive(s, &mut data, &mut up);
     drop(data);
     if outcome != Outcome::Aborted && s.reader.take_abort() {
         outcome = Outcome::Aborted;
     }
-    let len = offset + got;
-    // A failed write may have left bytes past what was hashed: cut them.
-    if matches!(outcome, Outcome::DiskFull | Outcome::LocalError(_)) {
-        let _ = file.set_len(len);
-    }
-    if s.shared.cfg.fsync_files {
-        if let Err(e) = file.sync_data() {
-            log::error!("session {}: fsync {}: {e}", s.id, v.display());
-        }
-    }
-    let crc = hasher.finalize();
-    let complete = match bound_key {
-        Some(k) => k.0 == crc,
-        None => outcome == Outcome::Clean,
-    };
-    let state = if complete {
-        KeyState::Complete
-    } else {
-        KeyState::Partial
-    };
-    let end_meta = FileMeta::stamped(bound_key, state, crc, len, file.metadata().ok().as_ref());
-    drop(file);
-    if let Err(e) = s.shared.store.set(&rel, end_meta) {
-        log::error!("session {}: recording state of {}: {e}", s.id, v.display());
-    }
+    let got = up.len() - offset;
+    let bound_key = up.key();
+    let done = up.finish(outcome == Outcome::Clean);
     let secs = t0.elapsed().as_secs_f64();
+    let (state, len) = match &done {
+        Ok(d) => (d.state.as_str(), d.len),
+        Err(_) => ("unrecorded", offset + got),
+    };
     log::info!(
-        "session {}: {verb} {} offset={offset} bytes={got} {:.1} MB/s {:?} crc={crc:08X} key={} state={}",
+        "session {}: {verb} {} offset={offset} bytes={got} {:.1} MB/s {:?} key={} state={state}",
         s.id,
         v.display(),
         got as f64 / 1e6 / secs.max(1e-6),
         outcome,
         bound_key.map(|k| k.to_string()).unwrap_or("none".into()),
-        state.as_str()
     );
-    // The state is recorded: free the file before the reply, so a client
-    // that reads 226 and at once writes the file on another connection
-    // does not get 450 busy.
-    drop(busy);
+    // The lock is released (the upload is finished) before the reply, so a
+    // client that reads 226 and at once writes the file again is not busy.
+    let done = match done {
+        Ok(d) => d,
+        Err(e) => {
+            log::error!("session {}: {verb} {}: {e}", s.id, v.display());
+            if outcome == Outcome::Aborted {
+                s.reply(426, "Transfer aborted")?;
+            }
+            let code = if e.kind == ErrorKind::NoSpace {
+                452
+            } else {
+                451
+            };
+            return s.reply(
+                code,
+                &format!(
+                    "{len} bytes received but their state could not be recorded: {}",
+                    e.msg
+                ),
+            );
+        }
+    };
+    let complete = done.state == KeyState::Complete;
     match outcome {
         Outcome::Clean => {
             let note = match bound_key {
@@ -399,10 +342,14 @@ fn store(s: &mut Session, arg: &str, append: bool) -> io::Result<()> {
             &format!("Data connection broke ({e}); {len} bytes kept as partial"),
         ),
         Outcome::Stalled => s.reply(426, &format!("Data connection stalled; {len} bytes kept")),
+        Outcome::TakenOver => s.reply(
+            426,
+            &format!("A newer upload of this file with the same key took over; {len} bytes kept"),
+        ),
         Outcome::Aborted => {
             s.reply(
                 426,
-                &format!("Transfer aborted; {len} bytes kept ({})", state.as_str()),
+                &format!("Transfer aborted; {len} bytes kept ({state})"),
             )?;
             s.reply(226, "ABOR successful")
         }

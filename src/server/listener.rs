@@ -6,76 +6,37 @@
 //! connecting to the listener. An upload in flight is ended as a partial,
 //! with its state recorded, before its session exits.
 
-use std::collections::HashSet;
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::config::ServerConfig;
-use super::paths::Jail;
 use super::session::Session;
-use super::store::MetaStore;
+use super::store::Store;
 
 /// State shared by the listener and all sessions.
 pub(crate) struct Shared {
     pub cfg: ServerConfig,
-    pub jail: Jail,
-    pub store: MetaStore,
+    pub store: Store,
     pub stop: AtomicBool,
     pub sessions: AtomicUsize,
     next_id: AtomicU64,
-    /// Virtual paths with an upload in progress: one writer per file.
-    busy: Mutex<HashSet<String>>,
-}
-
-/// Marks a path busy for the life of an upload.
-pub(crate) struct BusyGuard<'a> {
-    shared: &'a Shared,
-    path: String,
-}
-
-impl Drop for BusyGuard<'_> {
-    fn drop(&mut self) {
-        let mut b = self.shared.busy.lock().unwrap_or_else(|p| p.into_inner());
-        b.remove(&self.path);
-    }
 }
 
 impl Shared {
-    /// Opens the root and its metadata store (`cfg.listen` is not bound).
+    /// Opens the root and its store (`cfg.listen` is not bound).
     pub(crate) fn open(cfg: ServerConfig) -> io::Result<Arc<Shared>> {
-        let jail = Jail::new(&cfg.root)?;
-        let store = MetaStore::open(jail.root(), cfg.fsync_files)?;
+        let store = Store::open(&cfg.root, cfg.fsync_files)?;
         Ok(Arc::new(Shared {
             cfg,
-            jail,
             store,
             stop: AtomicBool::new(false),
             sessions: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
-            busy: Mutex::new(HashSet::new()),
         }))
-    }
-
-    /// Claims `path` for an upload; None when another session is writing it.
-    pub(crate) fn claim(&self, path: &str) -> Option<BusyGuard<'_>> {
-        let mut b = self.busy.lock().unwrap_or_else(|p| p.into_inner());
-        if !b.insert(path.to_string()) {
-            return None;
-        }
-        Some(BusyGuard {
-            shared: self,
-            path: path.to_string(),
-        })
-    }
-
-    /// True while `path` is being uploaded.
-    pub(crate) fn is_busy(&self, path: &str) -> bool {
-        let b = self.busy.lock().unwrap_or_else(|p| p.into_inner());
-        b.contains(path)
     }
 }
 

@@ -6,19 +6,13 @@
 //! keyftpd wrote (size and mtime as recorded when it computed the CRC). A
 //! client verifies an upload with one MLST: `complete` means the CRC keyftpd
 //! computed over the bytes it wrote equals that key (see keyftp(7)). The
-//! metadata directory is never listed.
+//! reserved name `.keyftpd` is never listed.
 
 use std::fs::Metadata;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::paths::META_DIR;
 use super::store::FileMeta;
-
-/// True for names a listing must hide.
-pub fn hidden(name: &str) -> bool {
-    name == META_DIR
-}
 
 /// (year, month, day, hour, min, sec) in UTC.
 pub fn utc(t: SystemTime) -> (i64, u32, u32, u32, u32, u32) {
@@ -53,6 +47,58 @@ pub fn utc(t: SystemTime) -> (i64, u32, u32, u32, u32, u32) {
 pub fn timeval(md: &Metadata) -> String {
     let (y, mo, d, h, mi, s) = utc(md.modified().unwrap_or(UNIX_EPOCH));
     format!("{y:04}{mo:02}{d:02}{h:02}{mi:02}{s:02}")
+}
+
+/// Parses `YYYYMMDDHHMMSS` (UTC, as MDTM prints it) for MFMT; None for
+/// anything else, including a day that does not exist.
+pub fn parse_timeval(s: &str) -> Option<SystemTime> {
+    if s.len() != 14 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n = |a: usize, b: usize| s[a..b].parse::<i64>().ok();
+    let (y, mo, d, h, mi, sec) = (
+        n(0, 4)?,
+        n(4, 6)?,
+        n(6, 8)?,
+        n(8, 10)?,
+        n(10, 12)?,
+        n(12, 14)?,
+    );
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let mdays = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&mo)
+        || d < 1
+        || d > mdays[(mo - 1) as usize]
+        || h > 23
+        || mi > 59
+        || sec > 59
+    {
+        return None;
+    }
+    // Howard Hinnant's days_from_civil.
+    let yy = if mo <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86400 + h * 3600 + mi * 60 + sec;
+    let secs = u64::try_from(secs).ok()?;
+    UNIX_EPOCH.checked_add(std::time::Duration::from_secs(secs))
 }
 
 /// The MLSD/MLST facts of an entry, ending with `; `+name.
@@ -136,6 +182,27 @@ mod tests {
         assert_eq!(utc(UNIX_EPOCH), (1970, 1, 1, 0, 0, 0));
         let t = UNIX_EPOCH + Duration::from_secs(951_782_400 + 3661); // 2000-02-29 01:01:01
         assert_eq!(utc(t), (2000, 2, 29, 1, 1, 1));
+    }
+
+    #[test]
+    fn timevals_round_trip() {
+        for secs in [0u64, 951_782_400 + 3661, 1_700_000_000, 4_102_444_799] {
+            let t = UNIX_EPOCH + Duration::from_secs(secs);
+            let (y, mo, d, h, mi, s) = utc(t);
+            let text = format!("{y:04}{mo:02}{d:02}{h:02}{mi:02}{s:02}");
+            assert_eq!(parse_timeval(&text), Some(t), "{text}");
+        }
+        for bad in [
+            "",
+            "2024",
+            "20240230000000",
+            "20241301000000",
+            "20240101240000",
+            "2024010100000x",
+            "202401010000000",
+        ] {
+            assert_eq!(parse_timeval(bad), None, "{bad}");
+        }
     }
 
     #[test]

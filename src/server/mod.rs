@@ -6,8 +6,10 @@
 //! - [`listener`]: the accept loop, the session cap, shutdown.
 //! - [`session`]: one control connection's state machine and command dispatch;
 //!   commands by group in [`cmd_basic`], [`cmd_fs`], [`cmd_transfer`], [`cmd_key`].
-//! - [`paths`]: virtual paths confined to the root.
-//! - [`store`]: durable per-file key + state metadata.
+//! - [`paths`]: virtual paths, resolved on strings.
+//! - [`store`]: the protocol-neutral store: files confined beneath the
+//!   root by the kernel, per-file key metadata in extended attributes,
+//!   the upload lifecycle and its lock; `store_reply` maps it to FTP.
 //! - [`data`]: passive data connections and byte pumps.
 //! - [`listing`]: MLSD/LIST/NLST formatting.
 //! - [`lineio`]: the bounded control-line reader.
@@ -41,6 +43,7 @@ pub mod listing;
 pub mod paths;
 mod session;
 pub mod store;
+mod store_reply;
 
 pub use auth::{hash_password, Accounts};
 pub use config::ServerConfig;

@@ -3,15 +3,15 @@
 //! A session sees a virtual tree whose `/` is the server root. Client paths
 //! are resolved purely on strings first (`.`/`..` clamp at `/`, so nothing
 //! textual can climb out), names are checked (no NUL, no control bytes, no
-//! over-long names, not our reserved metadata directory), and only then is
-//! the real path checked against the canonical root so that a symlink inside
-//! the tree cannot lead outside it.
+//! over-long names, not the reserved name `.keyftpd`). The kernel then
+//! confines every open to the root (see `store::confined`), so a symlink
+//! inside the tree cannot lead outside it.
 
 use std::fmt;
-use std::io;
-use std::path::{Path, PathBuf};
 
-/// The hidden per-root directory holding key metadata; unreachable by any path.
+/// The per-root directory where keyftpd once kept its metadata log: still
+/// refused as a name and hidden from listings, so no client can plant a log
+/// for the migration to read.
 pub const META_DIR: &str = ".keyftpd";
 /// Longest allowed path component, in bytes (the usual NAME_MAX).
 pub const MAX_NAME: usize = 255;
@@ -110,74 +110,6 @@ impl VPath {
             return Err(PathError::Invalid("path too long"));
         }
         Ok(out)
-    }
-}
-
-/// The confined root on disk.
-#[derive(Debug, Clone)]
-pub struct Jail {
-    root: PathBuf,
-}
-
-impl Jail {
-    /// Canonicalizes `root`, which must be an existing directory.
-    pub fn new(root: &Path) -> io::Result<Jail> {
-        let root = root.canonicalize()?;
-        if !root.is_dir() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotADirectory,
-                format!("{} is not a directory", root.display()),
-            ));
-        }
-        Ok(Jail { root })
-    }
-
-    /// The canonical root directory.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    /// The real path of `v`, unchecked.
-    pub fn real(&self, v: &VPath) -> PathBuf {
-        let mut p = self.root.clone();
-        for c in &v.comps {
-            p.push(c);
-        }
-        p
-    }
-
-    fn inside(&self, p: &Path) -> Result<(), PathError> {
-        match p.canonicalize() {
-            Ok(c) if c.starts_with(&self.root) => Ok(()),
-            Ok(_) => Err(PathError::Outside),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(PathError::NotFound),
-            Err(_) => Err(PathError::Outside),
-        }
-    }
-
-    /// The real path of `v` after checking confinement: its parent must
-    /// resolve inside the root, and with `follow_last` so must the entry
-    /// itself when it exists (a dangling or escaping symlink is refused).
-    pub fn check(&self, v: &VPath, follow_last: bool) -> Result<PathBuf, PathError> {
-        let real = self.real(v);
-        if v.is_root() {
-            return Ok(real);
-        }
-        if let Some(parent) = real.parent() {
-            self.inside(parent)?;
-        }
-        if follow_last {
-            if let Ok(md) = std::fs::symlink_metadata(&real) {
-                if md.file_type().is_symlink() {
-                    match self.inside(&real) {
-                        Ok(()) => {}
-                        Err(PathError::NotFound) => return Err(PathError::Outside),
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
-        }
-        Ok(real)
     }
 }
 

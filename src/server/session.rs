@@ -7,7 +7,6 @@
 
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -191,49 +190,9 @@ impl Session {
         }
     }
 
-    /// Replies to an I/O error with the nearest FTP code.
-    pub fn io_error(&mut self, what: &str, e: &io::Error) -> io::Result<()> {
-        match e.raw_os_error() {
-            Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
-                self.reply(452, &format!("{what}: insufficient storage space"))
-            }
-            _ => match e.kind() {
-                io::ErrorKind::NotFound => self.reply(550, &format!("{what}: not found")),
-                io::ErrorKind::PermissionDenied => {
-                    self.reply(550, &format!("{what}: permission denied"))
-                }
-                io::ErrorKind::AlreadyExists => self.reply(550, &format!("{what}: already exists")),
-                _ => self.reply(550, &format!("{what}: {}", one_line(e))),
-            },
-        }
-    }
-
     /// Resolves a client path against the cwd.
     pub fn resolve(&self, arg: &str) -> Result<VPath, PathError> {
         self.cwd.resolve(arg)
-    }
-
-    /// Resolves `arg` and checks it against the jail (`follow_last`: see
-    /// [`super::paths::Jail::check`]); `root`, when given, is the reply for
-    /// a command that cannot act on `/`. On any refusal it replies and
-    /// returns None, so a command handler just returns.
-    pub fn target(
-        &mut self,
-        arg: &str,
-        follow_last: bool,
-        root: Option<(u16, &str)>,
-    ) -> io::Result<Option<(VPath, PathBuf)>> {
-        let v = match self.resolve(arg) {
-            Ok(v) => v,
-            Err(e) => return self.path_error(e).map(|_| None),
-        };
-        if let (true, Some((code, text))) = (v.is_root(), root) {
-            return self.reply(code, text).map(|_| None);
-        }
-        match self.shared.jail.check(&v, follow_last) {
-            Ok(real) => Ok(Some((v, real))),
-            Err(e) => self.path_error(e).map(|_| None),
-        }
     }
 
     fn command(&mut self, line: &str) -> io::Result<()> {
@@ -261,7 +220,9 @@ impl Session {
                 super::cmd_basic::handle(self, &verb, arg)
             }
             "PWD" | "XPWD" | "CWD" | "XCWD" | "CDUP" | "XCUP" | "MKD" | "XMKD" | "RMD" | "XRMD"
-            | "DELE" | "RNFR" | "RNTO" | "SIZE" | "MDTM" => super::cmd_fs::handle(self, &verb, arg),
+            | "DELE" | "RNFR" | "RNTO" | "SIZE" | "MDTM" | "MFMT" => {
+                super::cmd_fs::handle(self, &verb, arg)
+            }
             "PASV" | "EPSV" | "PORT" | "EPRT" | "REST" | "RETR" | "STOR" | "APPE" | "ABOR"
             | "MLSD" | "LIST" | "NLST" | "MLST" => super::cmd_transfer::handle(self, &verb, arg),
             "KEY" | "XCRC" => super::cmd_key::handle(self, &verb, arg),

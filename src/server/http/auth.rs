@@ -30,6 +30,16 @@ pub(crate) enum Who {
     Anonymous,
 }
 
+impl Who {
+    /// The account name (an upload's owner).
+    pub fn name(&self) -> &str {
+        match self {
+            Who::User(n) => n,
+            Who::Anonymous => "anonymous",
+        }
+    }
+}
+
 /// Accepted `Authorization` values and who they log in.
 #[derive(Default)]
 pub(crate) struct Cache(Mutex<HashMap<String, Who>>);

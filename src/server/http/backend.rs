@@ -8,11 +8,10 @@
 //! the first byte, writes and hashes the chunks it is handed, and records
 //! complete-or-partial (CRC against key) when the body ends or is cut.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::fs::File;
+use std::io;
 use std::net::IpAddr;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -20,11 +19,9 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::key::Key;
-use crate::server::cmd_key::crc_range;
 use crate::server::listener::Shared;
-use crate::server::listing::hidden;
 use crate::server::paths::{PathError, VPath};
-use crate::server::store::{FileMeta, KeyState};
+use crate::server::store::{self, ErrorKind, KeyState, Mode, Start, Stat, StoreError};
 
 /// Why a file action failed.
 #[derive(Debug)]
@@ -35,8 +32,6 @@ pub(crate) enum BackendError {
     NotFound,
     /// A directory where a file was needed.
     IsDir,
-    /// A file where a directory was needed (or a parent is a file).
-    NotDir,
     /// The target exists and may not be replaced.
     Exists,
     /// Another upload of the path is in progress.
@@ -45,18 +40,16 @@ pub(crate) enum BackendError {
     Conflict(UpState),
     /// Not allowed on this path (the root; a directory into itself).
     Refused(&'static str),
-    /// Anything else from the file system.
-    Io(io::Error),
+    /// Anything else the store said.
+    Store(StoreError),
 }
 
-impl From<io::Error> for BackendError {
-    fn from(e: io::Error) -> Self {
-        match e.kind() {
-            io::ErrorKind::NotFound => BackendError::NotFound,
-            io::ErrorKind::AlreadyExists => BackendError::Exists,
-            io::ErrorKind::NotADirectory => BackendError::NotDir,
-            io::ErrorKind::IsADirectory => BackendError::IsDir,
-            _ => BackendError::Io(e),
+impl From<StoreError> for BackendError {
+    fn from(e: StoreError) -> Self {
+        match e.kind {
+            ErrorKind::NotFound => BackendError::NotFound,
+            ErrorKind::Busy => BackendError::Busy,
+            _ => BackendError::Store(e),
         }
     }
 }
@@ -141,8 +134,8 @@ pub(crate) struct UpEnd {
     pub state: UpState,
     /// The request's bytes did not match `UpOpts::body_crc` and were dropped.
     pub checksum_mismatch: bool,
-    /// A local write error that stopped the upload.
-    pub error: Option<io::Error>,
+    /// A store error that stopped the upload or its record.
+    pub error: Option<StoreError>,
 }
 
 /// A login's outcome.
@@ -159,16 +152,30 @@ pub(crate) struct Backend {
     sh: Arc<Shared>,
 }
 
-fn entry(name: String, md: &fs::Metadata, meta: Option<FileMeta>) -> Entry {
-    let dir = md.is_dir();
+fn entry(name: String, st: &Stat) -> Entry {
+    let dir = st.is_dir();
     Entry {
         name,
         dir,
-        size: if dir { 0 } else { md.len() },
-        mtime: md.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-        key: meta.filter(|_| !dir).and_then(|m| m.key),
-        state: meta.filter(|_| !dir).map(|m| m.state),
+        size: if dir { 0 } else { st.len() },
+        mtime: st.md.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        key: st.meta.filter(|_| !dir).and_then(|m| m.key),
+        state: st.meta.filter(|_| !dir).map(|m| m.state),
     }
+}
+
+fn state_of(st: &Stat) -> UpState {
+    UpState {
+        size: st.len(),
+        key: st.meta.and_then(|m| m.key),
+        // A file keyftpd has no record of was put there whole.
+        complete: st.meta.is_none_or(|m| m.state == KeyState::Complete),
+    }
+}
+
+/// The parent directory of `v` (the root for the root).
+fn parent(v: &VPath) -> VPath {
+    v.resolve("..").unwrap_or_default()
 }
 
 impl Backend {
@@ -211,16 +218,14 @@ impl Backend {
         self.sh.cfg.accounts.is_anonymous("anonymous")
     }
 
-    fn real(&self, v: &VPath, follow_last: bool) -> BResult<PathBuf> {
-        Ok(self.sh.jail.check(v, follow_last)?)
+    fn store(&self) -> &store::Store {
+        &self.sh.store
     }
 
     /// Stat of `v`; NotFound when missing.
     pub fn stat(&self, v: &VPath) -> BResult<Entry> {
-        let real = self.real(v, true)?;
-        let md = fs::metadata(&real)?;
-        let meta = self.sh.store.get(&v.rel());
-        Ok(entry(v.name().unwrap_or("").to_string(), &md, meta))
+        let st = self.store().stat(v)?;
+        Ok(entry(v.name().unwrap_or("").to_string(), &st))
     }
 
     /// The seed's state of `v`: a missing file is size 0, no key, not
@@ -229,89 +234,65 @@ impl Backend {
         if v.is_root() {
             return Err(BackendError::IsDir);
         }
-        let real = self.real(v, true)?;
-        match fs::metadata(&real) {
-            Ok(md) if md.is_dir() => Err(BackendError::IsDir),
-            Ok(md) => Ok(self.state_of(v, &md)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                match real.parent().map(fs::metadata) {
-                    Some(Ok(p)) if p.is_dir() => Ok(UpState {
-                        size: 0,
-                        key: None,
-                        complete: false,
-                    }),
-                    _ => Err(BackendError::NotFound),
-                }
-            }
+        match self.store().stat(v) {
+            Ok(st) if st.is_dir() => Err(BackendError::IsDir),
+            Ok(st) if st.is_file() => Ok(state_of(&st)),
+            Ok(_) => Err(BackendError::Refused("not a regular file")),
+            Err(e) if e.kind == ErrorKind::NotFound => match self.store().stat(&parent(v)) {
+                Ok(p) if p.is_dir() => Ok(UpState {
+                    size: 0,
+                    key: None,
+                    complete: false,
+                }),
+                _ => Err(BackendError::NotFound),
+            },
             Err(e) => Err(e.into()),
         }
     }
 
-    fn state_of(&self, v: &VPath, md: &fs::Metadata) -> UpState {
-        let meta = self.sh.store.get(&v.rel());
-        UpState {
-            size: md.len(),
-            key: meta.and_then(|m| m.key),
-            // A file keyftpd has no record of was put there whole.
-            complete: meta.is_none_or(|m| m.state == KeyState::Complete),
-        }
-    }
-
-    /// The entries of directory `v`, sorted by name; the metadata
-    /// directory and symlinks leading outside the root are left out.
+    /// The entries of directory `v`, sorted by name (the store leaves out
+    /// its own directory, special files and escaping symlinks).
     pub fn list(&self, v: &VPath) -> BResult<Vec<Entry>> {
-        let real = self.real(v, true)?;
-        let mut out = Vec::new();
-        for e in fs::read_dir(real)? {
-            let e = e?;
-            let Ok(name) = e.file_name().into_string() else {
-                continue;
-            };
-            if hidden(&name) {
-                continue;
-            }
-            let Ok(child) = v.resolve(&name) else {
-                continue;
-            };
-            let Ok(real) = self.sh.jail.check(&child, true) else {
-                continue;
-            };
-            let Ok(md) = fs::metadata(&real) else {
-                continue;
-            };
-            out.push(entry(name, &md, self.sh.store.get(&child.rel())));
-        }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        Ok(self
+            .store()
+            .list(v)?
+            .iter()
+            .map(|e| entry(e.name.clone(), &e.stat))
+            .collect())
     }
 
-    /// Records the declared final length of an upload of `v` (tus), in a
-    /// `user.keyftpd.length` attribute beside the file where the file
-    /// system has them. False when it could not be kept.
+    /// Records the declared final length of an upload of `v` (tus) in a
+    /// `user.keyftpd.length` attribute beside the file's record.
     pub fn set_declared_len(&self, v: &VPath, n: u64) -> bool {
-        let Ok(real) = self.real(v, true) else {
+        let Ok((f, _)) = self.store().open_read(v) else {
             return false;
         };
-        xattr_set(&real, XATTR_LEN, n.to_string().as_bytes()).is_ok()
+        rustix::fs::fsetxattr(
+            &f,
+            XATTR_LEN,
+            n.to_string().as_bytes(),
+            rustix::fs::XattrFlags::empty(),
+        )
+        .is_ok()
     }
 
     /// The declared final length of `v`, if one was recorded.
     pub fn declared_len(&self, v: &VPath) -> Option<u64> {
-        let real = self.real(v, true).ok()?;
-        let raw = xattr_get(&real, XATTR_LEN)?;
-        std::str::from_utf8(&raw).ok()?.parse().ok()
+        let (f, _) = self.store().open_read(v).ok()?;
+        let mut buf = [0u8; 32];
+        let n = rustix::fs::fgetxattr(&f, XATTR_LEN, &mut buf[..]).ok()?;
+        std::str::from_utf8(&buf[..n]).ok()?.parse().ok()
     }
 
     /// Opens file `v` for reading.
     pub fn open_read(&self, v: &VPath) -> BResult<(File, Entry)> {
-        let real = self.real(v, true)?;
-        let f = File::open(&real)?;
-        let md = f.metadata()?;
-        if md.is_dir() {
-            return Err(BackendError::IsDir);
+        match self.store().open_read(v) {
+            Ok((f, st)) => Ok((f, entry(v.name().unwrap_or("").to_string(), &st))),
+            Err(e) if e.kind == ErrorKind::NotRegular && self.stat(v).is_ok_and(|e| e.dir) => {
+                Err(BackendError::IsDir)
+            }
+            Err(e) => Err(e.into()),
         }
-        let meta = self.sh.store.get(&v.rel());
-        Ok((f, entry(v.name().unwrap_or("").to_string(), &md, meta)))
     }
 
     /// Creates directory `v` (its parent must exist).
@@ -319,8 +300,10 @@ impl Backend {
         if v.is_root() {
             return Err(BackendError::Exists);
         }
-        let real = self.real(v, false)?;
-        Ok(fs::create_dir(real)?)
+        match self.store().mkdir(v) {
+            Err(e) if e.kind == ErrorKind::Conflict => Err(BackendError::Exists),
+            r => Ok(r?),
+        }
     }
 
     /// Deletes file `v`, or directory `v` with everything below it; key
@@ -329,25 +312,14 @@ impl Backend {
         if v.is_root() {
             return Err(BackendError::Refused("cannot delete the root"));
         }
-        let real = self.real(v, false)?;
-        let md = fs::symlink_metadata(&real)?;
-        if !md.is_dir() {
-            let _guard = self.sh.claim(&v.rel()).ok_or(BackendError::Busy)?;
-            fs::remove_file(&real)?;
-            if let Err(e) = self.sh.store.remove(&v.rel()) {
-                log::error!("http: metadata for DELETE {}: {e}", v.display());
-            }
-            return Ok(());
+        match self.store().delete(v) {
+            Err(e) if e.kind == ErrorKind::NotRegular && self.stat(v).is_ok_and(|e| e.dir) => {}
+            r => return Ok(r?),
         }
-        for e in fs::read_dir(&real)? {
-            let name = e?.file_name();
-            let Some(name) = name.to_str() else {
-                return Err(BackendError::Io(io::Error::other("name is not UTF-8")));
-            };
-            let child = v.resolve(name)?;
-            self.delete(&child)?;
+        for e in self.store().list(v)? {
+            self.delete(&v.resolve(&e.name)?)?;
         }
-        Ok(fs::remove_dir(&real)?)
+        Ok(self.store().rmdir(v)?)
     }
 
     /// Moves `from` to `to` (a file or a whole directory) with its key
@@ -357,90 +329,64 @@ impl Backend {
         if from.is_root() || to.is_root() || under(to, from) {
             return Err(BackendError::Refused("cannot move the root or into itself"));
         }
-        let (rf, rt) = (self.real(from, false)?, self.real(to, false)?);
-        fs::symlink_metadata(&rf)?;
-        let (from_rel, to_rel) = (from.rel(), to.rel());
-        if from_rel == to_rel {
+        self.store().stat(from)?;
+        if from.rel() == to.rel() {
             return Ok(());
         }
-        if fs::symlink_metadata(&rt).is_ok() {
+        if let Ok(t) = self.store().stat(to) {
             if !overwrite {
                 return Err(BackendError::Exists);
             }
-            self.delete(to)?;
-        }
-        let _to_guard = self.sh.claim(&to_rel).ok_or(BackendError::Busy)?;
-        let _from_guard = self.sh.claim(&from_rel).ok_or(BackendError::Busy)?;
-        let before = fs::symlink_metadata(&rf).ok().filter(|m| m.is_file());
-        fs::rename(&rf, &rt)?;
-        if let Err(e) = self.sh.store.rename(&from_rel, &to_rel) {
-            log::error!("http: metadata for MOVE: {e}");
-        }
-        if let (Some(b), Ok(a)) = (&before, fs::symlink_metadata(&rt)) {
-            if let Err(e) = self.sh.store.renamed_file(&to_rel, b, &a) {
-                log::error!("http: metadata for MOVE: {e}");
+            if t.is_dir() {
+                self.delete(to)?;
             }
         }
-        Ok(())
+        Ok(self.store().rename(from, to)?)
     }
 
     /// Copies `from` (file, or directory with everything below) to `to`;
-    /// each copied file carries its key and state.
-    pub fn copy(&self, from: &VPath, to: &VPath, overwrite: bool) -> BResult<()> {
+    /// each copied file carries its key, and its state follows from it.
+    pub fn copy(&self, from: &VPath, to: &VPath, overwrite: bool, owner: &str) -> BResult<()> {
         if to.is_root() || under(to, from) || from.rel() == to.rel() {
             return Err(BackendError::Refused(
                 "cannot copy onto the root, itself or into itself",
             ));
         }
-        let (rf, rt) = (self.real(from, true)?, self.real(to, false)?);
-        let md = fs::metadata(&rf)?;
-        if fs::symlink_metadata(&rt).is_ok() {
+        let src = self.store().stat(from)?;
+        if self.store().stat(to).is_ok() {
             if !overwrite {
                 return Err(BackendError::Exists);
             }
             self.delete(to)?;
         }
-        if md.is_dir() {
-            fs::create_dir(&rt)?;
-            for e in fs::read_dir(&rf)? {
-                let name = e?.file_name();
-                let Some(name) = name.to_str().filter(|n| !hidden(n)) else {
-                    continue;
-                };
-                self.copy(&from.resolve(name)?, &to.resolve(name)?, false)?;
+        if src.is_dir() {
+            self.mkdir(to)?;
+            for e in self.store().list(from)? {
+                self.copy(&from.resolve(&e.name)?, &to.resolve(&e.name)?, false, owner)?;
             }
             return Ok(());
         }
-        let _guard = self.sh.claim(&to.rel()).ok_or(BackendError::Busy)?;
-        let mut src = File::open(&rf)?;
-        let mut dst = File::create(&rt)?;
-        let mut h = crc32fast::Hasher::new();
+        let (f, st) = self.store().open_read(from)?;
+        let mode = Mode {
+            start: Start::Replace,
+            key: st.meta.and_then(|m| m.key),
+            owner: owner.to_string(),
+        };
+        let mut up = self.store().begin_upload(to, mode)?;
         let mut buf = vec![0u8; 256 << 10];
-        let mut len = 0u64;
+        let mut pos = 0u64;
         loop {
-            let n = match src.read(&mut buf) {
+            let n = match f.read_at(&mut buf, pos) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(StoreError::io("copy", &e).into()),
             };
-            dst.write_all(&buf[..n])?;
-            h.update(&buf[..n]);
-            len += n as u64;
+            up.write(&buf[..n])?;
+            pos += n as u64;
         }
-        let crc = h.finalize();
-        match self.sh.store.get(&from.rel()) {
-            Some(m) => {
-                let meta =
-                    FileMeta::stamped(m.key, m.state, crc, len, dst.metadata().ok().as_ref());
-                if let Err(e) = self.sh.store.set(&to.rel(), meta) {
-                    log::error!("http: metadata for COPY: {e}");
-                }
-            }
-            None => {
-                let _ = self.sh.store.remove(&to.rel());
-            }
-        }
+        let clean = st.meta.is_none_or(|m| m.state == KeyState::Complete);
+        up.finish(clean)?;
         Ok(())
     }
 
@@ -448,44 +394,38 @@ impl Backend {
     /// gets the state at the start, or why the upload is refused (then
     /// nothing is written); chunks then come from `rx`. A closed channel
     /// without [`Chunk::End`] is a cut: every byte received is kept and
-    /// the file stays partial.
+    /// the file stays partial (except bytes that fail `opts.body_crc`).
     pub fn upload(
         &self,
         v: &VPath,
         begin: Begin,
         opts: UpOpts,
+        owner: &str,
         ready: oneshot::Sender<BResult<UpState>>,
         mut rx: mpsc::Receiver<Chunk>,
     ) -> Option<UpEnd> {
-        let rel = v.rel();
-        let sh = self.sh.clone();
-        let started = (|| {
-            if v.is_root() {
-                return Err(BackendError::IsDir);
-            }
-            let real = self.real(v, true)?;
-            let guard = sh.claim(&rel).ok_or(BackendError::Busy)?;
-            let (file, bound, offset, prefix_crc) = self.open_upload(v, &real, begin)?;
-            Ok((guard, file, bound, offset, prefix_crc))
-        })();
-        let (guard, mut file, bound, offset, prefix_crc) = match started {
-            Ok(x) => x,
+        let mut up = match self.begin(v, begin, owner) {
+            Ok(u) => u,
             Err(e) => {
                 let _ = ready.send(Err(e));
                 return None;
             }
         };
+        let offset = up.offset();
+        let bound = up.key();
         let start = UpState {
             size: offset,
             key: bound,
             complete: false,
         };
         if ready.send(Ok(start)).is_err() {
-            // The request went away before any byte: a resume changed
-            // nothing, a replace left an empty partial (recorded as such).
             log::info!("http: upload of {} abandoned before data", v.display());
+            up.abandon();
+            return None;
         }
-        let mut hasher = crc32fast::Hasher::new_with_initial_len(prefix_crc, offset);
+        // With a checksum the bytes are written but counted only once they
+        // proved right (re-read from the page cache), else cut away again.
+        let checked = opts.body_crc.is_some();
         let mut body_hasher = crc32fast::Hasher::new();
         let mut got = 0u64;
         let mut clean = false;
@@ -493,14 +433,18 @@ impl Backend {
         while let Some(c) = rx.blocking_recv() {
             match c {
                 Chunk::Data(b) => {
-                    if let Err(e) = file.write_all(&b) {
+                    let r = if checked {
+                        up.file().and_then(|f| {
+                            io::Write::write_all(f, &b).map_err(|e| StoreError::io("write", &e))
+                        })
+                    } else {
+                        up.write(&b)
+                    };
+                    if let Err(e) = r {
                         error = Some(e);
                         break;
                     }
-                    hasher.update(&b);
-                    if opts.body_crc.is_some() {
-                        body_hasher.update(&b);
-                    }
+                    body_hasher.update(&b);
                     got += b.len() as u64;
                 }
                 Chunk::End => {
@@ -510,160 +454,140 @@ impl Backend {
             }
         }
         drop(rx);
-        let mut len = offset + got;
-        if error.is_some() {
-            // A failed write may have left bytes past what was hashed.
-            let _ = file.set_len(len);
+        let mut mismatch = false;
+        if checked {
+            mismatch = error.is_some() || !clean || opts.body_crc != Some(body_hasher.finalize());
+            let counted = if mismatch {
+                Ok(())
+            } else {
+                count_written(&mut up, offset, got)
+            };
+            if mismatch || counted.is_err() {
+                mismatch = true;
+                if let Err(e) = up.file().and_then(|f| {
+                    f.set_len(offset)
+                        .map_err(|e| StoreError::io("truncate", &e))
+                }) {
+                    error = error.or(Some(e));
+                }
+            }
         }
-        let mismatch = opts
-            .body_crc
-            .is_some_and(|want| !clean || body_hasher.finalize() != want);
-        if mismatch {
-            if let Err(e) = file.set_len(offset) {
+        let len = up.len();
+        let done_clean =
+            clean && !mismatch && error.is_none() && opts.total.is_none_or(|t| t == len);
+        let done = match up.finish(done_clean) {
+            Ok(d) => d,
+            Err(e) => {
+                log::error!("http: recording state of {}: {e}", v.display());
                 error = error.or(Some(e));
+                store::Done {
+                    state: KeyState::Partial,
+                    len,
+                    crc: 0,
+                    key: bound,
+                }
             }
-            len = offset;
-            hasher = crc32fast::Hasher::new_with_initial_len(prefix_crc, offset);
-        }
-        if sh.cfg.fsync_files {
-            if let Err(e) = file.sync_data() {
-                log::error!("http: fsync {}: {e}", v.display());
-            }
-        }
-        let crc = hasher.finalize();
-        let complete = match bound {
-            Some(k) => k.0 == crc,
-            None => clean && !mismatch && error.is_none() && opts.total.is_none_or(|t| t == len),
         };
-        let state = if complete {
-            KeyState::Complete
-        } else {
-            KeyState::Partial
-        };
-        let md = file.metadata().ok();
-        drop(file);
-        let end = FileMeta::stamped(bound, state, crc, len, md.as_ref());
-        if let Err(e) = sh.store.set(&rel, end) {
-            log::error!("http: recording state of {}: {e}", v.display());
-        }
-        drop(guard);
         log::info!(
-            "http: upload {} offset={offset} bytes={got} clean={clean}{} crc={crc:08X} key={} state={}",
+            "http: upload {} offset={offset} bytes={got} clean={clean}{} crc={:08X} key={} state={}",
             v.display(),
             if mismatch { " dropped(checksum)" } else { "" },
+            done.crc,
             bound.map(|k| k.to_string()).unwrap_or("none".into()),
-            state.as_str()
+            done.state.as_str()
         );
         Some(UpEnd {
             state: UpState {
-                size: len,
-                key: bound,
-                complete,
+                size: done.len,
+                key: done.key,
+                complete: done.state == KeyState::Complete,
             },
             checksum_mismatch: mismatch,
             error,
         })
     }
 
-    /// Checks the resume rule, opens the file at its offset and records it
-    /// as partial. Returns (file, bound key, offset, CRC of the prefix).
-    fn open_upload(
-        &self,
-        v: &VPath,
-        real: &PathBuf,
-        begin: Begin,
-    ) -> BResult<(File, Option<Key>, u64, u32)> {
-        let rel = v.rel();
-        let existing = match fs::metadata(real) {
-            Ok(md) if md.is_dir() => return Err(BackendError::IsDir),
-            Ok(md) => Some(md),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e.into()),
-        };
-        let meta = self.sh.store.get(&rel);
-        let now = match &existing {
-            Some(md) => self.state_of(v, md),
-            None => UpState {
-                size: 0,
-                key: None,
-                complete: false,
-            },
-        };
-        let (offset, bound) = match begin {
-            Begin::Replace(k) => (0, k),
-            Begin::Resume { offset, expect } => {
-                let stored = meta.and_then(|m| m.key);
-                if offset != now.size || expect.is_some_and(|k| k != stored) {
-                    return Err(BackendError::Conflict(now));
-                }
-                (offset, stored)
-            }
-        };
-        let prefix_crc = if offset == 0 {
-            0
-        } else {
-            let cached = match (meta, &existing) {
-                (Some(m), Some(md)) if m.len == offset => m.trusted_crc(md),
-                _ => None,
-            };
-            match cached {
-                Some(c) => c,
-                None => crc_range(&mut File::open(real)?, 0, offset)?,
-            }
-        };
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(offset == 0)
-            .open(real)?;
-        if offset > 0 {
-            file.set_len(offset)?;
-            file.seek(SeekFrom::Start(offset))?;
+    /// Begins the store's upload and applies the seed's resume rule: a
+    /// resume must be at the stored size, with the stored key when one is
+    /// expected; otherwise Conflict with the state, nothing written.
+    fn begin(&self, v: &VPath, begin: Begin, owner: &str) -> BResult<store::Upload> {
+        if v.is_root() {
+            return Err(BackendError::IsDir);
         }
-        let md = file.metadata().ok();
-        let start = FileMeta::stamped(bound, KeyState::Partial, prefix_crc, offset, md.as_ref());
-        if let Err(e) = self.sh.store.set(&rel, start) {
-            log::error!("http: recording state of {}: {e}", v.display());
+        let mode = |start, key| Mode {
+            start,
+            key,
+            owner: owner.to_string(),
+        };
+        let (offset, expect) = match begin {
+            Begin::Replace(k) => {
+                return self
+                    .store()
+                    .begin_upload(v, mode(Start::Replace, k))
+                    .map_err(|e| self.begin_error(v, e))
+            }
+            Begin::Resume { offset, expect } => (offset, expect),
+        };
+        // Under the upload's lock, the file is what it is: check it there.
+        let up = match self.store().begin_upload(v, mode(Start::At(offset), None)) {
+            Ok(u) => u,
+            Err(e) if e.kind == ErrorKind::Conflict => {
+                return Err(match self.state(v) {
+                    Ok(st) => BackendError::Conflict(st),
+                    Err(e) => e,
+                })
+            }
+            Err(e) => return Err(self.begin_error(v, e)),
+        };
+        let now = self.store().stat(v).map(|st| state_of(&st));
+        match now {
+            Ok(st) if st.size == offset && expect.is_none_or(|k| k == up.key()) => Ok(up),
+            Ok(st) => {
+                up.abandon();
+                Err(BackendError::Conflict(st))
+            }
+            Err(e) => {
+                up.abandon();
+                Err(e.into())
+            }
         }
-        Ok((file, bound, offset, prefix_crc))
+    }
+
+    fn begin_error(&self, v: &VPath, e: StoreError) -> BackendError {
+        match e.kind {
+            ErrorKind::NotRegular if self.stat(v).is_ok_and(|e| e.dir) => BackendError::IsDir,
+            ErrorKind::NotFound => BackendError::Path(PathError::NotFound),
+            _ => e.into(),
+        }
     }
 }
 
-const XATTR_LEN: &str = "user.keyftpd.length";
-
-fn c_path(p: &std::path::Path) -> io::Result<std::ffi::CString> {
-    use std::os::unix::ffi::OsStrExt;
-    std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other)
-}
-
-fn xattr_set(p: &std::path::Path, name: &str, value: &[u8]) -> io::Result<()> {
-    let (cp, cn) = (
-        c_path(p)?,
-        std::ffi::CString::new(name).map_err(io::Error::other)?,
-    );
-    // SAFETY: valid NUL-terminated strings and a slice with its length.
-    let r = unsafe {
-        libc::setxattr(
-            cp.as_ptr(),
-            cn.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
+/// Counts `[offset, offset + len)`, written through [`store::Upload::file`],
+/// into the upload's CRC by reading it back.
+fn count_written(up: &mut store::Upload, offset: u64, len: u64) -> Result<(), StoreError> {
+    let mut buf = vec![0u8; 256 << 10];
+    let mut pos = offset;
+    let end = offset + len;
+    while pos < end {
+        let want = (end - pos).min(buf.len() as u64) as usize;
+        let n = up
+            .file()?
+            .read_at(&mut buf[..want], pos)
+            .map_err(|e| StoreError::io("read back", &e))?;
+        if n == 0 {
+            return Err(StoreError::new(
+                ErrorKind::Io,
+                "file shrank under an upload",
+            ));
+        }
+        up.hashed(&buf[..n]);
+        pos += n as u64;
     }
     Ok(())
 }
 
-fn xattr_get(p: &std::path::Path, name: &str) -> Option<Vec<u8>> {
-    let (cp, cn) = (c_path(p).ok()?, std::ffi::CString::new(name).ok()?);
-    let mut buf = [0u8; 32];
-    // SAFETY: valid NUL-terminated strings and a buffer with its length.
-    let n = unsafe { libc::getxattr(cp.as_ptr(), cn.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    (n >= 0).then(|| buf[..n as usize].to_vec())
-}
+/// The declared final length of a tus upload, beside the store's record.
+const XATTR_LEN: &str = "user.keyftpd.length";
 
 /// True when `a` is strictly below `b`.
 fn under(a: &VPath, b: &VPath) -> bool {

@@ -101,8 +101,8 @@ impl Drop for Running {
 
 /// Starts an upload of `v` on a blocking thread; Err when the backend
 /// refuses it (then nothing was written).
-pub(crate) async fn begin(ctx: &Arc<Ctx>, v: &VPath, how: Begin) -> BResult<Upload> {
-    begin_with(ctx, v, how, UpOpts::default()).await
+pub(crate) async fn begin(ctx: &Arc<Ctx>, v: &VPath, how: Begin, owner: &str) -> BResult<Upload> {
+    begin_with(ctx, v, how, UpOpts::default(), owner).await
 }
 
 /// [`begin`] with the extra rules of `opts`.
@@ -111,6 +111,7 @@ pub(crate) async fn begin_with(
     v: &VPath,
     how: Begin,
     opts: UpOpts,
+    owner: &str,
 ) -> BResult<Upload> {
     let (ready_tx, ready_rx) = oneshot::channel();
     let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
@@ -118,16 +119,15 @@ pub(crate) async fn begin_with(
     let running = Running(ctx.clone());
     let be = ctx.backend.clone();
     let v = v.clone();
+    let owner = owner.to_string();
     let task = tokio::task::spawn_blocking(move || {
         let _running = running;
-        be.upload(&v, how, opts, ready_tx, rx)
+        be.upload(&v, how, opts, &owner, ready_tx, rx)
     });
     match ready_rx.await {
         Ok(Ok(start)) => Ok(Upload { tx, task, start }),
         Ok(Err(e)) => Err(e),
-        Err(_) => Err(super::backend::BackendError::Io(io::Error::other(
-            "upload thread ended",
-        ))),
+        Err(_) => Err(super::backend::BackendError::Refused("upload thread ended")),
     }
 }
 

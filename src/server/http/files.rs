@@ -13,6 +13,7 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use tokio::sync::mpsc;
 
+use super::auth::Who;
 use super::backend::{self, BackendError, Begin, Entry};
 use super::body::Stop;
 use super::reply::{self, Resp};
@@ -169,7 +170,7 @@ fn put_offset(h: &HeaderMap) -> Result<Option<u64>, &'static str> {
 
 /// PUT: replace (the key is cleared), or resume at the stored size with a
 /// `Content-Range` (the key is kept).
-pub(crate) async fn put(ctx: &Arc<Ctx>, v: &VPath, req: Request<Incoming>) -> Resp {
+pub(crate) async fn put(ctx: &Arc<Ctx>, v: &VPath, req: Request<Incoming>, who: &Who) -> Resp {
     let offset = match put_offset(req.headers()) {
         Ok(o) => o,
         Err(why) => return reply::text(StatusCode::BAD_REQUEST, why),
@@ -181,7 +182,7 @@ pub(crate) async fn put(ctx: &Arc<Ctx>, v: &VPath, req: Request<Incoming>) -> Re
             expect: None,
         },
     };
-    let up = match super::body::begin(ctx, v, how).await {
+    let up = match super::body::begin(ctx, v, how, who.name()).await {
         Ok(u) => u,
         Err(BackendError::Path(PathError::NotFound)) => {
             return reply::text(StatusCode::CONFLICT, "PUT: no such parent directory")
@@ -201,7 +202,7 @@ pub(crate) async fn put(ctx: &Arc<Ctx>, v: &VPath, req: Request<Incoming>) -> Re
         return reply::text(StatusCode::INTERNAL_SERVER_ERROR, "upload thread failed");
     };
     if let Some(e) = &end.error {
-        return reply::io_error("PUT", e);
+        return reply::store_error("PUT", e);
     }
     match stop {
         Some(Stop::Timeout) => reply::text(

@@ -10,6 +10,7 @@ use hyper::{Response, StatusCode};
 
 use super::backend::{BackendError, UpState};
 use crate::server::paths::PathError;
+use crate::server::store::{ErrorKind, StoreError};
 
 /// Every response body.
 pub(crate) type Body = BoxBody<Bytes, io::Error>;
@@ -76,7 +77,6 @@ pub(crate) fn backend_error(what: &str, e: BackendError) -> Resp {
         ),
         BackendError::NotFound => text(StatusCode::NOT_FOUND, &format!("{what}: not found")),
         BackendError::IsDir => text(StatusCode::CONFLICT, &format!("{what}: is a directory")),
-        BackendError::NotDir => text(StatusCode::CONFLICT, &format!("{what}: not a directory")),
         BackendError::Exists => text(
             StatusCode::PRECONDITION_FAILED,
             &format!("{what}: already exists"),
@@ -87,27 +87,22 @@ pub(crate) fn backend_error(what: &str, e: BackendError) -> Resp {
         ),
         BackendError::Conflict(st) => state(StatusCode::CONFLICT, &st),
         BackendError::Refused(why) => text(StatusCode::FORBIDDEN, &format!("{what}: {why}")),
-        BackendError::Io(e) => io_error(what, &e),
+        BackendError::Store(e) => store_error(what, &e),
     }
 }
 
-/// The response to a local I/O error.
-pub(crate) fn io_error(what: &str, e: &io::Error) -> Resp {
-    match e.raw_os_error() {
-        Some(libc::ENOSPC) | Some(libc::EDQUOT) => text(
-            StatusCode::INSUFFICIENT_STORAGE,
-            &format!("{what}: insufficient storage space"),
-        ),
-        Some(libc::ENOTEMPTY) => text(
-            StatusCode::CONFLICT,
-            &format!("{what}: directory not empty"),
-        ),
-        _ if e.kind() == io::ErrorKind::PermissionDenied => {
-            text(StatusCode::FORBIDDEN, &format!("{what}: permission denied"))
-        }
-        _ => {
-            log::warn!("http: {what}: {e}");
-            text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{what}: {e}"))
-        }
+/// The response to a store error, by its kind.
+pub(crate) fn store_error(what: &str, e: &StoreError) -> Resp {
+    let status = match e.kind {
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Busy => StatusCode::LOCKED,
+        ErrorKind::Conflict | ErrorKind::NotRegular => StatusCode::CONFLICT,
+        ErrorKind::NoSpace => StatusCode::INSUFFICIENT_STORAGE,
+        ErrorKind::Denied => StatusCode::FORBIDDEN,
+        ErrorKind::Io => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    if status == StatusCode::INTERNAL_SERVER_ERROR {
+        log::warn!("http: {what}: {e}");
     }
+    text(status, &format!("{what}: {}", e.msg))
 }

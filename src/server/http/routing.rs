@@ -119,13 +119,13 @@ async fn dispatch(ctx: &Arc<Ctx>, v: &VPath, req: Request<Incoming>, who: &Who) 
                 Err(r) => r,
             }
         }
-        "POST" if tus => tus::create(ctx, v, dir_url, req).await,
-        "POST" => seed::post(ctx, v, req).await,
-        "PATCH" => tus::patch(ctx, v, req).await,
-        "PUT" => files::put(ctx, v, req).await,
+        "POST" if tus => tus::create(ctx, v, dir_url, req, who).await,
+        "POST" => seed::post(ctx, v, req, who).await,
+        "PATCH" => tus::patch(ctx, v, req, who).await,
+        "PUT" => files::put(ctx, v, req, who).await,
         "DELETE" => webdav::delete(ctx, v, tus).await,
         "MKCOL" => webdav::mkcol(ctx, v, req).await,
-        "MOVE" | "COPY" => webdav::move_copy(ctx, v, req).await,
+        "MOVE" | "COPY" => webdav::move_copy(ctx, v, req, who).await,
         "PROPFIND" => webdav::propfind(ctx, v, req).await,
         "PROPPATCH" => webdav::proppatch(ctx, v, req).await,
         _ => {

@@ -14,6 +14,7 @@ use hyper::header::CONTENT_TYPE;
 use hyper::{Request, StatusCode};
 use multer::{Constraints, Multipart, SizeLimit};
 
+use super::auth::Who;
 use super::backend::{Begin, UpState};
 use super::body::{self, Stop, StopCell};
 use super::reply::{self, Resp};
@@ -70,7 +71,7 @@ fn stopped(why: Option<Stop>, e: &multer::Error) -> Resp {
 }
 
 /// `POST /PATH` with `multipart/form-data`.
-pub(crate) async fn post(ctx: &Arc<Ctx>, v: &VPath, req: Request<Incoming>) -> Resp {
+pub(crate) async fn post(ctx: &Arc<Ctx>, v: &VPath, req: Request<Incoming>, who: &Who) -> Resp {
     let ct = req
         .headers()
         .get(CONTENT_TYPE)
@@ -136,7 +137,7 @@ pub(crate) async fn post(ctx: &Arc<Ctx>, v: &VPath, req: Request<Incoming>) -> R
             expect: Some(key),
         }
     };
-    let up = match body::begin(ctx, v, how).await {
+    let up = match body::begin(ctx, v, how, who.name()).await {
         Ok(u) => u,
         Err(e) => return reply::backend_error("upload", e),
     };
@@ -164,7 +165,7 @@ pub(crate) async fn post(ctx: &Arc<Ctx>, v: &VPath, req: Request<Incoming>) -> R
         return reply::text(StatusCode::INTERNAL_SERVER_ERROR, "upload thread failed");
     };
     if let Some(e) = &end.error {
-        return reply::io_error("upload", e);
+        return reply::store_error("upload", e);
     }
     if let Some(e) = err {
         // Whatever arrived is kept; say so and how much there is.

@@ -23,6 +23,7 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Request, StatusCode};
 
+use super::auth::Who;
 use super::backend::{BackendError, Begin, UpOpts, UpState};
 use super::reply::{self, Resp};
 use super::webdav::encode_path;
@@ -196,6 +197,7 @@ pub(crate) async fn create(
     dir: &VPath,
     dir_url: bool,
     req: Request<Incoming>,
+    who: &Who,
 ) -> Resp {
     if let Err(r) = version(req.headers()) {
         return r;
@@ -259,6 +261,7 @@ pub(crate) async fn create(
                     total: Some(total),
                     body_crc: None,
                 },
+                who.name(),
             )
             .await
             {
@@ -307,7 +310,7 @@ async fn existing(
 }
 
 /// PATCH of an upload URL: the bytes at `Upload-Offset`.
-pub(crate) async fn patch(ctx: &Arc<Ctx>, v: &VPath, req: Request<Incoming>) -> Resp {
+pub(crate) async fn patch(ctx: &Arc<Ctx>, v: &VPath, req: Request<Incoming>, who: &Who) -> Resp {
     if let Err(r) = version(req.headers()) {
         return r;
     }
@@ -352,24 +355,25 @@ pub(crate) async fn patch(ctx: &Arc<Ctx>, v: &VPath, req: Request<Incoming>) -> 
         offset,
         expect: None,
     };
-    let up = match super::body::begin_with(ctx, v, how, UpOpts { total, body_crc }).await {
-        Ok(u) => u,
-        Err(BackendError::Conflict(st)) => {
-            let mut r = reply::state(StatusCode::CONFLICT, &st);
-            set(r.headers_mut(), "upload-offset", st.size);
-            return r;
-        }
-        Err(BackendError::Path(PathError::NotFound)) => {
-            return reply::text(StatusCode::NOT_FOUND, "no such upload")
-        }
-        Err(e) => return reply::backend_error("PATCH", e),
-    };
+    let up =
+        match super::body::begin_with(ctx, v, how, UpOpts { total, body_crc }, who.name()).await {
+            Ok(u) => u,
+            Err(BackendError::Conflict(st)) => {
+                let mut r = reply::state(StatusCode::CONFLICT, &st);
+                set(r.headers_mut(), "upload-offset", st.size);
+                return r;
+            }
+            Err(BackendError::Path(PathError::NotFound)) => {
+                return reply::text(StatusCode::NOT_FOUND, "no such upload")
+            }
+            Err(e) => return reply::backend_error("PATCH", e),
+        };
     let (end, stop) = up.pump(req.into_body(), ctx.cfg.timeout).await;
     let Some(end) = end else {
         return reply::text(StatusCode::INTERNAL_SERVER_ERROR, "upload thread failed");
     };
     if let Some(e) = &end.error {
-        return reply::io_error("PATCH", e);
+        return reply::store_error("PATCH", e);
     }
     let mut r = if end.checksum_mismatch && stop.is_none() {
         reply::text(

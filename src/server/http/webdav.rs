@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 use hyper::header::HeaderMap;
 use hyper::{Request, StatusCode};
 
+use super::auth::Who;
 use super::backend::{BackendError, Entry};
 use super::files::{etag, http_date};
 use super::reply::{self, Resp};
@@ -31,9 +32,13 @@ const XML_MAX: usize = 1 << 20;
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, BackendError> + Send + 'static,
 ) -> Result<T, BackendError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| Err(BackendError::Io(std::io::Error::other(e.to_string()))))
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(BackendError::Refused(if e.is_panic() {
+            "internal error"
+        } else {
+            "cancelled"
+        }))
+    })
 }
 
 /// Stat of `v`, or the response for why not.
@@ -253,7 +258,12 @@ fn destination(h: &HeaderMap) -> Result<VPath, String> {
 }
 
 /// MOVE or COPY to `Destination`, honouring `Overwrite` (default T).
-pub(crate) async fn move_copy(ctx: &Arc<Ctx>, v: &VPath, req: Request<Incoming>) -> Resp {
+pub(crate) async fn move_copy(
+    ctx: &Arc<Ctx>,
+    v: &VPath,
+    req: Request<Incoming>,
+    who: &Who,
+) -> Resp {
     let is_move = req.method().as_str() == "MOVE";
     let what = if is_move { "MOVE" } else { "COPY" };
     let to = match destination(req.headers()) {
@@ -267,12 +277,13 @@ pub(crate) async fn move_copy(ctx: &Arc<Ctx>, v: &VPath, req: Request<Incoming>)
         .is_some_and(|o| o.trim().eq_ignore_ascii_case("F"));
     let be = ctx.backend.clone();
     let (from, to2) = (v.clone(), to.clone());
+    let owner = who.name().to_string();
     let res = blocking(move || {
         let existed = be.stat(&to2).is_ok();
         let r = if is_move {
             be.rename(&from, &to2, overwrite)
         } else {
-            be.copy(&from, &to2, overwrite)
+            be.copy(&from, &to2, overwrite, &owner)
         };
         r.map(|()| existed)
     })
