@@ -284,3 +284,28 @@ fn a_body_that_never_ends_times_out_and_keeps_its_bytes() {
     assert_eq!(std::fs::read(srv.root.join("part")).expect("part"), part);
     assert_eq!(std::fs::read(srv.root.join("keep")).expect("keep"), keep);
 }
+
+#[test]
+fn http_failures_count_toward_the_ftp_login_limits() {
+    let (_d, root) = temp_root();
+    let srv = HttpKeyftpd::start(&root, true, &["--ban-after", "3", "--ban-secs", "600"]);
+    let mut wrong = srv.client();
+    wrong.auth = Some(("u".into(), "guess".into()));
+    for _ in 0..3 {
+        one_line_4xx(&wrong.get("/?state"), 401);
+    }
+    // Banned now, on both faces, even with the right password.
+    let r = srv.client().get("/");
+    one_line_4xx(&r, 429);
+    assert!(r.header("retry-after").is_some());
+    // The FTP face turns the banned address away at once.
+    let ftp = std::net::TcpStream::connect(srv.ftp.expect("ftp")).expect("connect");
+    ftp.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .expect("timeout");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(ftp), &mut line).expect("greeting");
+    assert!(
+        line.starts_with("421"),
+        "FTP greeting of a banned address: {line}"
+    );
+}

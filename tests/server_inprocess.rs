@@ -14,7 +14,7 @@ use support::keyftpd::{key_of, pattern, prompt_size, Ctrl};
 fn config(root: &std::path::Path) -> ServerConfig {
     let mut cfg = ServerConfig::new(root.to_path_buf(), "127.0.0.1:0".parse().expect("addr"))
         .with_user("u", "pw");
-    cfg.auth_fail_delay = Duration::from_millis(10);
+    cfg.gate.fail_delay = Duration::from_millis(10);
     cfg
 }
 

@@ -34,7 +34,8 @@ fn feat_and_session_commands() {
     assert_eq!(c.cmd("MODE S").0, 200);
     assert_eq!(c.cmd("MODE B").0, 504);
     assert_eq!(c.cmd("STRU F").0, 200);
-    assert_eq!(c.cmd("PORT 127,0,0,1,4,1").0, 502);
+    assert_eq!(c.cmd("PORT 127,0,0,1,4,1").0, 200);
+    assert_eq!(c.cmd("PORT 10,0,0,1,4,1").0, 504);
     assert_eq!(c.cmd("BOGUS").0, 502);
     let (code, text) = c.cmd("PWD");
     assert_eq!(

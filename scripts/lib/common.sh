@@ -169,17 +169,17 @@ kf_password() { printf 'kf-%s%s' "$RANDOM" "$RANDOM"; }
 
 # ---- keyftpd ---------------------------------------------------------------
 
-# kf_start_keyftpd ROOT USER PASSWORD [PORT]: starts keyftpd (port 0 by
+# kf_start_keyftpd ROOT USER PASSWORD [PORT [keyftpd options...]]: starts keyftpd (port 0 by
 # default, or PORT to come back on the same port after a crash). Sets
 # KEYFTPD_PID and KEYFTPD_PORT.
 kf_start_keyftpd() {
-    local root=$1 user=$2 pass=$3 port=${4:-0} log try
+    local root=$1 user=$2 pass=$3 port=${4:-0} log try extra=("${@:5}")
     [[ -x $KF_BIN/keyftpd ]] || kf_fail "keyftpd not built ($KF_BIN/keyftpd)"
     log=$(kf_tmpdir)
     KEYFTPD_LOG=$log/err
     for try in 1 2 3 4 5 6 7 8 9 10; do # a fixed port may take a moment to free up
         KEYFTPD_PASSWORD=$pass RUST_LOG=${RUST_LOG:-info} \
-            "$KF_BIN/keyftpd" --root "$root" --listen "127.0.0.1:$port" --user "$user" \
+            "$KF_BIN/keyftpd" --root "$root" --listen "127.0.0.1:$port" --user "$user" "${extra[@]}" \
             </dev/null >"$log/out" 2>>"$log/err" &
         KEYFTPD_PID=$!
         kf_register pids "$KEYFTPD_PID"
@@ -197,11 +197,12 @@ kf_start_keyftpd() {
 
 # ---- pure-ftpd -------------------------------------------------------------
 
-# kf_start_pureftpd ROOT USER PASSWORD: a stock server in the foreground on
-# a free loopback port with one virtual user (mapped to nobody, as
-# pure-ftpd refuses uid 0). Sets PUREFTPD_PID and PUREFTPD_PORT.
+# kf_start_pureftpd ROOT USER PASSWORD [pure-ftpd options...]: a stock
+# server in the foreground on a free loopback port with one virtual user
+# (mapped to nobody, as pure-ftpd refuses uid 0). Sets PUREFTPD_PID and
+# PUREFTPD_PORT.
 kf_start_pureftpd() {
-    local root=$1 user=$2 pass=$3 dir hash try port
+    local root=$1 user=$2 pass=$3 dir hash try port extra=("${@:4}")
     dir=$(kf_tmpdir)
     chown 65534:65534 "$root"
     # A cheap hash: pure-pw's default (argon2) costs seconds per login.
@@ -210,7 +211,7 @@ kf_start_pureftpd() {
     pure-pw mkdb "$dir/pdb" -f "$dir/passwd" || kf_fail "pure-pw mkdb failed"
     for try in 1 2 3 4 5 6 7 8; do
         port=$((20000 + RANDOM % 30000))
-        /usr/sbin/pure-ftpd -S "127.0.0.1,$port" -l "puredb:$dir/pdb" -E -A -H -4 \
+        /usr/sbin/pure-ftpd -S "127.0.0.1,$port" -l "puredb:$dir/pdb" -E -A -H -4 "${extra[@]}" \
             </dev/null >"$dir/out" 2>"$dir/err" &
         PUREFTPD_PID=$!
         kf_register pids "$PUREFTPD_PID"

@@ -49,18 +49,33 @@ struct Cli {
     /// Passive port range, A-B.
     #[arg(long, value_name = "A-B", value_parser = parse_range)]
     passive_ports: Option<(u16, u16)>,
-    /// Maximum simultaneous sessions.
+    /// Maximum simultaneous logged-in sessions.
     #[arg(long, value_name = "N", default_value_t = 64)]
     max_sessions: usize,
+    /// Maximum connections waiting to log in (a newer one closes an older idle one).
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    max_pending: usize,
+    /// Maximum connections waiting to log in from one address (IPv4, or IPv6 /64).
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    max_pending_per_ip: usize,
     /// Close control connections idle this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     idle_timeout: u64,
     /// Close connections that have not logged in this many seconds after connecting.
-    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
     login_timeout: u64,
-    /// Milliseconds to wait before answering a wrong password.
+    /// Milliseconds an address waits after its first failed login (doubling with each further one).
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     auth_delay_ms: u64,
+    /// Ban an address after this many failed logins (0: never).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    ban_after: u32,
+    /// How long a ban lasts.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    ban_secs: u64,
+    /// Password checks per second over all addresses that have failed (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    login_rate: u32,
     /// fsync every uploaded file before recording its state.
     #[arg(long)]
     fsync: bool,
@@ -101,6 +116,22 @@ fn install_signals() {
     }
 }
 
+/// Raises the soft open-file limit to the hard one: every connection,
+/// logged in or not, takes a descriptor.
+fn raise_nofile() {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: get/set this process's own limit with a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
+
 fn serve(cli: Cli) -> Result<(), String> {
     let root = cli.root.ok_or("--root DIR is required")?;
     let accounts = match (&cli.user, &cli.users) {
@@ -126,7 +157,12 @@ fn serve(cli: Cli) -> Result<(), String> {
     cfg.max_sessions = cli.max_sessions.max(1);
     cfg.idle_timeout = Duration::from_secs(cli.idle_timeout.max(1));
     cfg.login_timeout = Duration::from_secs(cli.login_timeout.max(1));
-    cfg.auth_fail_delay = Duration::from_millis(cli.auth_delay_ms);
+    cfg.max_pending = cli.max_pending.max(1);
+    cfg.max_pending_per_ip = cli.max_pending_per_ip.max(1);
+    cfg.gate.fail_delay = Duration::from_millis(cli.auth_delay_ms);
+    cfg.gate.ban_after = cli.ban_after;
+    cfg.gate.ban_time = Duration::from_secs(cli.ban_secs);
+    cfg.gate.global_rate = cli.login_rate;
     cfg.fsync_files = cli.fsync;
     let http_cfg = cli.http.map(|a| {
         let mut h = HttpConfig::new(a);
@@ -154,6 +190,7 @@ fn serve(cli: Cli) -> Result<(), String> {
     };
     let server =
         Server::bind(cfg).map_err(|e| format!("cannot serve {root_shown} on {listen}: {e}"))?;
+    raise_nofile();
     let http = match http_cfg {
         Some(h) => {
             let http_addr = h.listen;
@@ -195,7 +232,9 @@ fn on_signal_stop(stop: impl Fn() + Send + 'static) {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
     let cli = Cli::parse();
     let res = match cli.cmd {
         Some(Cmd::HashPassword { ref name }) => {

@@ -1,28 +1,26 @@
 //! Accounts and password checks.
 //!
 //! One account given on the command line (password from the environment,
-//! kept in memory and compared in constant time), or a users file of
-//! `name:hash` lines where hash is SHA-512 crypt (`$6$`, as `openssl passwd
-//! -6` writes it; also `$5$`). SHA-crypt with 5000 rounds costs a few ms per
-//! check, so reconnecting clients are not slowed down; wrong passwords are
-//! slowed down by the session's failure delay instead.
+//! hashed at start), or a users file of `name:hash` lines where hash is
+//! SHA-512 crypt (`$6$`, as `openssl passwd -6` writes it; also `$5$`).
+//! SHA-crypt with 5000 rounds costs a few ms per check, so reconnecting
+//! clients are not slowed down; guessing is slowed down by
+//! [`super::gate::LoginGate`] instead.
+//!
+//! Every check costs one hash verification, whether the name exists or not:
+//! an unknown name is verified against the first account's hash (and then
+//! refused), and names are compared without an early exit, so the time of
+//! a reply does not tell which names exist.
 
 use std::io::{self, Read};
 use std::path::Path;
 
 use sha_crypt::{PasswordHasher, PasswordVerifier, ShaCrypt};
 
-/// How a password is checked.
-#[derive(Clone)]
-enum Secret {
-    Plain(String),
-    Hash(String),
-}
-
-/// The accounts allowed to log in.
+/// The accounts allowed to log in: names and SHA-crypt hashes.
 #[derive(Clone, Default)]
 pub struct Accounts {
-    users: Vec<(String, Secret)>,
+    users: Vec<(String, String)>,
     anonymous: bool,
 }
 
@@ -44,10 +42,11 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 impl Accounts {
-    /// One account with a plain-text password (e.g. from `KEYFTPD_PASSWORD`).
+    /// One account with a plain-text password (e.g. from `KEYFTPD_PASSWORD`),
+    /// hashed here so that its check costs what any other check costs.
     pub fn single(name: &str, password: &str) -> Accounts {
         Accounts {
-            users: vec![(name.to_string(), Secret::Plain(password.to_string()))],
+            users: vec![(name.to_string(), hash_password_infallible(password))],
             anonymous: false,
         }
     }
@@ -69,7 +68,7 @@ impl Accounts {
                     i + 1
                 ));
             }
-            users.push((name.to_string(), Secret::Hash(hash.to_string())));
+            users.push((name.to_string(), hash.to_string()));
         }
         if users.is_empty() {
             return Err("no accounts in users file".into());
@@ -98,26 +97,71 @@ impl Accounts {
         self.anonymous && (name == "anonymous" || name == "ftp")
     }
 
-    /// Checks a login.
+    /// True when `name` is one of the accounts (or an allowed anonymous name).
+    pub fn has_user(&self, name: &str) -> bool {
+        self.is_anonymous(name) || self.users.iter().any(|(n, _)| n == name)
+    }
+
+    /// Checks a login: one hash verification for a known and an unknown name alike.
     pub fn check(&self, name: &str, password: &str) -> bool {
         if self.is_anonymous(name) {
             return true;
         }
-        let Some((_, secret)) = self.users.iter().find(|(n, _)| n == name) else {
-            // Spend about the same time as a real check.
-            let _ = ShaCrypt::default().verify_password(password.as_bytes(), DUMMY_HASH);
-            return false;
-        };
-        match secret {
-            Secret::Plain(p) => ct_eq(p.as_bytes(), password.as_bytes()),
-            Secret::Hash(h) => ShaCrypt::default()
-                .verify_password(password.as_bytes(), h.as_str())
-                .is_ok(),
+        // Look at every name, without an early exit.
+        let mut found: Option<&str> = None;
+        for (n, h) in &self.users {
+            if ct_eq(n.as_bytes(), name.as_bytes()) {
+                found = Some(h);
+            }
+        }
+        match (found, self.users.first()) {
+            (Some(h), _) => verify(password, h),
+            (None, Some((_, first))) => {
+                // An unknown name: spend what a known one costs, then refuse.
+                let _ = verify(password, first);
+                false
+            }
+            (None, None) => {
+                let _ = verify(password, DUMMY_HASH);
+                false
+            }
         }
     }
 }
 
+/// Used only when there are no accounts at all (anonymous-only servers).
 const DUMMY_HASH: &str = "$6$keyftpdkeyftpd$oxCUKNWfPIDrjzypFD/aQ1JjASz/l3krenQgBFDVeSglTIL2I3csXoC6jCoYyctFwbjGEbC.R8D0TG5TcXQKE0";
+
+#[cfg(test)]
+thread_local! {
+    /// Hash verifications done by this thread (tests count them).
+    static VERIFIED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+fn verify(password: &str, hash: &str) -> bool {
+    #[cfg(test)]
+    VERIFIED.with(|v| v.set(v.get() + 1));
+    ShaCrypt::default()
+        .verify_password(password.as_bytes(), hash)
+        .is_ok()
+}
+
+/// [`hash_password`], with a salt from the clock and PID should
+/// `/dev/urandom` be unreadable.
+fn hash_password_infallible(password: &str) -> String {
+    if let Ok(h) = hash_password(password) {
+        return h;
+    }
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let salt = format!("{:012x}", t ^ u128::from(std::process::id()) << 64);
+    ShaCrypt::default()
+        .hash_password_with_salt(password.as_bytes(), &salt.as_bytes()[..12])
+        .map(|h| h.as_str().to_string())
+        .unwrap_or_else(|_| DUMMY_HASH.to_string())
+}
 
 /// Hashes a password as SHA-512 crypt with a random 16-character salt.
 pub fn hash_password(password: &str) -> io::Result<String> {
@@ -146,6 +190,52 @@ mod tests {
         let acc = Accounts::parse_users(&format!("u:{o}")).map_err(io::Error::other)?;
         assert!(acc.check("u", "secret"));
         Ok(())
+    }
+
+    fn verified() -> u64 {
+        VERIFIED.with(|v| v.get())
+    }
+
+    #[test]
+    fn unknown_names_cost_one_verification_like_known_ones() -> io::Result<()> {
+        let h = hash_password("pw")?;
+        let file = Accounts::parse_users(&format!("a:{h}\nb:{h}\n")).map_err(io::Error::other)?;
+        for acc in [Accounts::single("alice", "pw"), file] {
+            for name in ["alice", "a", "b", "nosuchuser", ""] {
+                let before = verified();
+                let _ = acc.check(name, "guess");
+                assert_eq!(verified() - before, 1, "{name}");
+            }
+        }
+        // No accounts at all: still one verification.
+        let before = verified();
+        assert!(!Accounts::default().check("x", "y"));
+        assert_eq!(verified() - before, 1);
+        Ok(())
+    }
+
+    /// Statistical and loose (a factor of 3 between medians) so a busy
+    /// machine does not make it flaky: the difference it guards against
+    /// (a plain compare against a hash) is a factor of ten or more.
+    #[test]
+    fn unknown_and_known_names_take_about_the_same_time() {
+        let acc = Accounts::single("alice", "pw");
+        let median = |name: &str| {
+            let mut t: Vec<std::time::Duration> = (0..15)
+                .map(|_| {
+                    let t0 = std::time::Instant::now();
+                    let _ = acc.check(name, "guess");
+                    t0.elapsed()
+                })
+                .collect();
+            t.sort();
+            t[t.len() / 2]
+        };
+        let (known, unknown) = (median("alice"), median("nosuchuser"));
+        assert!(
+            known < unknown * 3 && unknown < known * 3,
+            "known {known:?} unknown {unknown:?}"
+        );
     }
 
     #[test]

@@ -4,12 +4,9 @@
 
 use std::io::{self, Write};
 
-use super::session::Session;
+use super::session::{format_reply, Session};
 
-/// Wrong passwords allowed per connection before it is closed.
-const MAX_LOGIN_FAILURES: u32 = 3;
-
-/// Commands allowed before login.
+/// Commands a connection may send before it logs in (the lobby answers them).
 pub(crate) fn allowed_before_login(verb: &str) -> bool {
     matches!(
         verb,
@@ -18,7 +15,7 @@ pub(crate) fn allowed_before_login(verb: &str) -> bool {
 }
 
 /// The features listed by FEAT, one per line.
-const FEATURES: [&str; 10] = [
+const FEATURES: [&str; 11] = [
     "KEY",
     "XCRC",
     "MLST type*;size*;modify*;perm*;x.keystate*;x.key*;",
@@ -27,56 +24,23 @@ const FEATURES: [&str; 10] = [
     "MDTM",
     "MFMT",
     "EPSV",
+    "EPRT",
     "PASV",
     "UTF8",
 ];
 
-pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
-    match verb {
-        "USER" => {
-            if s.user.is_some() {
-                return s.reply(530, "Already logged in");
-            }
-            let name = arg.trim();
-            if name.is_empty() {
-                return s.reply(501, "USER needs a name");
-            }
-            s.pending_user = Some(name.chars().take(64).collect());
-            if s.shared.cfg.accounts.is_anonymous(name) {
-                s.reply(331, "Anonymous login ok, send any password")
-            } else {
-                s.reply(331, "Password required")
-            }
-        }
-        "PASS" => {
-            if s.user.is_some() {
-                return s.reply(230, "Already logged in");
-            }
-            let Some(name) = s.pending_user.take() else {
-                return s.reply(503, "Send USER first");
-            };
-            if s.shared.cfg.accounts.check(&name, arg) {
-                log::info!("session {}: login {name} from {}", s.id, s.peer);
-                s.anonymous = s.shared.cfg.accounts.is_anonymous(&name);
-                s.user = Some(name);
-                s.reply(230, "Login successful")
-            } else {
-                log::warn!("session {}: failed login for {name} from {}", s.id, s.peer);
-                std::thread::sleep(s.shared.cfg.auth_fail_delay);
-                s.failed_logins += 1;
-                if s.failed_logins >= MAX_LOGIN_FAILURES {
-                    s.quit = true;
-                    return s.reply(421, "Too many failed logins, closing");
-                }
-                s.reply(530, "Login incorrect")
-            }
-        }
-        "QUIT" => {
-            s.quit = true;
-            s.reply(221, "Goodbye")
-        }
-        "NOOP" => s.reply(200, "NOOP ok"),
-        "SYST" => s.reply(215, "UNIX Type: L8"),
+/// The commands HELP lists.
+const COMMANDS: &str = "USER PASS QUIT NOOP SYST FEAT OPTS HELP TYPE MODE STRU ALLO STAT\n\
+PWD CWD CDUP MKD RMD DELE RNFR RNTO SIZE MDTM\n\
+PASV EPSV PORT EPRT REST RETR STOR APPE ABOR LIST NLST MLSD MLST\n\
+KEY XCRC (see keyftp(7))";
+
+/// The wire reply to a command that needs no session state, or None when
+/// `verb` is not one of them (or not allowed before login).
+pub(crate) fn before_login(verb: &str, arg: &str) -> Option<String> {
+    let (code, text) = match verb {
+        "NOOP" => (200, "NOOP ok".to_string()),
+        "SYST" => (215, "UNIX Type: L8".to_string()),
         "FEAT" => {
             let mut out = String::from("211-Features:\r\n");
             for f in FEATURES {
@@ -85,17 +49,42 @@ pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
                 out.push_str("\r\n");
             }
             out.push_str("211 End\r\n");
-            (&s.ctrl).write_all(out.as_bytes())
+            return Some(out);
         }
         "OPTS" => {
             let a = arg.trim().to_ascii_uppercase();
             if a.starts_with("UTF8") || a.starts_with("UTF-8") {
-                s.reply(200, "UTF8 mode is always on")
+                (200, "UTF8 mode is always on".to_string())
             } else if a.starts_with("MLST") {
-                s.reply(200, "MLST OPTS type;size;modify;perm;x.keystate;x.key;")
+                (
+                    200,
+                    "MLST OPTS type;size;modify;perm;x.keystate;x.key;".to_string(),
+                )
             } else {
-                s.reply(501, "Option not understood")
+                (501, "Option not understood".to_string())
             }
+        }
+        "HELP" => (
+            214,
+            format!("The following commands are recognized:\n{COMMANDS}\nHelp OK"),
+        ),
+        "AUTH" => (502, "TLS is not supported".to_string()),
+        _ => return None,
+    };
+    Some(format_reply(code, &text))
+}
+
+pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
+    if let Some(wire) = before_login(verb, arg) {
+        return (&s.ctrl).write_all(wire.as_bytes());
+    }
+    match verb {
+        // Sessions start logged in (the lobby logs them in).
+        "USER" => s.reply(530, "Already logged in"),
+        "PASS" => s.reply(230, "Already logged in"),
+        "QUIT" => {
+            s.quit = true;
+            s.reply(221, "Goodbye")
         }
         "TYPE" => match arg.trim().to_ascii_uppercase().as_str() {
             "I" | "L 8" | "L8" => s.reply(200, "Type set to I"),
@@ -110,11 +99,10 @@ pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
             "F" => s.reply(200, "Structure set to F"),
             _ => s.reply(504, "Only file structure is supported"),
         },
-        "HELP" => s.reply(214, "See FEAT; KEY and XCRC are described in keyftp(7)"),
         "ALLO" => s.reply(202, "No storage allocation necessary"),
         "ACCT" => s.reply(202, "No account needed"),
         "STAT" => s.reply(211, "keyftpd status: ok"),
-        "AUTH" | "PBSZ" | "PROT" => s.reply(502, "TLS is not supported"),
+        "PBSZ" | "PROT" => s.reply(502, "TLS is not supported"),
         _ => s.reply(502, "Command not implemented"),
     }
 }

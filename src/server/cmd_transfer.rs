@@ -1,5 +1,5 @@
 //! Data transfer commands: PASV EPSV REST RETR STOR APPE ABOR (PORT/EPRT
-//! are refused: passive only, so the server never connects out).
+//! are in `cmd_active`).
 //!
 //! An upload is the store's ([`super::store::Store::begin_upload`]): it
 //! takes the file's lock (450 when another upload holds it), records the
@@ -43,7 +43,6 @@ enum Outcome {
 pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
     match verb {
         "PASV" | "EPSV" => passive(s, verb, arg),
-        "PORT" | "EPRT" => s.reply(502, "Active mode is not supported; use PASV or EPSV"),
         "REST" => match arg.trim().parse::<u64>() {
             Ok(n) => {
                 s.rest = Some(n);
@@ -53,6 +52,7 @@ pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
         },
         "ABOR" => {
             s.passive = None;
+            s.active = None;
             s.rest = None;
             s.reply(226, "No transfer in progress")
         }
@@ -66,9 +66,14 @@ pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
 
 fn passive(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
     if verb == "EPSV" && arg.trim().eq_ignore_ascii_case("ALL") {
+        s.epsv_all = true;
         return s.reply(200, "EPSV ALL ok");
     }
+    if verb == "PASV" && s.epsv_all {
+        return s.reply(503, "EPSV ALL is in force; use EPSV");
+    }
     s.passive = None;
+    s.active = None;
     let ip: IpAddr = s.local.ip();
     let l = match data::open_passive(ip, s.shared.cfg.passive_ports) {
         Ok(l) => l,
@@ -95,11 +100,14 @@ fn passive(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
     }
 }
 
-/// Takes the passive listener and accepts the data connection. On failure
-/// replies 425 and returns None.
+/// Connects to the PORT/EPRT address, or takes the passive listener and
+/// accepts the data connection. On failure replies 425 and returns None.
 pub(crate) fn open_data(s: &mut Session) -> io::Result<Option<TcpStream>> {
+    if let Some(to) = s.active.take() {
+        return super::cmd_active::connect(s, to);
+    }
     let Some(l) = s.passive.take() else {
-        s.reply(425, "Use PASV or EPSV first")?;
+        s.reply(425, "Use PASV, EPSV, PORT or EPRT first")?;
         return Ok(None);
     };
     match data::accept_from(&l, s.peer.ip(), s.shared.cfg.data_timeout, &s.shared.stop) {

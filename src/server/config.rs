@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::auth::Accounts;
+use super::gate::GateLimits;
 
 /// Everything a [`super::Server`] needs.
 #[derive(Clone, Debug)]
@@ -18,15 +19,21 @@ pub struct ServerConfig {
     pub accounts: Accounts,
     /// Passive ports `lo..=hi`; None for any ephemeral port.
     pub passive_ports: Option<(u16, u16)>,
-    /// At most this many sessions at once; more get 421.
+    /// At most this many logged-in sessions at once; more get 421.
     pub max_sessions: usize,
+    /// At most this many connections waiting to log in; a newer one
+    /// closes the oldest idle one of the address holding the most.
+    pub max_pending: usize,
+    /// At most this many connections waiting to log in per address
+    /// (IPv4, or IPv6 /64); a newer one closes that address's oldest.
+    pub max_pending_per_ip: usize,
     /// Close a control connection idle this long (421).
     pub idle_timeout: Duration,
     /// Close a connection not logged in this long after it connected (421),
     /// so clients that never log in cannot hold session slots.
     pub login_timeout: Duration,
-    /// Delay before answering a wrong password (slows guessing).
-    pub auth_fail_delay: Duration,
+    /// Failed-login delays, bans and the overall rate (see [`super::gate`]).
+    pub gate: GateLimits,
     /// How long to wait for a passive data connection, and for a stalled one.
     pub data_timeout: Duration,
     /// fsync each uploaded file before recording its state.
@@ -42,9 +49,11 @@ impl ServerConfig {
             accounts: Accounts::default(),
             passive_ports: None,
             max_sessions: 64,
+            max_pending: 256,
+            max_pending_per_ip: 16,
             idle_timeout: Duration::from_secs(300),
-            login_timeout: Duration::from_secs(30),
-            auth_fail_delay: Duration::from_secs(1),
+            login_timeout: Duration::from_secs(10),
+            gate: GateLimits::default(),
             data_timeout: Duration::from_secs(60),
             fsync_files: false,
         }

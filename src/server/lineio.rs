@@ -44,6 +44,16 @@ impl<R: Read> LineReader<R> {
         }
     }
 
+    /// Wraps a reader, with `pending` bytes already read from it (at most
+    /// [`MAX_LINE`] are kept).
+    pub fn with_pending(inner: R, pending: &[u8]) -> Self {
+        let mut r = LineReader::new(inner);
+        let n = pending.len().min(MAX_LINE);
+        r.buf[..n].copy_from_slice(&pending[..n]);
+        r.end = n;
+        r
+    }
+
     /// The next event: a line, an overflow, a timeout or EOF.
     pub fn next_event(&mut self) -> io::Result<LineEvent> {
         loop {

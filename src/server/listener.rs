@@ -1,10 +1,15 @@
-//! The accept loop: one thread per session, a cap on sessions, and a clean
-//! shutdown that tells every session to stop and waits for them.
+//! The listening socket, the session threads, and a clean shutdown that
+//! tells every session to stop and waits for them.
 //!
-//! Shutdown sets a flag that sessions and transfers poll (control reads and
-//! data reads use ~0.5 s timeouts), then wakes the blocking `accept` by
-//! connecting to the listener. An upload in flight is ended as a partial,
-//! with its state recorded, before its session exits.
+//! Connections that have not logged in wait in the [`super::lobby`] (one
+//! thread for all of them); a login moves a connection to its own session
+//! thread, at most `max_sessions` of them. The listen backlog is the
+//! system's `somaxconn`, so a burst of connections is queued by the kernel
+//! rather than dropped.
+//!
+//! Shutdown sets a flag that the lobby, sessions and transfers poll
+//! (control reads and data reads use ~0.5 s timeouts). An upload in flight
+//! is ended as a partial, with its state recorded, before its session exits.
 
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -14,6 +19,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::config::ServerConfig;
+use super::gate::{Login, LoginGate};
 use super::session::Session;
 use super::store::Store;
 
@@ -21,9 +27,11 @@ use super::store::Store;
 pub(crate) struct Shared {
     pub cfg: ServerConfig,
     pub store: Store,
+    /// Every login, on every face, goes through this gate.
+    pub gate: LoginGate,
     pub stop: AtomicBool,
     pub sessions: AtomicUsize,
-    next_id: AtomicU64,
+    pub next_id: AtomicU64,
 }
 
 impl Shared {
@@ -31,6 +39,7 @@ impl Shared {
     pub(crate) fn open(cfg: ServerConfig) -> io::Result<Arc<Shared>> {
         let store = Store::open(&cfg.root, cfg.fsync_files)?;
         Ok(Arc::new(Shared {
+            gate: LoginGate::new(cfg.accounts.clone(), cfg.gate.clone()),
             cfg,
             store,
             stop: AtomicBool::new(false),
@@ -41,7 +50,7 @@ impl Shared {
 }
 
 /// Decrements the session count when a session thread ends, even by panic.
-struct SessionSlot(Arc<Shared>);
+pub(crate) struct SessionSlot(pub Arc<Shared>);
 
 impl Drop for SessionSlot {
     fn drop(&mut self) {
@@ -89,12 +98,65 @@ fn wake(addr: SocketAddr) {
     let _ = TcpStream::connect_timeout(&a, Duration::from_millis(500));
 }
 
+/// The listen backlog: the system's `somaxconn` (the kernel caps any
+/// larger value to it anyway), or 4096 where it cannot be read.
+pub fn listen_backlog() -> i32 {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(4096)
+}
+
+/// Binds `addr` with the [`listen_backlog`].
+fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    sock.set_reuse_address(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(listen_backlog())?;
+    Ok(sock.into())
+}
+
+/// Starts the thread of a logged-in session: `out` is what it must send
+/// first (the 230), `pending` the command bytes that came after PASS. The
+/// caller has already counted the session in `shared.sessions`.
+pub(crate) fn spawn_session(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    id: u64,
+    login: Login,
+    out: Vec<u8>,
+    pending: Vec<u8>,
+) {
+    let sh = shared.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("keyftpd-session-{id}"))
+        .stack_size(512 << 10)
+        .spawn(move || {
+            let _slot = SessionSlot(sh.clone());
+            if stream.set_nonblocking(false).is_err()
+                || stream
+                    .set_write_timeout(Some(Duration::from_secs(30)))
+                    .is_err()
+                || (&stream).write_all(&out).is_err()
+            {
+                return;
+            }
+            Session::run(sh, stream, id, login, &pending);
+        });
+    if let Err(e) = spawned {
+        shared.sessions.fetch_sub(1, Ordering::SeqCst);
+        log::error!("cannot start session thread: {e}");
+    }
+}
+
 impl Server {
     /// Opens the root and its metadata store and binds the control socket.
     pub fn bind(cfg: ServerConfig) -> io::Result<Server> {
         let listen = cfg.listen;
         let shared = Shared::open(cfg)?;
-        let listener = TcpListener::bind(listen)?;
+        let listener = bind_listener(listen)?;
         let addr = listener.local_addr()?;
         Ok(Server {
             listener,
@@ -140,50 +202,16 @@ impl Server {
         }
     }
 
-    /// Accepts sessions until stopped, then waits (bounded) for sessions to end.
+    /// Serves until stopped, then waits (bounded) for sessions to end.
     pub fn run(self) -> io::Result<()> {
         let shared = self.shared;
-        for conn in self.listener.incoming() {
-            if shared.stop.load(Ordering::SeqCst) {
-                break;
-            }
-            let stream = match conn {
-                Ok(s) => s,
-                Err(e) => {
-                    log::warn!("accept: {e}");
-                    std::thread::sleep(Duration::from_millis(50));
-                    continue;
-                }
-            };
-            let active = shared.sessions.fetch_add(1, Ordering::SeqCst);
-            if active >= shared.cfg.max_sessions {
-                shared.sessions.fetch_sub(1, Ordering::SeqCst);
-                let peer = stream.peer_addr().ok();
-                log::warn!("refused session from {peer:?}: {active} sessions open (max)");
-                let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-                let _ = (&stream).write_all(b"421 Too many connections, try again later\r\n");
-                continue;
-            }
-            let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-            let sh = shared.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("keyftpd-session-{id}"))
-                .stack_size(512 << 10)
-                .spawn(move || {
-                    let _slot = SessionSlot(sh.clone());
-                    Session::run(sh, stream, id);
-                });
-            if let Err(e) = spawned {
-                shared.sessions.fetch_sub(1, Ordering::SeqCst);
-                log::error!("cannot start session thread: {e}");
-            }
-        }
+        let res = super::lobby::run(shared.clone(), self.listener);
         let deadline = Instant::now() + Duration::from_secs(10);
         while shared.sessions.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
         log::info!("keyftpd stopped");
-        Ok(())
+        res
     }
 }
 

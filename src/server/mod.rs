@@ -1,16 +1,22 @@
 //! keyftpd: an FTP server with the KEY checksum extension (see `man/keyftp.7`).
 //!
-//! Thread per session over `std::net`, no async. Layout:
+//! A thread per logged-in session over `std::net`, no async; connections
+//! not yet logged in share one event-loop thread (the lobby). Layout:
 //! - [`config`]: [`ServerConfig`], everything the CLI can set.
 //! - [`auth`]: accounts and password hashes.
-//! - [`listener`]: the accept loop, the session cap, shutdown.
+//! - [`gate`]: [`LoginGate`], failed-login delays and bans by address, shared by every face.
+//! - [`listener`]: the listening socket, session threads, shutdown.
+//! - [`lobby`]: connections not yet logged in, all on one thread.
 //! - [`session`]: one control connection's state machine and command dispatch;
-//!   commands by group in [`cmd_basic`], [`cmd_fs`], [`cmd_transfer`], [`cmd_key`].
+//!   commands by group in `cmd_basic`, `cmd_fs`, `cmd_transfer`, `cmd_active`
+//!   (PORT/EPRT), `cmd_key`.
 //! - [`paths`]: virtual paths, resolved on strings.
 //! - [`store`]: the protocol-neutral store: files confined beneath the
 //!   root by the kernel, per-file key metadata in extended attributes,
 //!   the upload lifecycle and its lock; `store_reply` maps it to FTP.
-//! - [`data`]: passive data connections and byte pumps.
+//! - [`data`]: passive and active data connections and byte pumps.
+//! - [`http`]: the HTTP face (the seed's resumable POST, tus, WebDAV, a
+//!   browser page) on the same store and login gate.
 //! - [`listing`]: MLSD/LIST/NLST formatting.
 //! - [`lineio`]: the bounded control-line reader.
 //!
@@ -29,6 +35,7 @@
 //! ```
 
 pub mod auth;
+mod cmd_active;
 mod cmd_basic;
 mod cmd_fs;
 mod cmd_key;
@@ -36,10 +43,12 @@ mod cmd_list;
 mod cmd_transfer;
 pub mod config;
 pub mod data;
+pub mod gate;
 pub mod http;
 pub mod lineio;
 pub mod listener;
 pub mod listing;
+mod lobby;
 pub mod paths;
 mod session;
 pub mod store;
@@ -47,4 +56,5 @@ mod store_reply;
 
 pub use auth::{hash_password, Accounts};
 pub use config::ServerConfig;
+pub use gate::{GateLimits, Login, LoginGate, Refusal, Ticket};
 pub use listener::{Server, ServerHandle};

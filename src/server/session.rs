@@ -1,9 +1,10 @@
 //! One control connection: the command loop and the session state machine.
 //!
-//! The loop reads bounded lines with a short socket timeout so it can
-//! notice server shutdown and its own idle timeout. Before login only the
-//! session commands are allowed (530 otherwise). Commands are dispatched by
-//! group to `cmd_*` modules, which reply through [`Session::reply`].
+//! A session starts logged in (the [`super::lobby`] greets and logs
+//! connections in). The loop reads bounded lines with a short socket
+//! timeout so it can notice server shutdown and its own idle timeout.
+//! Commands are dispatched by group to `cmd_*` modules, which reply through
+//! [`Session::reply`].
 
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -11,6 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::gate::Login;
 use super::lineio::{LineEvent, LineReader};
 use super::listener::Shared;
 use super::paths::{PathError, VPath};
@@ -26,12 +28,8 @@ pub(crate) struct Session {
     pub ctrl: TcpStream,
     pub peer: SocketAddr,
     pub local: SocketAddr,
-    /// Name given by USER, awaiting PASS.
-    pub pending_user: Option<String>,
     /// Logged-in account.
     pub user: Option<String>,
-    /// Wrong passwords so far on this connection.
-    pub failed_logins: u32,
     /// Logged in anonymously: read-only.
     pub anonymous: bool,
     pub cwd: VPath,
@@ -47,19 +45,23 @@ pub(crate) struct Session {
     pub last_prompt: Option<String>,
     /// An open passive listener.
     pub passive: Option<TcpListener>,
+    /// Where to connect for the next transfer (PORT/EPRT).
+    pub active: Option<SocketAddr>,
+    /// EPSV ALL was sent: PORT, EPRT and PASV are refused (RFC 2428).
+    pub epsv_all: bool,
     pub quit: bool,
     /// The control connection's bounded line reader.
     pub reader: LineReader<TcpStream>,
 }
 
 impl Session {
-    /// Runs a session to its end.
-    pub fn run(shared: Arc<Shared>, ctrl: TcpStream, id: u64) {
+    /// Runs a logged-in session to its end; `pending` holds the command
+    /// bytes the client sent after its PASS.
+    pub fn run(shared: Arc<Shared>, ctrl: TcpStream, id: u64, login: Login, pending: &[u8]) {
         let (peer, local) = match (ctrl.peer_addr(), ctrl.local_addr()) {
             (Ok(p), Ok(l)) => (p, l),
             _ => return,
         };
-        log::info!("session {id}: connect from {peer}");
         let reader = match ctrl.try_clone() {
             Ok(r) => r,
             Err(e) => {
@@ -79,10 +81,8 @@ impl Session {
             ctrl,
             peer,
             local,
-            pending_user: None,
-            user: None,
-            anonymous: false,
-            failed_logins: 0,
+            user: Some(login.name),
+            anonymous: login.anonymous,
             cwd: VPath::root(),
             rest: None,
             rename_from: None,
@@ -90,8 +90,10 @@ impl Session {
             prompted: None,
             last_prompt: None,
             passive: None,
+            active: None,
+            epsv_all: false,
             quit: false,
-            reader: LineReader::new(reader),
+            reader: LineReader::with_pending(reader, pending),
         };
         let started = Instant::now();
         let reason = s.serve();
@@ -103,24 +105,11 @@ impl Session {
     }
 
     fn serve(&mut self) -> String {
-        if self
-            .reply(220, "keyftpd ready (KEY extension, see FEAT)")
-            .is_err()
-        {
-            return "write failed".into();
-        }
-        let connected = Instant::now();
-        let mut last = connected;
+        let mut last = Instant::now();
         loop {
             if self.shared.stop.load(Ordering::SeqCst) {
                 let _ = self.reply(421, "Server shutting down");
                 return "server shutdown".into();
-            }
-            // Counted from connect, not from the last line: a client that
-            // keeps talking without logging in still gives its slot back.
-            if self.user.is_none() && connected.elapsed() >= self.shared.cfg.login_timeout {
-                let _ = self.reply(421, "Login timeout, closing control connection");
-                return "login timeout".into();
             }
             let ev = match self.reader.next_event() {
                 Ok(ev) => ev,
@@ -158,22 +147,7 @@ impl Session {
 
     /// Sends one reply; multi-line text gets the `code-` form.
     pub fn reply(&mut self, code: u16, text: &str) -> io::Result<()> {
-        let mut out = String::with_capacity(text.len() + 8);
-        let lines: Vec<&str> = text.lines().collect();
-        if lines.len() <= 1 {
-            out.push_str(&format!("{code} {text}\r\n"));
-        } else {
-            for (i, l) in lines.iter().enumerate() {
-                if i + 1 == lines.len() {
-                    out.push_str(&format!("{code} {l}\r\n"));
-                } else if i == 0 {
-                    out.push_str(&format!("{code}-{l}\r\n"));
-                } else {
-                    out.push_str(&format!(" {l}\r\n"));
-                }
-            }
-        }
-        (&self.ctrl).write_all(out.as_bytes())
+        (&self.ctrl).write_all(format_reply(code, text).as_bytes())
     }
 
     /// Sends a raw pre-formatted reply line (e.g. from `key::format_*`).
@@ -223,12 +197,33 @@ impl Session {
             | "DELE" | "RNFR" | "RNTO" | "SIZE" | "MDTM" | "MFMT" => {
                 super::cmd_fs::handle(self, &verb, arg)
             }
-            "PASV" | "EPSV" | "PORT" | "EPRT" | "REST" | "RETR" | "STOR" | "APPE" | "ABOR"
-            | "MLSD" | "LIST" | "NLST" | "MLST" => super::cmd_transfer::handle(self, &verb, arg),
+            "PORT" | "EPRT" => super::cmd_active::handle(self, &verb, arg),
+            "PASV" | "EPSV" | "REST" | "RETR" | "STOR" | "APPE" | "ABOR" | "MLSD" | "LIST"
+            | "NLST" | "MLST" => super::cmd_transfer::handle(self, &verb, arg),
             "KEY" | "XCRC" => super::cmd_key::handle(self, &verb, arg),
             _ => self.reply(502, "Command not implemented"),
         }
     }
+}
+
+/// One reply on the wire; multi-line text gets the `code-` form.
+pub(crate) fn format_reply(code: u16, text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.len() <= 1 {
+        out.push_str(&format!("{code} {text}\r\n"));
+    } else {
+        for (i, l) in lines.iter().enumerate() {
+            if i + 1 == lines.len() {
+                out.push_str(&format!("{code} {l}\r\n"));
+            } else if i == 0 {
+                out.push_str(&format!("{code}-{l}\r\n"));
+            } else {
+                out.push_str(&format!(" {l}\r\n"));
+            }
+        }
+    }
+    out
 }
 
 /// The first line of an error's text.

@@ -336,3 +336,56 @@ pub fn wait_log(srv: &Keyftpd, needle: &str) -> bool {
     }
     false
 }
+
+/// A TCP connection to `to` from the loopback address `src` (any of
+/// 127.0.0.0/8 works on Linux): another host, as far as the server can tell.
+pub fn connect_from_addr(src: std::net::Ipv4Addr, to: SocketAddr) -> io::Result<TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    s.bind(&SocketAddr::from((src, 0)).into())?;
+    s.connect_timeout(&to.into(), Duration::from_secs(10))?;
+    Ok(s.into())
+}
+
+/// A raw client connected from `src` (greeting read).
+pub fn ctrl_from(src: std::net::Ipv4Addr, to: SocketAddr) -> io::Result<Ctrl> {
+    let s = connect_from_addr(src, to)?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let mut c = Ctrl {
+        r: BufReader::new(s.try_clone()?),
+        w: s,
+    };
+    let (code, text) = c.try_read_reply()?;
+    if code != 220 {
+        return Err(io::Error::other(format!("greeting: {text}")));
+    }
+    Ok(c)
+}
+
+/// Raises this process's open-file limit to its hard limit (tests that
+/// hold a thousand sockets).
+pub fn raise_nofile() {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: get/set our own limits with a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
+
+/// The number of threads of process `pid`.
+pub fn threads_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Threads:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
+        })
+        .unwrap_or(0)
+}

@@ -2,9 +2,11 @@
 //!
 //! A password check is a SHA-crypt hash (a few ms), too slow to repeat on
 //! every request of a keep-alive WebDAV client, so an accepted
-//! `Authorization` value is remembered (in memory, a bounded set). A
-//! refused one waits the server's failure delay before its 401, as a wrong
-//! FTP password does. Without credentials, a server that allows anonymous
+//! `Authorization` value is remembered (in memory, a bounded set). Every
+//! check goes through keyftpd's login gate, the one FTP logins use: a
+//! failure counts toward the same per-address delays and bans, a refused
+//! password is answered 401 after the address's delay, and a banned or
+//! waiting address gets 429 with `Retry-After`. Without credentials, a server that allows anonymous
 //! logins lets a request read.
 
 use std::collections::HashMap;
@@ -15,9 +17,9 @@ use base64::Engine;
 use hyper::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
 use hyper::{HeaderMap, StatusCode};
 
-use super::backend::Login;
 use super::reply::{self, Resp};
 use super::Ctx;
+use crate::server::gate::Refusal;
 
 /// Remembered accepted credentials, at most this many.
 const CACHE_MAX: usize = 256;
@@ -72,6 +74,22 @@ pub(crate) fn challenge(reason: &str) -> Resp {
     r
 }
 
+/// The longest a request waits for its address's turn at the gate.
+const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// 429 with `Retry-After`: the address must wait (or is banned).
+fn too_many(retry_after: std::time::Duration) -> Resp {
+    let secs = retry_after.as_secs().max(1);
+    let mut r = reply::text(
+        StatusCode::TOO_MANY_REQUESTS,
+        &format!("too many failed logins from this address; retry in {secs} s"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
+    }
+    r
+}
+
 /// `user:password` from a Basic `Authorization` value.
 fn parse_basic(v: &str) -> Option<(String, String)> {
     let (scheme, b64) = v.trim().split_once(' ')?;
@@ -103,19 +121,36 @@ pub(crate) async fn authenticate(ctx: &Ctx, peer: SocketAddr, h: &HeaderMap) -> 
     let Some((user, pass)) = parse_basic(value) else {
         return Err(challenge("expected Basic credentials"));
     };
-    let be = ctx.backend.clone();
+    // The shared gate: wait for this address's turn without holding a
+    // thread, check the password on a blocking thread, and hold a refusal
+    // back by the address's delay.
+    let gate = ctx.backend.gate().clone();
+    let ticket = loop {
+        match gate.try_begin(peer.ip()) {
+            Ok(t) => break t,
+            Err(Refusal::Wait { retry_after }) if retry_after <= MAX_WAIT => {
+                tokio::time::sleep(retry_after).await;
+            }
+            Err(Refusal::Wait { retry_after }) | Err(Refusal::Banned { retry_after }) => {
+                return Err(too_many(retry_after));
+            }
+            Err(Refusal::Denied { .. }) => return Err(challenge("login incorrect")),
+        }
+    };
     let u = user.clone();
-    let login = tokio::task::spawn_blocking(move || be.login(peer.ip(), &u, &pass))
-        .await
-        .unwrap_or(Login::Refused);
+    let login = tokio::task::spawn_blocking(move || ticket.verify(&u, &pass)).await;
     let who = match login {
-        Login::User(n) => Who::User(n),
-        Login::Anonymous => Who::Anonymous,
-        Login::Refused => {
+        Ok(Ok(l)) if l.anonymous => Who::Anonymous,
+        Ok(Ok(l)) => Who::User(l.name),
+        Ok(Err(Refusal::Denied { delay })) => {
             log::warn!("http: failed login for {user} from {peer}");
-            tokio::time::sleep(ctx.backend.auth_fail_delay()).await;
+            tokio::time::sleep(delay).await;
             return Err(challenge("login incorrect"));
         }
+        Ok(Err(Refusal::Wait { retry_after })) | Ok(Err(Refusal::Banned { retry_after })) => {
+            return Err(too_many(retry_after));
+        }
+        Err(_) => return Err(challenge("login check failed")),
     };
     log::info!("http: login {user} from {peer}");
     ctx.auth.put(value, who.clone());

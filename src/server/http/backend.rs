@@ -10,7 +10,6 @@
 
 use std::fs::File;
 use std::io;
-use std::net::IpAddr;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -19,6 +18,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::key::Key;
+use crate::server::gate::LoginGate;
 use crate::server::listener::Shared;
 use crate::server::paths::{PathError, VPath};
 use crate::server::store::{self, ErrorKind, KeyState, Mode, Start, Stat, StoreError};
@@ -138,14 +138,6 @@ pub(crate) struct UpEnd {
     pub error: Option<StoreError>,
 }
 
-/// A login's outcome.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Login {
-    User(String),
-    Anonymous,
-    Refused,
-}
-
 /// The HTTP face's view of keyftpd's shared state.
 #[derive(Clone)]
 pub(crate) struct Backend {
@@ -195,22 +187,9 @@ impl Backend {
             .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
-    /// The delay before answering a wrong password.
-    pub fn auth_fail_delay(&self) -> std::time::Duration {
-        self.sh.cfg.auth_fail_delay
-    }
-
-    /// Checks a login with the FTP accounts (blocking: a hash check).
-    pub fn login(&self, _peer: IpAddr, user: &str, pass: &str) -> Login {
-        let acc = &self.sh.cfg.accounts;
-        if !acc.check(user, pass) {
-            return Login::Refused;
-        }
-        if acc.is_anonymous(user) {
-            Login::Anonymous
-        } else {
-            Login::User(user.to_string())
-        }
+    /// The login gate every face shares (per-address delays and bans).
+    pub fn gate(&self) -> &LoginGate {
+        &self.sh.gate
     }
 
     /// True when requests without credentials may read.
