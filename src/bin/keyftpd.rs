@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use keyfs::server::http::{HttpConfig, HttpServer};
 use keyfs::server::{hash_password, Accounts, Server, ServerConfig};
 
 #[derive(Parser, Debug)]
@@ -24,9 +25,18 @@ struct Cli {
     /// Directory served as / (required).
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
-    /// Control address, e.g. 0.0.0.0:21 or 127.0.0.1:0.
-    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:2121")]
-    listen: SocketAddr,
+    /// FTP control address, e.g. 0.0.0.0:21 or 127.0.0.1:0 [default:
+    /// 127.0.0.1:2121, or none when only --http is given].
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<SocketAddr>,
+    /// Also serve HTTP here (the seed's resumable POST, tus, WebDAV, a
+    /// browser page); without --listen, HTTP only.
+    #[arg(long, value_name = "ADDR:PORT")]
+    http: Option<SocketAddr>,
+    /// HTTP: seconds allowed for a request's headers, and for a body that
+    /// sends nothing (then 408, every byte received kept).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    http_timeout: u64,
     /// The single account (password from KEYFTPD_PASSWORD).
     #[arg(long, value_name = "NAME", conflicts_with = "users")]
     user: Option<String>,
@@ -135,7 +145,13 @@ fn serve(cli: Cli) -> Result<(), String> {
         _ => return Err("give --user NAME or --users FILE (or --anonymous)".into()),
     }
     .with_anonymous(cli.anonymous);
-    let mut cfg = ServerConfig::new(root, cli.listen);
+    let ftp_listen = match (cli.listen, cli.http) {
+        (Some(l), _) => Some(l),
+        (None, Some(_)) => None,
+        (None, None) => Some(SocketAddr::from(([127, 0, 0, 1], 2121))),
+    };
+    let unbound = SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut cfg = ServerConfig::new(root, ftp_listen.unwrap_or(unbound));
     cfg.accounts = accounts;
     cfg.passive_ports = cli.passive_ports;
     cfg.max_sessions = cli.max_sessions.max(1);
@@ -148,26 +164,71 @@ fn serve(cli: Cli) -> Result<(), String> {
     cfg.gate.ban_time = Duration::from_secs(cli.ban_secs);
     cfg.gate.global_rate = cli.login_rate;
     cfg.fsync_files = cli.fsync;
+    let http_cfg = cli.http.map(|a| {
+        let mut h = HttpConfig::new(a);
+        h.timeout = Duration::from_secs(cli.http_timeout.max(1));
+        h.max_conns = cfg.max_sessions;
+        h
+    });
     let root_shown = cfg.root.display().to_string();
-    let listen = cli.listen;
+    install_signals();
+    let mut out = std::io::stdout();
+    let Some(listen) = ftp_listen else {
+        // HTTP only.
+        let Some(h) = http_cfg else {
+            return Err("nothing to serve".into());
+        };
+        let http_addr = h.listen;
+        let http = HttpServer::open(cfg, h)
+            .map_err(|e| format!("cannot serve {root_shown} over HTTP on {http_addr}: {e}"))?;
+        let stopper = http.stopper();
+        on_signal_stop(move || stopper.stop());
+        let _ = writeln!(out, "http listening on {}", http.local_addr());
+        let _ = out.flush();
+        log::info!("serving {root_shown} over HTTP on {}", http.local_addr());
+        return http.run().map_err(|e| e.to_string());
+    };
     let server =
         Server::bind(cfg).map_err(|e| format!("cannot serve {root_shown} on {listen}: {e}"))?;
-    install_signals();
     raise_nofile();
+    let http = match http_cfg {
+        Some(h) => {
+            let http_addr = h.listen;
+            let http = HttpServer::beside(&server, h)
+                .map_err(|e| format!("cannot serve HTTP on {http_addr}: {e}"))?;
+            Some(http)
+        }
+        None => None,
+    };
     let stopper = server.stopper();
+    on_signal_stop(move || stopper.stop());
+    let _ = writeln!(out, "listening on {}", server.local_addr());
+    if let Some(h) = &http {
+        let _ = writeln!(out, "http listening on {}", h.local_addr());
+    }
+    let _ = out.flush();
+    log::info!("serving {root_shown} on {}", server.local_addr());
+    let http = match http {
+        Some(h) => Some(h.spawn().map_err(|e| format!("cannot start HTTP: {e}"))?),
+        None => None,
+    };
+    let res = server.run().map_err(|e| e.to_string());
+    if let Some(h) = http {
+        h.join();
+    }
+    res
+}
+
+/// Calls `stop` once a SIGTERM/SIGINT has arrived.
+fn on_signal_stop(stop: impl Fn() + Send + 'static) {
     std::thread::spawn(move || loop {
         if STOP.load(Ordering::SeqCst) {
             log::info!("signal received, stopping");
-            stopper.stop();
+            stop();
             return;
         }
         std::thread::sleep(Duration::from_millis(100));
     });
-    let mut out = std::io::stdout();
-    let _ = writeln!(out, "listening on {}", server.local_addr());
-    let _ = out.flush();
-    log::info!("serving {root_shown} on {}", server.local_addr());
-    server.run().map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {

@@ -34,6 +34,21 @@ pub(crate) struct Shared {
     pub next_id: AtomicU64,
 }
 
+impl Shared {
+    /// Opens the root and its store (`cfg.listen` is not bound).
+    pub(crate) fn open(cfg: ServerConfig) -> io::Result<Arc<Shared>> {
+        let store = Store::open(&cfg.root, cfg.fsync_files)?;
+        Ok(Arc::new(Shared {
+            gate: LoginGate::new(cfg.accounts.clone(), cfg.gate.clone()),
+            cfg,
+            store,
+            stop: AtomicBool::new(false),
+            sessions: AtomicUsize::new(0),
+            next_id: AtomicU64::new(1),
+        }))
+    }
+}
+
 /// Decrements the session count when a session thread ends, even by panic.
 pub(crate) struct SessionSlot(pub Arc<Shared>);
 
@@ -139,21 +154,20 @@ pub(crate) fn spawn_session(
 impl Server {
     /// Opens the root and its metadata store and binds the control socket.
     pub fn bind(cfg: ServerConfig) -> io::Result<Server> {
-        let store = Store::open(&cfg.root, cfg.fsync_files)?;
-        let listener = bind_listener(cfg.listen)?;
+        let listen = cfg.listen;
+        let shared = Shared::open(cfg)?;
+        let listener = bind_listener(listen)?;
         let addr = listener.local_addr()?;
         Ok(Server {
             listener,
             addr,
-            shared: Arc::new(Shared {
-                gate: LoginGate::new(cfg.accounts.clone(), cfg.gate.clone()),
-                cfg,
-                store,
-                stop: AtomicBool::new(false),
-                sessions: AtomicUsize::new(0),
-                next_id: AtomicU64::new(1),
-            }),
+            shared,
         })
+    }
+
+    /// The state this server shares with its sessions (and the HTTP face).
+    pub(crate) fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
     }
 
     /// The bound control address (with the real port when bound to 0).

@@ -15,6 +15,8 @@
 //!   root by the kernel, per-file key metadata in extended attributes,
 //!   the upload lifecycle and its lock; `store_reply` maps it to FTP.
 //! - [`data`]: passive and active data connections and byte pumps.
+//! - [`http`]: the HTTP face (the seed's resumable POST, tus, WebDAV, a
+//!   browser page) on the same store and login gate.
 //! - [`listing`]: MLSD/LIST/NLST formatting.
 //! - [`lineio`]: the bounded control-line reader.
 //!
@@ -43,6 +45,7 @@ mod cmd_transfer;
 pub mod config;
 pub mod data;
 pub mod gate;
+pub mod http;
 pub mod lineio;
 pub mod listener;
 pub mod listing;

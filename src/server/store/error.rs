@@ -56,6 +56,10 @@ impl StoreError {
                     format!("{what}: not a regular file or directory"),
                 )
             }
+            // A refusal, not a fault to retry: 550, as for EACCES.
+            Some(libc::EROFS) => {
+                return StoreError::new(ErrorKind::Denied, format!("{what}: read-only file system"))
+            }
             Some(libc::ENOTDIR) => ErrorKind::NotFound,
             Some(libc::EISDIR) => ErrorKind::NotRegular,
             Some(libc::EWOULDBLOCK) => ErrorKind::Busy,

@@ -1,0 +1,604 @@
+//! The one seam between the HTTP face and keyftpd's file side: every file
+//! system and login action of the HTTP handlers goes through [`Backend`],
+//! over the same root, metadata store, busy set and accounts as the FTP
+//! sessions, so an upload may start on one face and finish on the other.
+//!
+//! An upload runs on one blocking thread ([`Backend::upload`]): it claims
+//! the path, checks the resume rule, records the file as partial before
+//! the first byte, writes and hashes the chunks it is handed, and records
+//! complete-or-partial (CRC against key) when the body ends or is cut.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::key::Key;
+use crate::server::gate::LoginGate;
+use crate::server::listener::Shared;
+use crate::server::paths::{PathError, VPath};
+use crate::server::store::{self, ErrorKind, KeyState, Mode, Start, Stat, StoreError};
+
+/// Why a file action failed.
+#[derive(Debug)]
+pub(crate) enum BackendError {
+    /// The path was refused, or a parent is missing.
+    Path(PathError),
+    /// The target is missing.
+    NotFound,
+    /// A directory where a file was needed.
+    IsDir,
+    /// The target exists and may not be replaced.
+    Exists,
+    /// Another upload of the path is in progress.
+    Busy,
+    /// The resume rule refused the upload; the file's state as it is.
+    Conflict(UpState),
+    /// Not allowed on this path (the root; a directory into itself).
+    Refused(&'static str),
+    /// Anything else the store said.
+    Store(StoreError),
+}
+
+impl From<StoreError> for BackendError {
+    fn from(e: StoreError) -> Self {
+        match e.kind {
+            ErrorKind::NotFound => BackendError::NotFound,
+            ErrorKind::Busy => BackendError::Busy,
+            _ => BackendError::Store(e),
+        }
+    }
+}
+
+impl From<PathError> for BackendError {
+    fn from(e: PathError) -> Self {
+        BackendError::Path(e)
+    }
+}
+
+pub(crate) type BResult<T> = Result<T, BackendError>;
+
+/// The seed's upload state of one path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct UpState {
+    pub size: u64,
+    pub key: Option<Key>,
+    pub complete: bool,
+}
+
+impl UpState {
+    /// The wire form: `{"size": N, "key": "0x1A2B3C4D" or null, "complete": bool}`.
+    pub fn json(&self) -> String {
+        let key = match self.key {
+            Some(k) => format!("\"0x{:08X}\"", k.0),
+            None => "null".into(),
+        };
+        format!(
+            "{{\"size\": {}, \"key\": {key}, \"complete\": {}}}",
+            self.size, self.complete
+        )
+    }
+}
+
+/// One directory entry or one stat.
+#[derive(Clone, Debug)]
+pub(crate) struct Entry {
+    pub name: String,
+    pub dir: bool,
+    pub size: u64,
+    pub mtime: SystemTime,
+    pub key: Option<Key>,
+    /// None for a directory or a file keyftpd has no record of.
+    pub state: Option<KeyState>,
+}
+
+/// How an upload treats what is already stored.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Begin {
+    /// Start from byte 0, binding this key (None clears the stored key).
+    Replace(Option<Key>),
+    /// Continue at `offset`, which must be the stored size. With
+    /// `expect: Some(k)` the stored key must equal `k` (and stays);
+    /// with None the stored key is kept whatever it is.
+    Resume {
+        offset: u64,
+        expect: Option<Option<Key>>,
+    },
+}
+
+/// Extra rules of one upload (tus).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct UpOpts {
+    /// The file's declared final length: without a key, the upload is
+    /// complete only when the file reaches it.
+    pub total: Option<u64>,
+    /// CRC-32 the bytes of this request must have; on a mismatch (or a
+    /// cut, which cannot be verified) they are dropped again.
+    pub body_crc: Option<u32>,
+}
+
+/// What the request side hands the upload thread.
+pub(crate) enum Chunk {
+    Data(Bytes),
+    /// The body ended where the client meant it to.
+    End,
+}
+
+/// How an upload ended.
+#[derive(Debug)]
+pub(crate) struct UpEnd {
+    pub state: UpState,
+    /// The request's bytes did not match `UpOpts::body_crc` and were dropped.
+    pub checksum_mismatch: bool,
+    /// A store error that stopped the upload or its record.
+    pub error: Option<StoreError>,
+}
+
+/// The HTTP face's view of keyftpd's shared state.
+#[derive(Clone)]
+pub(crate) struct Backend {
+    sh: Arc<Shared>,
+}
+
+fn entry(name: String, st: &Stat) -> Entry {
+    let dir = st.is_dir();
+    Entry {
+        name,
+        dir,
+        size: if dir { 0 } else { st.len() },
+        mtime: st.md.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        key: st.meta.filter(|_| !dir).and_then(|m| m.key),
+        state: st.meta.filter(|_| !dir).map(|m| m.state),
+    }
+}
+
+fn state_of(st: &Stat) -> UpState {
+    UpState {
+        size: st.len(),
+        key: st.meta.and_then(|m| m.key),
+        // A file keyftpd has no record of was put there whole.
+        complete: st.meta.is_none_or(|m| m.state == KeyState::Complete),
+    }
+}
+
+/// The parent directory of `v` (the root for the root).
+fn parent(v: &VPath) -> VPath {
+    v.resolve("..").unwrap_or_default()
+}
+
+impl Backend {
+    pub fn new(sh: Arc<Shared>) -> Backend {
+        Backend { sh }
+    }
+
+    /// True once the server is stopping.
+    pub fn stopping(&self) -> bool {
+        self.sh.stop.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Asks the whole server (both faces) to stop.
+    pub fn stop(&self) {
+        self.sh
+            .stop
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The login gate every face shares (per-address delays and bans).
+    pub fn gate(&self) -> &LoginGate {
+        &self.sh.gate
+    }
+
+    /// True when requests without credentials may read.
+    pub fn anonymous_allowed(&self) -> bool {
+        self.sh.cfg.accounts.is_anonymous("anonymous")
+    }
+
+    fn store(&self) -> &store::Store {
+        &self.sh.store
+    }
+
+    /// Stat of `v`; NotFound when missing.
+    pub fn stat(&self, v: &VPath) -> BResult<Entry> {
+        let st = self.store().stat(v)?;
+        Ok(entry(v.name().unwrap_or("").to_string(), &st))
+    }
+
+    /// The seed's state of `v`: a missing file is size 0, no key, not
+    /// complete; a missing parent is NotFound; a directory IsDir.
+    pub fn state(&self, v: &VPath) -> BResult<UpState> {
+        if v.is_root() {
+            return Err(BackendError::IsDir);
+        }
+        match self.store().stat(v) {
+            Ok(st) if st.is_dir() => Err(BackendError::IsDir),
+            Ok(st) if st.is_file() => Ok(state_of(&st)),
+            Ok(_) => Err(BackendError::Refused("not a regular file")),
+            Err(e) if e.kind == ErrorKind::NotFound => match self.store().stat(&parent(v)) {
+                Ok(p) if p.is_dir() => Ok(UpState {
+                    size: 0,
+                    key: None,
+                    complete: false,
+                }),
+                _ => Err(BackendError::NotFound),
+            },
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The entries of directory `v`, sorted by name (the store leaves out
+    /// its own directory, special files and escaping symlinks).
+    pub fn list(&self, v: &VPath) -> BResult<Vec<Entry>> {
+        Ok(self
+            .store()
+            .list(v)?
+            .iter()
+            .map(|e| entry(e.name.clone(), &e.stat))
+            .collect())
+    }
+
+    /// Records the declared final length of an upload of `v` (tus) in a
+    /// `user.keyftpd.length` attribute beside the file's record.
+    pub fn set_declared_len(&self, v: &VPath, n: u64) -> bool {
+        let Ok((f, _)) = self.store().open_read(v) else {
+            return false;
+        };
+        rustix::fs::fsetxattr(
+            &f,
+            XATTR_LEN,
+            n.to_string().as_bytes(),
+            rustix::fs::XattrFlags::empty(),
+        )
+        .is_ok()
+    }
+
+    /// The declared final length of `v`, if one was recorded.
+    pub fn declared_len(&self, v: &VPath) -> Option<u64> {
+        let (f, _) = self.store().open_read(v).ok()?;
+        let mut buf = [0u8; 32];
+        let n = rustix::fs::fgetxattr(&f, XATTR_LEN, &mut buf[..]).ok()?;
+        std::str::from_utf8(&buf[..n]).ok()?.parse().ok()
+    }
+
+    /// Opens file `v` for reading.
+    pub fn open_read(&self, v: &VPath) -> BResult<(File, Entry)> {
+        match self.store().open_read(v) {
+            Ok((f, st)) => Ok((f, entry(v.name().unwrap_or("").to_string(), &st))),
+            Err(e) if e.kind == ErrorKind::NotRegular && self.stat(v).is_ok_and(|e| e.dir) => {
+                Err(BackendError::IsDir)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Creates directory `v` (its parent must exist).
+    pub fn mkdir(&self, v: &VPath) -> BResult<()> {
+        if v.is_root() {
+            return Err(BackendError::Exists);
+        }
+        match self.store().mkdir(v) {
+            Err(e) if e.kind == ErrorKind::Conflict => Err(BackendError::Exists),
+            r => Ok(r?),
+        }
+    }
+
+    /// Deletes file `v`, or directory `v` with everything below it; key
+    /// metadata goes with each file. A file being uploaded is Busy.
+    pub fn delete(&self, v: &VPath) -> BResult<()> {
+        if v.is_root() {
+            return Err(BackendError::Refused("cannot delete the root"));
+        }
+        match self.store().delete(v) {
+            Err(e) if e.kind == ErrorKind::NotRegular && self.stat(v).is_ok_and(|e| e.dir) => {}
+            r => return Ok(r?),
+        }
+        for e in self.store().list(v)? {
+            self.delete(&v.resolve(&e.name)?)?;
+        }
+        Ok(self.store().rmdir(v)?)
+    }
+
+    /// Moves `from` to `to` (a file or a whole directory) with its key
+    /// metadata. With `overwrite` an existing `to` is deleted first; else
+    /// it is Exists.
+    pub fn rename(&self, from: &VPath, to: &VPath, overwrite: bool) -> BResult<()> {
+        if from.is_root() || to.is_root() || under(to, from) {
+            return Err(BackendError::Refused("cannot move the root or into itself"));
+        }
+        self.store().stat(from)?;
+        if from.rel() == to.rel() {
+            return Ok(());
+        }
+        if let Ok(t) = self.store().stat(to) {
+            if !overwrite {
+                return Err(BackendError::Exists);
+            }
+            if t.is_dir() {
+                self.delete(to)?;
+            }
+        }
+        Ok(self.store().rename(from, to)?)
+    }
+
+    /// Copies `from` (file, or directory with everything below) to `to`;
+    /// each copied file carries its key, and its state follows from it.
+    pub fn copy(&self, from: &VPath, to: &VPath, overwrite: bool, owner: &str) -> BResult<()> {
+        if to.is_root() || under(to, from) || from.rel() == to.rel() {
+            return Err(BackendError::Refused(
+                "cannot copy onto the root, itself or into itself",
+            ));
+        }
+        let src = self.store().stat(from)?;
+        if self.store().stat(to).is_ok() {
+            if !overwrite {
+                return Err(BackendError::Exists);
+            }
+            self.delete(to)?;
+        }
+        if src.is_dir() {
+            self.mkdir(to)?;
+            for e in self.store().list(from)? {
+                self.copy(&from.resolve(&e.name)?, &to.resolve(&e.name)?, false, owner)?;
+            }
+            return Ok(());
+        }
+        let (f, st) = self.store().open_read(from)?;
+        let mode = Mode {
+            start: Start::Replace,
+            key: st.meta.and_then(|m| m.key),
+            owner: owner.to_string(),
+        };
+        let mut up = self.store().begin_upload(to, mode)?;
+        let mut buf = vec![0u8; 256 << 10];
+        let mut pos = 0u64;
+        loop {
+            let n = match f.read_at(&mut buf, pos) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(StoreError::io("copy", &e).into()),
+            };
+            up.write(&buf[..n])?;
+            pos += n as u64;
+        }
+        let clean = st.meta.is_none_or(|m| m.state == KeyState::Complete);
+        up.finish(clean)?;
+        Ok(())
+    }
+
+    /// Runs one upload of `v` on the calling (blocking) thread. `ready`
+    /// gets the state at the start, or why the upload is refused (then
+    /// nothing is written); chunks then come from `rx`. A closed channel
+    /// without [`Chunk::End`] is a cut: every byte received is kept and
+    /// the file stays partial (except bytes that fail `opts.body_crc`).
+    pub fn upload(
+        &self,
+        v: &VPath,
+        begin: Begin,
+        opts: UpOpts,
+        owner: &str,
+        ready: oneshot::Sender<BResult<UpState>>,
+        mut rx: mpsc::Receiver<Chunk>,
+    ) -> Option<UpEnd> {
+        let mut up = match self.begin(v, begin, owner) {
+            Ok(u) => u,
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return None;
+            }
+        };
+        let offset = up.offset();
+        let bound = up.key();
+        let start = UpState {
+            size: offset,
+            key: bound,
+            complete: false,
+        };
+        if ready.send(Ok(start)).is_err() {
+            log::info!("http: upload of {} abandoned before data", v.display());
+            up.abandon();
+            return None;
+        }
+        // With a checksum the bytes are written but counted only once they
+        // proved right (re-read from the page cache), else cut away again.
+        let checked = opts.body_crc.is_some();
+        let mut body_hasher = crc32fast::Hasher::new();
+        let mut got = 0u64;
+        let mut clean = false;
+        let mut error = None;
+        while let Some(c) = rx.blocking_recv() {
+            match c {
+                Chunk::Data(b) => {
+                    let r = if checked {
+                        up.file().and_then(|f| {
+                            io::Write::write_all(f, &b).map_err(|e| StoreError::io("write", &e))
+                        })
+                    } else {
+                        up.write(&b)
+                    };
+                    if let Err(e) = r {
+                        error = Some(e);
+                        break;
+                    }
+                    body_hasher.update(&b);
+                    got += b.len() as u64;
+                }
+                Chunk::End => {
+                    clean = true;
+                    break;
+                }
+            }
+        }
+        drop(rx);
+        let mut mismatch = false;
+        if checked {
+            mismatch = error.is_some() || !clean || opts.body_crc != Some(body_hasher.finalize());
+            let counted = if mismatch {
+                Ok(())
+            } else {
+                count_written(&mut up, offset, got)
+            };
+            if mismatch || counted.is_err() {
+                mismatch = true;
+                if let Err(e) = up.file().and_then(|f| {
+                    f.set_len(offset)
+                        .map_err(|e| StoreError::io("truncate", &e))
+                }) {
+                    error = error.or(Some(e));
+                }
+            }
+        }
+        let len = up.len();
+        let done_clean =
+            clean && !mismatch && error.is_none() && opts.total.is_none_or(|t| t == len);
+        let done = match up.finish(done_clean) {
+            Ok(d) => d,
+            Err(e) => {
+                log::error!("http: recording state of {}: {e}", v.display());
+                error = error.or(Some(e));
+                store::Done {
+                    state: KeyState::Partial,
+                    len,
+                    crc: 0,
+                    key: bound,
+                }
+            }
+        };
+        log::info!(
+            "http: upload {} offset={offset} bytes={got} clean={clean}{} crc={:08X} key={} state={}",
+            v.display(),
+            if mismatch { " dropped(checksum)" } else { "" },
+            done.crc,
+            bound.map(|k| k.to_string()).unwrap_or("none".into()),
+            done.state.as_str()
+        );
+        Some(UpEnd {
+            state: UpState {
+                size: done.len,
+                key: done.key,
+                complete: done.state == KeyState::Complete,
+            },
+            checksum_mismatch: mismatch,
+            error,
+        })
+    }
+
+    /// Begins the store's upload and applies the seed's resume rule: a
+    /// resume must be at the stored size, with the stored key when one is
+    /// expected; otherwise Conflict with the state, nothing written.
+    fn begin(&self, v: &VPath, begin: Begin, owner: &str) -> BResult<store::Upload> {
+        if v.is_root() {
+            return Err(BackendError::IsDir);
+        }
+        let mode = |start, key| Mode {
+            start,
+            key,
+            owner: owner.to_string(),
+        };
+        let (offset, expect) = match begin {
+            Begin::Replace(k) => {
+                return self
+                    .store()
+                    .begin_upload(v, mode(Start::Replace, k))
+                    .map_err(|e| self.begin_error(v, e))
+            }
+            Begin::Resume { offset, expect } => (offset, expect),
+        };
+        // Under the upload's lock, the file is what it is: check it there.
+        let up = match self.store().begin_upload(v, mode(Start::At(offset), None)) {
+            Ok(u) => u,
+            Err(e) if e.kind == ErrorKind::Conflict => {
+                return Err(match self.state(v) {
+                    Ok(st) => BackendError::Conflict(st),
+                    Err(e) => e,
+                })
+            }
+            Err(e) => return Err(self.begin_error(v, e)),
+        };
+        let now = self.store().stat(v).map(|st| state_of(&st));
+        match now {
+            Ok(st) if st.size == offset && expect.is_none_or(|k| k == up.key()) => Ok(up),
+            Ok(st) => {
+                up.abandon();
+                Err(BackendError::Conflict(st))
+            }
+            Err(e) => {
+                up.abandon();
+                Err(e.into())
+            }
+        }
+    }
+
+    fn begin_error(&self, v: &VPath, e: StoreError) -> BackendError {
+        match e.kind {
+            ErrorKind::NotRegular if self.stat(v).is_ok_and(|e| e.dir) => BackendError::IsDir,
+            ErrorKind::NotFound => BackendError::Path(PathError::NotFound),
+            _ => e.into(),
+        }
+    }
+}
+
+/// Counts `[offset, offset + len)`, written through [`store::Upload::file`],
+/// into the upload's CRC by reading it back.
+fn count_written(up: &mut store::Upload, offset: u64, len: u64) -> Result<(), StoreError> {
+    let mut buf = vec![0u8; 256 << 10];
+    let mut pos = offset;
+    let end = offset + len;
+    while pos < end {
+        let want = (end - pos).min(buf.len() as u64) as usize;
+        let n = up
+            .file()?
+            .read_at(&mut buf[..want], pos)
+            .map_err(|e| StoreError::io("read back", &e))?;
+        if n == 0 {
+            return Err(StoreError::new(
+                ErrorKind::Io,
+                "file shrank under an upload",
+            ));
+        }
+        up.hashed(&buf[..n]);
+        pos += n as u64;
+    }
+    Ok(())
+}
+
+/// The declared final length of a tus upload, beside the store's record.
+const XATTR_LEN: &str = "user.keyftpd.length";
+
+/// True when `a` is strictly below `b`.
+fn under(a: &VPath, b: &VPath) -> bool {
+    let (a, b) = (a.rel(), b.rel());
+    b.is_empty() || a.starts_with(&format!("{b}/"))
+}
+
+/// Reads `len` bytes of `file` from `offset` in chunks onto `tx`
+/// (blocking; stops early when the receiver is gone).
+pub(crate) fn send_range(file: File, offset: u64, len: u64, tx: mpsc::Sender<io::Result<Bytes>>) {
+    const CHUNK: u64 = 256 << 10;
+    let mut pos = offset;
+    let end = offset + len;
+    while pos < end {
+        let want = (end - pos).min(CHUNK) as usize;
+        let mut buf = vec![0u8; want];
+        let r = match file.read_at(&mut buf, pos) {
+            Ok(0) => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shrank while sending",
+            )),
+            Ok(n) => {
+                buf.truncate(n);
+                pos += n as u64;
+                Ok(Bytes::from(buf))
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => Err(e),
+        };
+        let failed = r.is_err();
+        if tx.blocking_send(r).is_err() || failed {
+            return;
+        }
+    }
+}

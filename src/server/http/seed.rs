@@ -1,0 +1,215 @@
+//! The seed's flow (CN101174954A claim 1, steps 3-9): `GET /PATH?state`
+//! answers the upload's state; `POST /PATH` with `multipart/form-data`
+//! fields `offset`, `key`, then a `file` part writes the bytes from that
+//! offset. Offset 0 replaces; a non-zero offset must equal the stored size
+//! and the key the stored key, else 409 with the state and nothing written.
+//! A body cut off mid-way keeps every byte the parser handed over (it
+//! holds back at most the length of the part delimiter, which those bytes
+//! may be the start of) and leaves the file partial.
+
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::header::CONTENT_TYPE;
+use hyper::{Request, StatusCode};
+use multer::{Constraints, Multipart, SizeLimit};
+
+use super::auth::Who;
+use super::backend::{Begin, UpState};
+use super::body::{self, Stop, StopCell};
+use super::reply::{self, Resp};
+use super::Ctx;
+use crate::key::{parse_hex_key, Key};
+use crate::server::paths::VPath;
+
+/// Largest non-file field.
+const FIELD_MAX: u64 = 1024;
+
+/// `GET /PATH?state`.
+pub(crate) async fn state(ctx: &Arc<Ctx>, v: &VPath) -> Resp {
+    let be = ctx.backend.clone();
+    let v2 = v.clone();
+    match tokio::task::spawn_blocking(move || be.state(&v2)).await {
+        Ok(Ok(st)) => reply::state(StatusCode::OK, &st),
+        Ok(Err(e)) => reply::backend_error("state", e),
+        Err(e) => reply::text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+/// Parses the `offset` field: a decimal byte count a file can have.
+pub(crate) fn parse_offset(s: &str) -> Result<u64, &'static str> {
+    let s = s.trim();
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("offset must be a decimal byte count");
+    }
+    match s.parse::<u64>() {
+        Ok(n) if n <= i64::MAX as u64 => Ok(n),
+        _ => Err("offset too large"),
+    }
+}
+
+/// Parses the `key` field: empty for none, else `0x` + 1-8 hex digits.
+pub(crate) fn parse_key(s: &str) -> Result<Option<Key>, &'static str> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    parse_hex_key(s)
+        .map(Some)
+        .map_err(|_| "key must be 0x and 1 to 8 hex digits")
+}
+
+fn stopped(why: Option<Stop>, e: &multer::Error) -> Resp {
+    match why {
+        Some(Stop::Timeout) => reply::text(StatusCode::REQUEST_TIMEOUT, "request body timed out"),
+        Some(Stop::Cut) => reply::text(StatusCode::BAD_REQUEST, "request body cut off"),
+        None => reply::text(
+            StatusCode::BAD_REQUEST,
+            &format!("malformed multipart body: {e}"),
+        ),
+    }
+}
+
+/// `POST /PATH` with `multipart/form-data`.
+pub(crate) async fn post(ctx: &Arc<Ctx>, v: &VPath, req: Request<Incoming>, who: &Who) -> Resp {
+    let ct = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let boundary = match multer::parse_boundary(ct) {
+        Ok(b) if ct.to_ascii_lowercase().starts_with("multipart/form-data") => b,
+        _ => {
+            return reply::text(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "POST needs multipart/form-data with a boundary (or Tus-Resumable)",
+            )
+        }
+    };
+    let why = StopCell::default();
+    let stream = body::stream(req.into_body(), ctx.cfg.timeout, why.clone());
+    let limits = SizeLimit::new()
+        .per_field(FIELD_MAX)
+        .for_field("file", u64::MAX);
+    let mut mp =
+        Multipart::with_constraints(stream, boundary, Constraints::new().size_limit(limits));
+    let (mut offset, mut key) = (0u64, None);
+    let mut field = loop {
+        match mp.next_field().await {
+            Ok(Some(f)) => match f.name() {
+                Some("file") => break f,
+                Some(name @ ("offset" | "key")) => {
+                    let name = name.to_string();
+                    let text = match f.text().await {
+                        Ok(t) => t,
+                        Err(e) => return stopped(why.get(), &e),
+                    };
+                    let parsed = if name == "offset" {
+                        parse_offset(&text).map(|o| offset = o)
+                    } else {
+                        parse_key(&text).map(|k| key = k)
+                    };
+                    if let Err(reason) = parsed {
+                        return reply::text(StatusCode::BAD_REQUEST, reason);
+                    }
+                }
+                _ => {
+                    // Other form fields are read (bounded) and ignored.
+                    let mut f = f;
+                    loop {
+                        match f.chunk().await {
+                            Ok(Some(_)) => {}
+                            Ok(None) => break,
+                            Err(e) => return stopped(why.get(), &e),
+                        }
+                    }
+                }
+            },
+            Ok(None) => return reply::text(StatusCode::BAD_REQUEST, "no file part in the form"),
+            Err(e) => return stopped(why.get(), &e),
+        }
+    };
+    let how = if offset == 0 {
+        Begin::Replace(key)
+    } else {
+        Begin::Resume {
+            offset,
+            expect: Some(key),
+        }
+    };
+    let up = match body::begin(ctx, v, how, who.name()).await {
+        Ok(u) => u,
+        Err(e) => return reply::backend_error("upload", e),
+    };
+    let mut clean = false;
+    let mut err = None;
+    loop {
+        match field.chunk().await {
+            Ok(Some(b)) => {
+                if !up.send(b).await {
+                    break;
+                }
+            }
+            Ok(None) => {
+                clean = true;
+                break;
+            }
+            Err(e) => {
+                err = Some(e);
+                break;
+            }
+        }
+    }
+    let end = up.finish(clean).await;
+    let Some(end) = end else {
+        return reply::text(StatusCode::INTERNAL_SERVER_ERROR, "upload thread failed");
+    };
+    if let Some(e) = &end.error {
+        return reply::store_error("upload", e);
+    }
+    if let Some(e) = err {
+        // Whatever arrived is kept; say so and how much there is.
+        let st = end.state;
+        let mut r = stopped(why.get(), &e);
+        append_state(&mut r, &st);
+        return r;
+    }
+    // The rest of the form (closing delimiter, late fields) is read and
+    // ignored: the file part ended where the client meant it to.
+    drain(&mut mp).await;
+    reply::state(StatusCode::OK, &end.state)
+}
+
+async fn drain<'a>(mp: &mut Multipart<'a>) {
+    while let Ok(Some(mut f)) = mp.next_field().await {
+        while let Ok(Some(_)) = f.chunk().await {}
+    }
+}
+
+/// Adds the state as a header to an error reply that has a text reason.
+fn append_state(r: &mut Resp, st: &UpState) {
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&st.json()) {
+        r.headers_mut().insert("x-upload-state", v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_and_keys() {
+        assert_eq!(parse_offset("0"), Ok(0));
+        assert_eq!(parse_offset(" 1234 "), Ok(1234));
+        assert!(parse_offset("-1").is_err());
+        assert!(parse_offset("1e3").is_err());
+        assert!(parse_offset("").is_err());
+        assert!(parse_offset("99999999999999999999999").is_err());
+        assert!(parse_offset("9223372036854775808").is_err());
+        assert_eq!(parse_key(""), Ok(None));
+        assert_eq!(parse_key("0x1A2B3C4D"), Ok(Some(Key(0x1A2B3C4D))));
+        assert!(parse_key("1A2B3C4D").is_err());
+        assert!(parse_key("0x123456789").is_err());
+        assert!(parse_key("0xZZ").is_err());
+    }
+}
