@@ -135,8 +135,8 @@ fn login_and_connect_errors() {
 }
 
 /// MFMT and SITE CHMOD: pure-ftpd lists MFMT and knows SITE CHMOD; the
-/// listing shows the time and the mode back; keyftpd (no MFMT, SITE not
-/// implemented) answers `Unsupported` for both.
+/// listing shows the time and the mode back; keyftpd keeps the time by
+/// MFMT and answers `Unsupported` for SITE CHMOD.
 #[test]
 fn mfmt_and_site_chmod() {
     use keyfs::remote::attrs::Applied;
@@ -165,8 +165,16 @@ fn mfmt_and_site_chmod() {
     let k = support::jobs::InProcKeyftpd::start();
     std::fs::write(k.root.path().join("k.txt"), b"k").unwrap();
     let mut s = Session::connect(&k.endpoint(), T).expect("connect keyftpd");
-    assert!(!s.features().mfmt);
-    assert_eq!(s.set_mtime("k.txt", t).unwrap(), Applied::Unsupported);
+    // keyftpd offers MFMT but not SITE CHMOD.
+    assert!(s.features().mfmt);
+    assert_eq!(s.set_mtime("k.txt", t).unwrap(), Applied::Done);
+    assert_eq!(
+        std::fs::metadata(k.root.path().join("k.txt"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        UNIX_EPOCH + Duration::from_secs(978_307_200)
+    );
     assert_eq!(s.chmod("k.txt", 0o600).unwrap(), Applied::Unsupported);
     // Remembered: not asked again on this session.
     assert_eq!(s.chmod("k.txt", 0o644).unwrap(), Applied::Unsupported);
