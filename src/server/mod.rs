@@ -17,6 +17,9 @@
 //! - [`data`]: passive and active data connections and byte pumps.
 //! - [`listing`]: MLSD/LIST/NLST formatting.
 //! - [`lineio`]: the bounded control-line reader.
+//! - [`tls`]: certificates, TLS streams, session-bound data connections;
+//!   `tls_login` logs in connections that sent AUTH TLS (or came to the
+//!   implicit-TLS port), each on its own thread.
 //!
 //! In-process use (tests of other modules):
 //! ```no_run
@@ -51,6 +54,8 @@ pub mod paths;
 mod session;
 pub mod store;
 mod store_reply;
+pub mod tls;
+mod tls_login;
 
 pub use auth::{hash_password, Accounts};
 pub use config::ServerConfig;
