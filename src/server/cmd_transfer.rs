@@ -140,6 +140,7 @@ pub(crate) fn secure_data(s: &mut Session, tcp: TcpStream) -> io::Result<Option<
     ) else {
         return Ok(Some(Stream::Plain(tcp)));
     };
+    let cfg = tls::data_config(&cfg);
     match tls::accept(&cfg, tcp, &[], &token, s.shared.cfg.data_timeout) {
         Ok(t) if tls::resumed_with(&t, &token) => Ok(Some(Stream::Tls(Box::new(t)))),
         Ok(_) => {
@@ -369,6 +370,10 @@ fn store(s: &mut Session, arg: &str, append: bool) -> io::Result<()> {
 
     let t0 = Instant::now();
     let mut outcome = receive(s, &mut data, &mut up);
+    if outcome == Outcome::Clean {
+        // TLS clients wait for the server's close_notify in turn.
+        let _ = data.finish();
+    }
     drop(data);
     if outcome != Outcome::Aborted && s.reader.take_abort() {
         outcome = Outcome::Aborted;

@@ -58,6 +58,16 @@ pub fn load_server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerC
     Ok(Arc::new(cfg))
 }
 
+/// The config for data connections: the control config (same session
+/// cache and ticket keys, so resumption works) that issues no tickets. A
+/// client that uploads never reads its data connection; tickets left
+/// unread there would make its close a reset and cut the upload's tail.
+pub fn data_config(cfg: &Arc<rustls::ServerConfig>) -> Arc<rustls::ServerConfig> {
+    let mut c = (**cfg).clone();
+    c.send_tls13_tickets = 0;
+    Arc::new(c)
+}
+
 /// A self-signed certificate and key for `host` (a DNS name or an IP
 /// address), both PEM.
 pub fn self_signed(host: &str) -> Result<(String, String), String> {
