@@ -40,11 +40,10 @@ MFMT KEY XCRC HASH RANG (see keyftp(7))";
 const TLS_FEATURES: [&str; 3] = ["AUTH TLS", "PBSZ", "PROT"];
 
 /// PROT's reply and the new protection (true for P), given whether PBSZ came first.
+/// PROT C is the level a session starts at, so it needs no PBSZ.
 pub(crate) fn prot(pbsz: bool, arg: &str) -> (u16, &'static str, Option<bool>) {
-    if !pbsz {
-        return (503, "Send PBSZ first", None);
-    }
     match arg.trim().to_ascii_uppercase().as_str() {
+        "P" if !pbsz => (503, "Send PBSZ first", None),
         "P" => (200, "Protection level set to P", Some(true)),
         "C" => (200, "Protection level set to C", Some(false)),
         "S" | "E" => (536, "Only C and P are supported", None),
