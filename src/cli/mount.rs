@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keyfs::fs::{fuse::KeyFs, Core, FsConfig, FsError};
+use keyfs::remote::tls::{parse_pin, Tls, TlsClient};
 use keyfs::remote::{Endpoint, RemoteError};
 use keyfs::upload::resume::Policy;
 
@@ -79,13 +80,15 @@ fn prepare(_fg: bool, args: &MountArgs) -> Result<Plan, String> {
         Some(s) => absolute(s)?,
         None => spooldir::default_spool(&u, &user)?,
     };
-    let (fuse, writeback) = mount_options(&args.options)?;
+    let (options, tls_require) = take_tls_option(&args.options)?;
+    let (fuse, writeback) = mount_options(&options)?;
     let endpoint = Endpoint {
         host: u.host.clone(),
         port: u.port,
         user,
         password: pass,
         root: u.path.clone(),
+        tls: tls_mode(&u, tls_require || args.tls.is_some(), args)?,
     };
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
@@ -198,6 +201,41 @@ pub fn mount_options(opts: &[String]) -> Result<(fuser::Config, bool), String> {
     Ok((cfg, writeback))
 }
 
+/// Takes `tls=require` out of the -o options (the rest go to FUSE).
+fn take_tls_option(opts: &[String]) -> Result<(Vec<String>, bool), String> {
+    let mut rest = Vec::new();
+    let mut require = false;
+    for o in opts.iter().flat_map(|s| s.split(',')).map(str::trim) {
+        match o.strip_prefix("tls=") {
+            Some("require") => require = true,
+            Some(v) => return Err(format!("-o tls={v}: only tls=require is known")),
+            None => rest.push(o.to_string()),
+        }
+    }
+    Ok((rest, require))
+}
+
+/// The TLS of a mount from its URL scheme, `tls=require`, `--ca-file`
+/// and `--pin-sha256`.
+fn tls_mode(u: &url::FtpUrl, require: bool, args: &MountArgs) -> Result<Tls, String> {
+    let trust_given = args.ca_file.is_some() || args.pin_sha256.is_some();
+    let client = || {
+        let pin = args.pin_sha256.as_deref().map(parse_pin).transpose()?;
+        TlsClient::new(args.ca_file.as_deref(), pin)
+    };
+    Ok(match (u.tls, require) {
+        (url::UrlTls::Implicit, _) => Tls::Implicit(client()?),
+        (url::UrlTls::Explicit, _) | (url::UrlTls::Plain, true) => Tls::Explicit(client()?),
+        (url::UrlTls::Plain, false) if trust_given => {
+            return Err(
+                "--ca-file and --pin-sha256 need TLS: use ftpes:// or ftps://, or -o tls=require"
+                    .into(),
+            )
+        }
+        (url::UrlTls::Plain, false) => Tls::Off,
+    })
+}
+
 fn describe(e: &FsError, ep: &Endpoint) -> String {
     let at = format!("{}@{}:{}", ep.user, ep.host, ep.port);
     match e {
@@ -217,6 +255,12 @@ fn describe(e: &FsError, ep: &Endpoint) -> String {
                 "cannot reach {at}: no FTP answer within {} seconds",
                 CONNECT_TIMEOUT.as_secs()
             )
+        }
+        // An untrusted certificate (the text names the host and reason).
+        FsError::Remote(RemoteError::Io(io))
+            if io.kind() == std::io::ErrorKind::InvalidInput && ep.tls != Tls::Off =>
+        {
+            format!("TLS: {io}")
         }
         FsError::Remote(RemoteError::Io(io)) => format!("cannot reach {at}: {io}"),
         FsError::Remote(r) => format!("{at}: {r}"),

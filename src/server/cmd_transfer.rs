@@ -141,12 +141,19 @@ pub(crate) fn secure_data(s: &mut Session, tcp: TcpStream) -> io::Result<Option<
         return Ok(Some(Stream::Plain(tcp)));
     };
     let cfg = tls::data_config(&cfg);
+    tls::clear_resumed();
     match tls::accept(&cfg, tcp, &[], &token, s.shared.cfg.data_timeout) {
         Ok(t) if tls::resumed_with(&t, &token) => Ok(Some(Stream::Tls(Box::new(t)))),
-        Ok(_) => {
+        Ok(t) => {
             log::warn!(
-                "session {}: refused a TLS data connection that did not resume the session",
-                s.id
+                "session {}: refused a TLS data connection that did not resume the session ({:?}, {})",
+                s.id,
+                t.conn.handshake_kind(),
+                if t.conn.received_resumption_data().is_some() {
+                    "another session"
+                } else {
+                    "no session"
+                }
             );
             s.reply(
                 522,

@@ -51,10 +51,11 @@ pub fn load_server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerC
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| format!("TLS certificate: {e}"))?;
-    cfg.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
+    cfg.session_storage = Arc::new(Watched(ServerSessionMemoryCache::new(SESSION_CACHE)));
     // Stateless tickets may be used many times: each data connection
     // resumes the control connection's session afresh.
-    cfg.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| format!("TLS: {e}"))?;
+    let ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| format!("TLS: {e}"))?;
+    cfg.ticketer = Arc::new(Watched(ticketer));
     Ok(Arc::new(cfg))
 }
 
@@ -133,10 +134,78 @@ pub fn accept(
 }
 
 /// True when a data connection's handshake resumed the session whose
-/// tickets carry `token`.
+/// tickets carry `token`. Call on the thread that ran the handshake.
 pub fn resumed_with(s: &TlsStream, token: &[u8]) -> bool {
-    s.conn.handshake_kind() == Some(HandshakeKind::Resumed)
-        && s.conn.received_resumption_data() == Some(token)
+    if s.conn.handshake_kind() != Some(HandshakeKind::Resumed) {
+        return false;
+    }
+    if s.conn.received_resumption_data() == Some(token) {
+        return true;
+    }
+    // rustls reports the resumption data for TLS 1.3 only; under TLS 1.2
+    // the session state it resumed (which holds the token) is looked at.
+    RESUMED.with(|r| {
+        r.borrow()
+            .as_deref()
+            .is_some_and(|state| state.windows(token.len()).any(|w| w == token))
+    })
+}
+
+thread_local! {
+    /// The session state the last resumption on this thread recovered.
+    static RESUMED: std::cell::RefCell<Option<Vec<u8>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Forgets this thread's last resumed state (before a data handshake).
+pub fn clear_resumed() {
+    RESUMED.with(|r| *r.borrow_mut() = None);
+}
+
+fn note_resumed(state: &Option<Vec<u8>>) {
+    if let Some(v) = state {
+        RESUMED.with(|r| *r.borrow_mut() = Some(v.clone()));
+    }
+}
+
+/// A session store or ticketer that remembers, per thread, the state each
+/// resumption recovered (see [`resumed_with`]).
+#[derive(Debug)]
+struct Watched<T: ?Sized>(Arc<T>);
+
+impl<T: rustls::server::StoresServerSessions> rustls::server::StoresServerSessions for Watched<T> {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        self.0.put(key, value)
+    }
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let v = self.0.get(key);
+        note_resumed(&v);
+        v
+    }
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let v = self.0.take(key);
+        note_resumed(&v);
+        v
+    }
+    fn can_cache(&self) -> bool {
+        self.0.can_cache()
+    }
+}
+
+impl rustls::server::ProducesTickets for Watched<dyn rustls::server::ProducesTickets> {
+    fn enabled(&self) -> bool {
+        self.0.enabled()
+    }
+    fn lifetime(&self) -> u32 {
+        self.0.lifetime()
+    }
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        self.0.encrypt(plain)
+    }
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        let v = self.0.decrypt(cipher);
+        note_resumed(&v);
+        v
+    }
 }
 
 /// A connection, plain or TLS.
