@@ -239,6 +239,9 @@ fn tls_mode(u: &url::FtpUrl, require: bool, args: &MountArgs) -> Result<Tls, Str
 fn describe(e: &FsError, ep: &Endpoint) -> String {
     let at = format!("{}@{}:{}", ep.user, ep.host, ep.port);
     match e {
+        FsError::Remote(RemoteError::Reply { code: 530, text }) if text.contains("TLS") => {
+            format!("login to {at} refused: 530 {text} (use ftpes:// or -o tls=require)")
+        }
         FsError::Remote(RemoteError::Reply { code: 530, text }) => {
             format!("login to {at} failed (wrong user or password?): 530 {text}")
         }

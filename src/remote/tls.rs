@@ -326,6 +326,7 @@ fn cert_reason(c: &rustls::CertificateError) -> String {
     use rustls::CertificateError as C;
     match c {
         C::UnknownIssuer => "unknown issuer (not signed by a trusted CA)".into(),
+        C::BadSignature => "bad signature (not signed by a trusted CA)".into(),
         C::NotValidForName | C::NotValidForNameContext { .. } => {
             "the certificate is for another host name".into()
         }

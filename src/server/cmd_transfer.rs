@@ -312,7 +312,7 @@ fn store(s: &mut Session, arg: &str, append: bool) -> io::Result<()> {
             Ok(st)
                 if st.is_file()
                     && (st.meta.is_some_and(|m| m.state == KeyState::Partial)
-                        || (st.len() > 0 && st.meta.is_none_or(|m| m.key.is_none()))) =>
+                        || (!st.is_empty() && st.meta.is_none_or(|m| m.key.is_none()))) =>
             {
                 log::info!(
                     "session {}: same-name prompt for {} ({} bytes)",
