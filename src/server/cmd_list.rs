@@ -56,7 +56,7 @@ pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
     // A client that never reads must not block this session forever.
     let _ = data.set_write_timeout(Some(s.shared.cfg.data_timeout));
     s.reply(150, "Here comes the listing")?;
-    let Some(mut data) = secure_data(s, data)? else {
+    let Some(mut data) = secure_data(s, data, true)? else {
         return Ok(());
     };
     let _ = data

@@ -132,7 +132,12 @@ pub(crate) fn open_data(s: &mut Session) -> io::Result<Option<TcpStream>> {
 /// Called after the 150: under PROT P, the TLS handshake of the data
 /// connection, which must resume the control connection's own session.
 /// Replies 522 and returns None otherwise.
-pub(crate) fn secure_data(s: &mut Session, tcp: TcpStream) -> io::Result<Option<Stream>> {
+/// `client_reads`: a download or listing (see [`tls::data_config`]).
+pub(crate) fn secure_data(
+    s: &mut Session,
+    tcp: TcpStream,
+    client_reads: bool,
+) -> io::Result<Option<Stream>> {
     let (true, Some(cfg), Some(token)) = (
         s.prot_private,
         s.shared.cfg.tls.clone(),
@@ -140,7 +145,7 @@ pub(crate) fn secure_data(s: &mut Session, tcp: TcpStream) -> io::Result<Option<
     ) else {
         return Ok(Some(Stream::Plain(tcp)));
     };
-    let cfg = tls::data_config(&cfg);
+    let cfg = tls::data_config(&cfg, client_reads);
     tls::clear_resumed();
     match tls::accept(&cfg, tcp, &[], &token, s.shared.cfg.data_timeout) {
         Ok(t) if tls::resumed_with(&t, &token) => Ok(Some(Stream::Tls(Box::new(t)))),
@@ -198,7 +203,7 @@ fn retr(s: &mut Session, arg: &str) -> io::Result<()> {
             len - offset
         ),
     )?;
-    let Some(mut data) = secure_data(s, data)? else {
+    let Some(mut data) = secure_data(s, data, true)? else {
         return Ok(());
     };
     let t0 = Instant::now();
@@ -363,7 +368,7 @@ fn store(s: &mut Session, arg: &str, append: bool) -> io::Result<()> {
         up.abandon();
         return Err(e);
     }
-    let mut data = match secure_data(s, data) {
+    let mut data = match secure_data(s, data, false) {
         Ok(Some(d)) => d,
         Ok(None) => {
             up.abandon();

@@ -60,12 +60,17 @@ pub fn load_server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerC
 }
 
 /// The config for data connections: the control config (same session
-/// cache and ticket keys, so resumption works) that issues no tickets. A
-/// client that uploads never reads its data connection; tickets left
-/// unread there would make its close a reset and cut the upload's tail.
-pub fn data_config(cfg: &Arc<rustls::ServerConfig>) -> Arc<rustls::ServerConfig> {
+/// cache and ticket keys, so resumption works). TLS 1.3 tickets go only on
+/// connections the client reads to their end (downloads, listings): a
+/// client that uploads never reads its data connection, and tickets left
+/// unread there would make its close a reset that cuts the upload's tail.
+/// Clients that use each ticket once (rustls) get new ones that way.
+pub fn data_config(
+    cfg: &Arc<rustls::ServerConfig>,
+    client_reads: bool,
+) -> Arc<rustls::ServerConfig> {
     let mut c = (**cfg).clone();
-    c.send_tls13_tickets = 0;
+    c.send_tls13_tickets = if client_reads { 2 } else { 0 };
     Arc::new(c)
 }
 
