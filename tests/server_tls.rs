@@ -236,3 +236,52 @@ fn auth_pbsz_prot_ccc_and_feat() {
     let mut plain = Ctrl::connect(srv.addr);
     assert_eq!(plain.cmd("AUTH SSL").0, 234);
 }
+
+#[test]
+fn tls_logins_are_capped_per_address() {
+    let (dir, srv) = server(&[]);
+    let (cert, key) = gen_cert(dir.path());
+    drop(srv);
+    let srv = support::keyftpd::Keyftpd::start(
+        &dir.path().join("root"),
+        &[
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--max-pending-per-ip",
+            "2",
+        ],
+    );
+    // Two connections wait in their handshakes; a third AUTH TLS from the
+    // same address is refused, and taken again once one of them is gone.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut c = Ctrl::connect(srv.addr);
+        assert_eq!(c.cmd("AUTH TLS").0, 234);
+        held.push(c);
+    }
+    let mut c = Ctrl::connect(srv.addr);
+    assert_eq!(c.cmd("AUTH TLS").0, 421);
+    drop(held.pop());
+    let cfg = client_config(&cert, false);
+    let mut ok = None;
+    for _ in 0..50 {
+        let mut c = Ctrl::connect(srv.addr);
+        let (code, _) = c.cmd("AUTH TLS");
+        if code == 234 {
+            ok = Some(c);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let c = ok.expect("AUTH TLS taken again after a slot freed");
+    let tcp = c.w.try_clone().expect("clone");
+    drop(c);
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut t = TlsCtrl {
+        r: BufReader::new(wrap(&cfg, tcp)),
+    };
+    assert_eq!(t.cmd("NOOP").0, 200);
+}

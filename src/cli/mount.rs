@@ -435,6 +435,17 @@ fn daemonize(plan: Plan) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn tls_require_is_taken_out_of_the_mount_options() {
+        let opts = vec!["ro,tls=require".to_string(), "allow_other".to_string()];
+        let (rest, req) = super::take_tls_option(&opts).unwrap_or_default();
+        assert!(req);
+        assert_eq!(rest, vec!["ro", "allow_other"]);
+        let (_, req) = super::take_tls_option(&["ro".to_string()]).unwrap_or_default();
+        assert!(!req);
+        assert!(super::take_tls_option(&["tls=maybe".to_string()]).is_err());
+    }
+
+    #[test]
     fn finds_fuse_mounts_in_mountinfo() {
         let info = "36 35 98:0 / /mnt/a\\040b rw,noatime master:1 - fuse keyfs rw\n\
                     37 35 98:0 / /mnt/c rw - ext4 /dev/sda1 rw\n";

@@ -146,3 +146,27 @@ pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
         _ => s.reply(502, "Command not implemented"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prot_levels() {
+        assert_eq!(prot(false, "P"), (503, "Send PBSZ first", None));
+        assert_eq!(prot(true, " p ").2, Some(true));
+        assert_eq!(prot(false, "C").2, Some(false));
+        assert_eq!(prot(true, "S").0, 536);
+        assert_eq!(prot(true, "X").0, 504);
+    }
+
+    #[test]
+    fn feat_lists_tls_only_with_a_certificate() {
+        let with = before_login("FEAT", "", true).unwrap_or_default();
+        let without = before_login("FEAT", "", false).unwrap_or_default();
+        for f in [" AUTH TLS\r\n", " PBSZ\r\n", " PROT\r\n"] {
+            assert!(with.contains(f), "{with}");
+            assert!(!without.contains(f), "{without}");
+        }
+    }
+}

@@ -36,6 +36,8 @@ pub(crate) struct Shared {
     pub next_id: AtomicU64,
     /// Connections logging in over TLS, each on its own thread.
     pub tls_pending: AtomicUsize,
+    /// The same, per address (IPv4, or IPv6 /64).
+    pub tls_per_ip: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
 }
 
 /// Decrements the session count when a session thread ends, even by panic.
@@ -175,6 +177,7 @@ impl Server {
                 sessions: AtomicUsize::new(0),
                 next_id: AtomicU64::new(1),
                 tls_pending: AtomicUsize::new(0),
+                tls_per_ip: Default::default(),
             }),
             implicit,
         })

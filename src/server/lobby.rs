@@ -627,7 +627,11 @@ impl Lobby {
     /// AUTH TLS: answers 234 and hands the connection to a thread of its
     /// own for the handshake and the login (see [`super::tls_login`]).
     fn start_tls(&mut self, slot: usize) {
-        let Some(reserved) = tls_login::reserve(&self.shared) else {
+        let peer = match self.conn(slot) {
+            Some(c) => c.peer.ip(),
+            None => return,
+        };
+        let Some(reserved) = tls_login::reserve(&self.shared, peer) else {
             if let Some(c) = self.conn(slot) {
                 c.closing = true;
             }

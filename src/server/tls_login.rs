@@ -6,18 +6,19 @@
 //! writes plain lines on non-blocking sockets; putting rustls between
 //! every read and write there would make each of its paths a TLS state
 //! machine. A thread here is bounded the same way the lobby is — at most
-//! `max_pending` of them, each for at most `login_timeout` — and passwords
+//! `max_pending` of them, `max_pending_per_ip` per address, each for at
+//! most `login_timeout` — and passwords
 //! still go through the one [`super::gate::LoginGate`].
 
 use std::io::{self, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::cmd_basic;
-use super::gate::Refusal;
+use super::gate::{ip_key, Refusal};
 use super::lineio::{LineEvent, LineReader};
 use super::listener::{SessionSlot, Shared};
 use super::session::{format_reply, Session, Start, POLL};
@@ -27,21 +28,35 @@ use super::tls::{self, Ctrl, Stream};
 const MAX_FAILURES: u32 = 3;
 
 /// A reserved TLS login slot, released on drop.
-pub(crate) struct Reserved(Arc<Shared>);
+pub(crate) struct Reserved(Arc<Shared>, IpAddr);
 
 impl Drop for Reserved {
     fn drop(&mut self) {
         self.0.tls_pending.fetch_sub(1, Ordering::SeqCst);
+        let mut per_ip = self.0.tls_per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = per_ip.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&self.1);
+            }
+        }
     }
 }
 
-/// Reserves one of the `max_pending` TLS login slots, or None when all are taken.
-pub(crate) fn reserve(shared: &Arc<Shared>) -> Option<Reserved> {
-    if shared.tls_pending.fetch_add(1, Ordering::SeqCst) >= shared.cfg.max_pending {
-        shared.tls_pending.fetch_sub(1, Ordering::SeqCst);
+/// Reserves one of the TLS login slots for `peer` (at most `max_pending`
+/// in all, `max_pending_per_ip` per address), or None when none is free.
+pub(crate) fn reserve(shared: &Arc<Shared>, peer: IpAddr) -> Option<Reserved> {
+    let key = ip_key(peer);
+    let mut per_ip = shared.tls_per_ip.lock().unwrap_or_else(|p| p.into_inner());
+    let n = per_ip.get(&key).copied().unwrap_or(0);
+    if n >= shared.cfg.max_pending_per_ip
+        || shared.tls_pending.load(Ordering::SeqCst) >= shared.cfg.max_pending
+    {
         return None;
     }
-    Some(Reserved(shared.clone()))
+    shared.tls_pending.fetch_add(1, Ordering::SeqCst);
+    per_ip.insert(key, n + 1);
+    Some(Reserved(shared.clone(), key))
 }
 
 /// Starts the login thread of a connection; `early` holds bytes already
@@ -86,7 +101,7 @@ pub(crate) fn accept_implicit(shared: Arc<Shared>, l: TcpListener) {
             log::warn!("refused implicit TLS connection from {peer}");
             continue;
         }
-        let Some(slot) = reserve(&shared) else {
+        let Some(slot) = reserve(&shared, peer.ip()) else {
             log::warn!("refused implicit TLS connection from {peer}: too many logging in");
             continue;
         };
