@@ -16,6 +16,9 @@
 //!   threads. A password the gate cannot check yet is parked until it can
 //!   (so parallel connections queue, not guess); a failed one gets its 530
 //!   after the gate's delay.
+//! - A connection that sends AUTH TLS (when the server has a certificate)
+//!   gets its 234 and leaves for a thread of its own, which runs the
+//!   handshake and the rest of the login ([`super::tls_login`]).
 //! - A connection that logs in gets a session slot (421 when all
 //!   `max_sessions` are taken) and moves to its own session thread, with
 //!   any commands it already sent.
