@@ -107,7 +107,9 @@ pub fn accept(
     conn.set_resumption_data(token);
     let mut early = early;
     while !early.is_empty() {
-        conn.read_tls(&mut early)?;
+        if conn.read_tls(&mut early)? == 0 {
+            break;
+        }
         conn.process_new_packets().map_err(io::Error::other)?;
     }
     let deadline = Instant::now() + timeout;
