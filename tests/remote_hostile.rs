@@ -78,6 +78,7 @@ fn serve(feat: &'static [&'static str], script: Script) -> (Endpoint, JoinHandle
         user: "u".into(),
         password: "p".into(),
         root: "/".into(),
+        tls: Default::default(),
     };
     (ep, t)
 }

@@ -22,6 +22,7 @@ fn silent_server_times_out() {
         user: "u".into(),
         password: "p".into(),
         root: "/".into(),
+        tls: Default::default(),
     };
     let t = Instant::now();
     let e = Session::connect(&ep, Duration::from_millis(700))

@@ -62,6 +62,7 @@ fn ep(port: u16) -> Endpoint {
         user: USER.into(),
         password: PASS.into(),
         root: "/".into(),
+        tls: Default::default(),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -79,6 +79,18 @@ struct Cli {
     /// fsync every uploaded file before recording its state.
     #[arg(long)]
     fsync: bool,
+    /// TLS certificate chain (PEM): enables FTPS (AUTH TLS).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Refuse logins before AUTH TLS (530) and unprotected transfers (521).
+    #[arg(long, requires = "tls_cert")]
+    require_tls: bool,
+    /// Also serve implicit FTPS (TLS from the first byte) on this address, e.g. 0.0.0.0:990.
+    #[arg(long, value_name = "ADDR:PORT", requires = "tls_cert")]
+    implicit_tls_listen: Option<SocketAddr>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -88,6 +100,36 @@ enum Cmd {
         /// Account name to put before the hash.
         name: Option<String>,
     },
+    /// Write a self-signed TLS certificate and key for a quick start.
+    GenCert {
+        /// The host name (or IP address) clients connect to.
+        #[arg(long, value_name = "NAME")]
+        host: String,
+        /// Where to write the certificate.
+        #[arg(long, value_name = "FILE", default_value = "keyftpd-cert.pem")]
+        out_cert: PathBuf,
+        /// Where to write the private key (mode 0600).
+        #[arg(long, value_name = "FILE", default_value = "keyftpd-key.pem")]
+        out_key: PathBuf,
+    },
+}
+
+/// Writes a self-signed pair; the key is readable by its owner only.
+fn gen_cert(host: &str, cert: &Path, key: &Path) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let (c, k) = keyfs::server::tls::self_signed(host)?;
+    std::fs::write(cert, c).map_err(|e| format!("{}: {e}", cert.display()))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(key)
+        .map_err(|e| format!("{}: {e}", key.display()))?;
+    f.write_all(k.as_bytes())
+        .map_err(|e| format!("{}: {e}", key.display()))?;
+    println!("wrote {} and {} for {host}", cert.display(), key.display());
+    Ok(())
 }
 
 fn parse_range(s: &str) -> Result<(u16, u16), String> {
@@ -164,6 +206,11 @@ fn serve(cli: Cli) -> Result<(), String> {
     cfg.gate.ban_time = Duration::from_secs(cli.ban_secs);
     cfg.gate.global_rate = cli.login_rate;
     cfg.fsync_files = cli.fsync;
+    if let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) {
+        cfg.tls = Some(keyfs::server::tls::load_server_config(cert, key)?);
+    }
+    cfg.require_tls = cli.require_tls;
+    cfg.implicit_tls_listen = cli.implicit_tls_listen;
     let http_cfg = cli.http.map(|a| {
         let mut h = HttpConfig::new(a);
         h.timeout = Duration::from_secs(cli.http_timeout.max(1));
@@ -203,6 +250,9 @@ fn serve(cli: Cli) -> Result<(), String> {
     let stopper = server.stopper();
     on_signal_stop(move || stopper.stop());
     let _ = writeln!(out, "listening on {}", server.local_addr());
+    if let Some(a) = server.implicit_addr() {
+        let _ = writeln!(out, "implicit TLS on {a}");
+    }
     if let Some(h) = &http {
         let _ = writeln!(out, "http listening on {}", h.local_addr());
     }
@@ -252,6 +302,11 @@ fn main() -> ExitCode {
                     .map_err(|e| e.to_string())
             }
         }
+        Some(Cmd::GenCert {
+            ref host,
+            ref out_cert,
+            ref out_key,
+        }) => gen_cert(host, out_cert, out_key),
         None => serve(cli),
     };
     match res {

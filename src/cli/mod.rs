@@ -89,7 +89,7 @@ a failed upload, 2 for the timeout)."
 
 #[derive(clap::Args, Debug)]
 pub struct MountArgs {
-    /// ftp://[user@]host[:port][/dir]
+    /// ftp://[user@]host[:port][/dir]; ftpes:// for explicit TLS (port 21), ftps:// for implicit TLS (port 990).
     pub url: String,
     /// An existing directory to mount on.
     pub mountpoint: PathBuf,
@@ -121,6 +121,16 @@ pub struct MountArgs {
     /// restarts from 0; `trust-size` resumes at the server's size.
     #[arg(long, value_name = "POLICY", value_enum, default_value_t = ResumeArg::Safe, require_equals = false)]
     pub resume: ResumeArg,
+    /// `require`: explicit TLS (AUTH TLS) on an ftp:// URL, like `-o tls=require`.
+    #[arg(long, value_name = "MODE", value_parser = ["require"])]
+    pub tls: Option<String>,
+    /// Also trust the CA certificates in FILE (PEM), besides the system's roots.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Trust exactly the server certificate with this SHA-256 (hex of its DER),
+    /// e.g. a NAS's self-signed one.
+    #[arg(long, value_name = "HEX", conflicts_with = "ca_file")]
+    pub pin_sha256: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

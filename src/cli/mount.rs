@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use keyfs::fs::{FsConfig, FsError};
+use keyfs::remote::tls::{parse_pin, Tls, TlsClient};
 use keyfs::remote::{Endpoint, RemoteError};
 use keyfs::upload::resume::Policy;
 
@@ -100,6 +101,7 @@ fn prepare(args: &MountArgs, opts: options::Parsed) -> Result<Plan, String> {
         user,
         password: pass,
         root: u.path.clone(),
+        tls: tls_mode(&u, args)?,
     };
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
@@ -182,9 +184,38 @@ fn absolute(p: &Path) -> Result<PathBuf, String> {
         .map_err(|e| format!("current directory: {e}"))
 }
 
+/// The TLS of a mount from its URL scheme, `--tls require` (`-o tls=require`), `--ca-file`
+/// and `--pin-sha256`.
+fn tls_mode(u: &url::FtpUrl, args: &MountArgs) -> Result<Tls, String> {
+    let require = match args.tls.as_deref() {
+        None => false,
+        Some("require") => true,
+        Some(v) => return Err(format!("tls={v}: only tls=require is known")),
+    };
+    let trust_given = args.ca_file.is_some() || args.pin_sha256.is_some();
+    let client = || {
+        let pin = args.pin_sha256.as_deref().map(parse_pin).transpose()?;
+        TlsClient::new(args.ca_file.as_deref(), pin)
+    };
+    Ok(match (u.tls, require) {
+        (url::UrlTls::Implicit, _) => Tls::Implicit(client()?),
+        (url::UrlTls::Explicit, _) | (url::UrlTls::Plain, true) => Tls::Explicit(client()?),
+        (url::UrlTls::Plain, false) if trust_given => {
+            return Err(
+                "--ca-file and --pin-sha256 need TLS: use ftpes:// or ftps://, or -o tls=require"
+                    .into(),
+            )
+        }
+        (url::UrlTls::Plain, false) => Tls::Off,
+    })
+}
+
 pub fn describe(e: &FsError, ep: &Endpoint) -> String {
     let at = format!("{}@{}:{}", ep.user, ep.host, ep.port);
     match e {
+        FsError::Remote(RemoteError::Reply { code: 530, text }) if text.contains("TLS") => {
+            format!("login to {at} refused: 530 {text} (use ftpes:// or -o tls=require)")
+        }
         FsError::Remote(RemoteError::Reply { code: 530, text }) => {
             format!("login to {at} failed (wrong user or password?): 530 {text}")
         }
@@ -201,6 +232,12 @@ pub fn describe(e: &FsError, ep: &Endpoint) -> String {
                 "cannot reach {at}: no FTP answer within {} seconds",
                 CONNECT_TIMEOUT.as_secs()
             )
+        }
+        // An untrusted certificate (the text names the host and reason).
+        FsError::Remote(RemoteError::Io(io))
+            if io.kind() == std::io::ErrorKind::InvalidInput && ep.tls != Tls::Off =>
+        {
+            format!("TLS: {io}")
         }
         FsError::Remote(RemoteError::Io(io)) => format!("cannot reach {at}: {io}"),
         FsError::Remote(r) => format!("{at}: {r}"),

@@ -1,6 +1,6 @@
 //! `-o` mount options: every `keyfs mount` flag has one (`spool=DIR`,
 //! `bwlimit=RATE`, `workers=N`, `password_file=FILE`, `resume=POLICY`,
-//! `foreground`), next to the FUSE ones and the generic ones `mount(8)`
+//! `foreground`, `tls=require`, `ca_file=FILE`, `pin_sha256=HEX`), next to the FUSE ones and the generic ones `mount(8)`
 //! and fstab pass along (`_netdev`, `nofail`, `defaults`, ...), which are
 //! accepted and ignored. An unknown option is refused with its name, so a
 //! typo in fstab does not mount with a default silently.
@@ -91,6 +91,12 @@ pub fn apply(args: &mut MountArgs) -> Result<Parsed, String> {
                 args.workers = n;
             }
             "password_file" | "password-file" => args.password_file = Some(PathBuf::from(need()?)),
+            "tls" => match need()? {
+                "require" => args.tls = Some("require".into()),
+                v => return Err(format!("mount option tls={v}: only tls=require is known")),
+            },
+            "ca_file" | "ca-file" => args.ca_file = Some(PathBuf::from(need()?)),
+            "pin_sha256" | "pin-sha256" => args.pin_sha256 = Some(need()?.to_string()),
             "resume" => {
                 args.resume = match need()? {
                     "safe" => ResumeArg::Safe,
@@ -125,7 +131,12 @@ pub fn apply(args: &mut MountArgs) -> Result<Parsed, String> {
             n if n.starts_with("x-") || n == "comment" => {}
             n => return Err(format!("unknown mount option: {n}")),
         }
-        if name != "fsname" && name != "spool" && name != "password_file" && o.contains('\0') {
+        if name != "fsname"
+            && name != "spool"
+            && name != "password_file"
+            && name != "ca_file"
+            && o.contains('\0')
+        {
             return Err(format!("bad mount option {o:?}"));
         }
     }
@@ -168,6 +179,19 @@ mod tests {
         assert!(a.foreground);
         assert!(p.spec.read_only && p.spec.allow_other && p.writeback);
         assert_eq!(p.acl, Acl::All);
+    }
+
+    #[test]
+    fn tls_options() {
+        let mut a = args("tls=require,ca_file=/etc/nas.pem,ro");
+        apply(&mut a).unwrap();
+        assert_eq!(a.tls.as_deref(), Some("require"));
+        assert_eq!(a.ca_file, Some(PathBuf::from("/etc/nas.pem")));
+        let mut a = args("pin_sha256=ab12");
+        apply(&mut a).unwrap();
+        assert_eq!(a.pin_sha256.as_deref(), Some("ab12"));
+        let e = apply(&mut args("tls=maybe")).unwrap_err();
+        assert!(e.contains("tls=maybe"), "{e}");
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! Parsing `ftp://[user@]host[:port][/dir]`. The password never comes from
-//! the URL (it would show in `ps`); see [`super::password`].
+//! Parsing `ftp://[user@]host[:port][/dir]`, and its TLS forms as
+//! FileZilla names them: `ftpes://` (explicit TLS, port 21) and `ftps://`
+//! (implicit TLS, port 990). The password never comes from the URL (it
+//! would show in `ps`); see [`super::password`].
 use keyfs::spool::journal::percent_decode;
 
 /// A parsed mount URL, before the password is known.
@@ -11,15 +13,34 @@ pub struct FtpUrl {
     pub port: u16,
     /// Absolute directory on the server, without a trailing slash (`/` for the root).
     pub path: String,
+    /// What the scheme asks for.
+    pub tls: UrlTls,
+}
+
+/// The TLS a URL's scheme asks for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UrlTls {
+    /// `ftp://`
+    #[default]
+    Plain,
+    /// `ftpes://`
+    Explicit,
+    /// `ftps://`
+    Implicit,
 }
 
 /// Parses a mount URL; the error is a one-line message for the user.
 pub fn parse(url: &str) -> Result<FtpUrl, String> {
-    let bad =
-        |why: &str| format!("bad URL {url:?}: {why} (expected ftp://[user@]host[:port][/dir])");
-    let rest = match url.split_once("://") {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("ftp") => rest,
-        Some((scheme, _)) => return Err(bad(&format!("unsupported scheme {scheme:?}"))),
+    let bad = |why: &str| {
+        format!("bad URL {url:?}: {why} (expected ftp://[user@]host[:port][/dir], or ftpes:// or ftps://)")
+    };
+    let (tls, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => match scheme.to_ascii_lowercase().as_str() {
+            "ftp" => (UrlTls::Plain, rest),
+            "ftpes" => (UrlTls::Explicit, rest),
+            "ftps" => (UrlTls::Implicit, rest),
+            _ => return Err(bad(&format!("unsupported scheme {scheme:?}"))),
+        },
         None => return Err(bad("missing ftp://")),
     };
     if rest.contains(['?', '#']) || rest.chars().any(|c| c.is_control() || c == ' ') {
@@ -67,6 +88,7 @@ pub fn parse(url: &str) -> Result<FtpUrl, String> {
         return Err(bad("bad host name"));
     }
     let port = match port {
+        None if tls == UrlTls::Implicit => 990,
         None => 21,
         Some(p) => match p.parse::<u16>() {
             Ok(n) if n > 0 => n,
@@ -87,6 +109,7 @@ pub fn parse(url: &str) -> Result<FtpUrl, String> {
         host,
         port,
         path: format!("/{}", parts.join("/")),
+        tls,
     })
 }
 
@@ -102,7 +125,8 @@ mod tests {
                 user: Some("bob".into()),
                 host: "example.org".into(),
                 port: 2121,
-                path: "/incoming/tv".into()
+                path: "/incoming/tv".into(),
+                tls: UrlTls::Plain,
             }
         );
         assert_eq!(
@@ -111,7 +135,8 @@ mod tests {
                 user: None,
                 host: "127.0.0.1".into(),
                 port: 21,
-                path: "/".into()
+                path: "/".into(),
+                tls: UrlTls::Plain,
             }
         );
         assert_eq!(
@@ -120,6 +145,16 @@ mod tests {
         );
         assert_eq!(parse("ftp://h/x%20y//z").unwrap().path, "/x y/z");
         assert_eq!(parse("ftp://[::1]:99/").unwrap().host, "::1");
+    }
+
+    #[test]
+    fn tls_schemes_and_their_ports() {
+        let p = |u: &str| parse(u).map(|x| (x.tls, x.port)).ok();
+        assert_eq!(p("ftpes://h/"), Some((UrlTls::Explicit, 21)));
+        assert_eq!(p("ftps://h/"), Some((UrlTls::Implicit, 990)));
+        assert_eq!(p("FTPS://h:2990/"), Some((UrlTls::Implicit, 2990)));
+        assert_eq!(p("ftp://h/"), Some((UrlTls::Plain, 21)));
+        assert!(parse("sftp://h/").is_err());
     }
 
     #[test]

@@ -34,6 +34,13 @@ impl From<FtpError> for RemoteError {
             FtpError::DataConnectionAlreadyOpen => {
                 RemoteError::Protocol("a data connection is already open".into())
             }
+            // An untrusted certificate: permanent (InvalidInput), never retried
+            // into a downgrade.
+            FtpError::SecureError(s) => {
+                // suppaftp wraps its connector's error in another "Secure error: ".
+                let s = s.strip_prefix("Secure error: ").unwrap_or(&s).to_string();
+                RemoteError::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, s))
+            }
         }
     }
 }

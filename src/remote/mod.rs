@@ -26,6 +26,7 @@ pub mod errno;
 pub mod listing;
 mod sendfile;
 pub mod session;
+pub mod tls;
 pub mod transfer;
 
 use std::time::{Duration, SystemTime};
@@ -42,6 +43,8 @@ pub struct Endpoint {
     pub password: String,
     /// Absolute directory on the server, e.g. `/` or `/incoming`.
     pub root: String,
+    /// Plain FTP or FTPS (explicit or implicit), and what is trusted.
+    pub tls: tls::Tls,
 }
 
 /// What the server offers, from FEAT.
@@ -96,7 +99,7 @@ impl RemoteError {
 
 /// One logged-in control connection.
 pub struct Session {
-    ftp: suppaftp::FtpStream,
+    ftp: suppaftp::ImplFtpStream<tls::TlsData>,
     features: Features,
     /// The root directory, absolute, without a trailing `/` (empty for `/`).
     root: String,

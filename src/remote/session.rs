@@ -10,11 +10,14 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use suppaftp::types::FileType;
-use suppaftp::{FtpError, FtpStream, Mode, Status};
+use suppaftp::{FtpError, Mode, Status};
 
 use super::errno::from_reply_body;
 use super::listing::{parse_list_line, parse_mlsx_line};
+use super::tls::{Connector, Tls, TlsClient, TlsData};
 use super::{Endpoint, Features, RemoteEntry, RemoteError, Session};
+
+type FtpStream = suppaftp::ImplFtpStream<TlsData>;
 
 /// Replies that need the server to read a whole file (XCRC, the 226 after
 /// a large upload) may take longer than ordinary ones.
@@ -61,6 +64,41 @@ fn resolve(ep: &Endpoint) -> Result<Vec<SocketAddr>, RemoteError> {
     Ok(addrs)
 }
 
+/// The first address of `addrs` that accepts a connection within `timeout`.
+fn connect_tcp(
+    ep: &Endpoint,
+    addrs: &[SocketAddr],
+    timeout: Duration,
+) -> Result<TcpStream, RemoteError> {
+    let mut last = None;
+    for addr in addrs {
+        match TcpStream::connect_timeout(addr, timeout) {
+            Ok(s) => {
+                set_timeouts(&s, timeout)?;
+                return Ok(s);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    let e = last.unwrap_or_else(|| std::io::ErrorKind::NotConnected.into());
+    Err(RemoteError::Io(std::io::Error::new(
+        e.kind(),
+        format!("cannot connect to {}:{}: {e}", ep.host, ep.port),
+    )))
+}
+
+/// Names the server in a TLS setup failure that does not already.
+fn tls_context(ep: &Endpoint, e: FtpError) -> RemoteError {
+    match e {
+        FtpError::SecureError(s) => FtpError::SecureError(s).into(),
+        FtpError::ConnectionError(io) => RemoteError::Io(std::io::Error::new(
+            io.kind(),
+            format!("TLS with {}:{}: {io}", ep.host, ep.port),
+        )),
+        other => other.into(),
+    }
+}
+
 fn set_timeouts(s: &TcpStream, t: Duration) -> std::io::Result<()> {
     s.set_read_timeout(Some(t))?;
     s.set_write_timeout(Some(t))?;
@@ -96,38 +134,49 @@ pub(crate) fn join_root(root: &str, rel: &str) -> Result<String, RemoteError> {
 impl Session {
     /// Connects, logs in, sets binary mode, reads FEAT, changes to the root.
     pub fn connect(ep: &Endpoint, timeout: Duration) -> Result<Session, RemoteError> {
-        let mut last = None;
-        let mut stream = None;
-        for addr in resolve(ep)? {
-            match TcpStream::connect_timeout(&addr, timeout) {
-                Ok(s) => {
-                    stream = Some(s);
-                    break;
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        let stream = match stream {
-            Some(s) => s,
-            None => {
-                let e = last.unwrap_or_else(|| std::io::ErrorKind::NotConnected.into());
-                return Err(RemoteError::Io(std::io::Error::new(
-                    e.kind(),
-                    format!("cannot connect to {}:{}: {e}", ep.host, ep.port),
-                )));
-            }
-        };
-        set_timeouts(&stream, timeout)?;
-        let mut ftp = FtpStream::connect_with_stream(stream)?.passive_stream_builder(move |addr| {
+        let addrs = resolve(ep)?;
+        let builder = move |addr| {
             let s =
                 TcpStream::connect_timeout(&addr, timeout).map_err(FtpError::ConnectionError)?;
             set_timeouts(&s, timeout).map_err(FtpError::ConnectionError)?;
             Ok(s)
-        });
+        };
+        // One connector per control connection, with its own session store.
+        let connector = |c: &TlsClient| Connector {
+            client: c.for_session(),
+            timeout,
+        };
+        let mut ftp = match &ep.tls {
+            // suppaftp connects this one itself (without a connect timeout);
+            // the handshake and every reply after it have the timeout.
+            Tls::Implicit(c) => {
+                FtpStream::connect_secure_implicit(&addrs[..], connector(c), &ep.host)
+                    .map_err(|e| tls_context(ep, e))?
+            }
+            _ => FtpStream::connect_with_stream(connect_tcp(ep, &addrs, timeout)?)?,
+        }
+        .passive_stream_builder(builder);
         // Use the control connection's address with the port from PASV, so a
         // server behind NAT (or one announcing 0.0.0.0) still works.
         ftp.set_mode(Mode::Passive);
         ftp.set_passive_nat_workaround(true);
+        if let Tls::Implicit(_) = &ep.tls {
+            // suppaftp encrypts data connections already; the server must
+            // be told so (RFC 4217), or it would expect them in the clear.
+            for cmd in ["PBSZ 0", "PROT P"] {
+                match ftp.custom_command(cmd, &[Status::CommandOk]) {
+                    Ok(_) => {}
+                    Err(e) => return Err(tls_context(ep, e)),
+                }
+            }
+        }
+        if let Tls::Explicit(c) = &ep.tls {
+            // AUTH TLS, then PBSZ 0 and PROT P: the password and every
+            // byte of data are encrypted.
+            ftp = ftp
+                .into_secure(connector(c), &ep.host)
+                .map_err(|e| tls_context(ep, e))?;
+        }
         ftp.login(ep.user.as_str(), ep.password.as_str())?;
         ftp.transfer_type(FileType::Binary)?;
         let root = ep.root.trim_end_matches('/').to_string();

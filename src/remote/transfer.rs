@@ -8,7 +8,9 @@
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 
-use suppaftp::{DataStream, FtpError, TlsStream, TransferStream};
+use suppaftp::{DataStream, FtpError, TransferStream};
+
+use super::tls::TlsData;
 
 use super::{Download, RemoteError, Session};
 
@@ -22,11 +24,13 @@ pub(crate) trait DataConn: Read + Write + Send {
     fn tcp_socket(&self) -> RawFd;
 }
 
-impl<T: TlsStream + Send> DataConn for TransferStream<T>
-where
-    TransferStream<T>: Send,
-{
-    fn finish(self: Box<Self>) -> Result<(), FtpError> {
+impl DataConn for TransferStream<TlsData> {
+    fn finish(mut self: Box<Self>) -> Result<(), FtpError> {
+        // Under TLS the server counts a transfer complete only after
+        // close_notify (a bare EOF may be a cut).
+        if let DataStream::Ssl(s) = self.get_mut() {
+            s.close_notify().map_err(FtpError::ConnectionError)?;
+        }
         TransferStream::finish(*self)
     }
     fn plain_socket(&self) -> Option<RawFd> {

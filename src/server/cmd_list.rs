@@ -4,7 +4,7 @@
 
 use std::io::{self, BufWriter, Write};
 
-use super::cmd_transfer::open_data;
+use super::cmd_transfer::{open_data, secure_data};
 use super::listing::{list_line, mlsx_line};
 use super::session::Session;
 use super::store::Entry;
@@ -30,7 +30,7 @@ pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
     if verb == "MLST" {
         let line = mlsx_line(&v.display(), &st.md, st.meta.as_ref(), false);
         let text = format!("250-Listing {}\r\n {line}\r\n250 End\r\n", v.display());
-        return (&s.ctrl).write_all(text.as_bytes());
+        return s.ctrl.write_all(text.as_bytes());
     }
     let list = if st.is_dir() {
         let l = if verb == "MLSD" {
@@ -56,7 +56,13 @@ pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
     // A client that never reads must not block this session forever.
     let _ = data.set_write_timeout(Some(s.shared.cfg.data_timeout));
     s.reply(150, "Here comes the listing")?;
-    let mut w = BufWriter::with_capacity(64 * 1024, &data);
+    let Some(mut data) = secure_data(s, data, true)? else {
+        return Ok(());
+    };
+    let _ = data
+        .tcp()
+        .set_write_timeout(Some(s.shared.cfg.data_timeout));
+    let mut w = BufWriter::with_capacity(64 * 1024, &mut data);
     let mut res = Ok(());
     for e in &list {
         let line = match verb {
@@ -75,6 +81,9 @@ pub(crate) fn handle(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
         res = w.flush();
     }
     drop(w);
+    if res.is_ok() {
+        res = data.finish();
+    }
     drop(data);
     match res {
         Ok(()) => s.reply(226, &format!("Listing sent, {} entries", list.len())),

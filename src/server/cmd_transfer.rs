@@ -17,6 +17,7 @@ use std::time::Instant;
 use super::data::{self, XFER_BUF};
 use super::session::{one_line, Session, POLL};
 use super::store::{ErrorKind, KeyState, Mode, Start, Upload};
+use super::tls::{self, Stream};
 use crate::key;
 
 /// How an upload's data stream ended.
@@ -103,6 +104,12 @@ fn passive(s: &mut Session, verb: &str, arg: &str) -> io::Result<()> {
 /// Connects to the PORT/EPRT address, or takes the passive listener and
 /// accepts the data connection. On failure replies 425 and returns None.
 pub(crate) fn open_data(s: &mut Session) -> io::Result<Option<TcpStream>> {
+    if s.shared.cfg.require_tls && !s.prot_private {
+        s.passive = None;
+        s.active = None;
+        s.reply(521, "Data connections must be protected: send PROT P")?;
+        return Ok(None);
+    }
     if let Some(to) = s.active.take() {
         return super::cmd_active::connect(s, to);
     }
@@ -116,6 +123,53 @@ pub(crate) fn open_data(s: &mut Session) -> io::Result<Option<TcpStream>> {
             s.reply(
                 425,
                 &format!("Cannot open data connection: {}", one_line(&e)),
+            )?;
+            Ok(None)
+        }
+    }
+}
+
+/// Called after the 150: under PROT P, the TLS handshake of the data
+/// connection, which must resume the control connection's own session.
+/// Replies 522 and returns None otherwise.
+/// `client_reads`: a download or listing (see [`tls::data_config`]).
+pub(crate) fn secure_data(
+    s: &mut Session,
+    tcp: TcpStream,
+    client_reads: bool,
+) -> io::Result<Option<Stream>> {
+    let (true, Some(cfg), Some(token)) = (
+        s.prot_private,
+        s.shared.cfg.tls.clone(),
+        s.tls_token.clone(),
+    ) else {
+        return Ok(Some(Stream::Plain(tcp)));
+    };
+    let cfg = tls::data_config(&cfg, client_reads);
+    tls::clear_resumed();
+    match tls::accept(&cfg, tcp, &[], &token, s.shared.cfg.data_timeout) {
+        Ok(t) if tls::resumed_with(&t, &token) => Ok(Some(Stream::Tls(Box::new(t)))),
+        Ok(t) => {
+            log::warn!(
+                "session {}: refused a TLS data connection that did not resume the session ({:?}, {})",
+                s.id,
+                t.conn.handshake_kind(),
+                if t.conn.received_resumption_data().is_some() {
+                    "another session"
+                } else {
+                    "no session"
+                }
+            );
+            s.reply(
+                522,
+                "Data connection refused: TLS session reuse required (resume the control connection's session)",
+            )?;
+            Ok(None)
+        }
+        Err(e) => {
+            s.reply(
+                522,
+                &format!("TLS on the data connection failed: {}", one_line(&e)),
             )?;
             Ok(None)
         }
@@ -149,16 +203,32 @@ fn retr(s: &mut Session, arg: &str) -> io::Result<()> {
             len - offset
         ),
     )?;
-    let _ = data.set_write_timeout(Some(POLL));
+    let Some(mut data) = secure_data(s, data, true)? else {
+        return Ok(());
+    };
     let t0 = Instant::now();
-    let res = data::send_file(
-        &data,
-        &file,
-        offset,
-        len - offset,
-        &s.shared.stop,
-        s.shared.cfg.data_timeout,
-    );
+    let res = match &mut data {
+        Stream::Plain(tcp) => {
+            let _ = tcp.set_write_timeout(Some(POLL));
+            data::send_file(
+                tcp,
+                &file,
+                offset,
+                len - offset,
+                &s.shared.stop,
+                s.shared.cfg.data_timeout,
+            )
+        }
+        // sendfile cannot encrypt: a buffered copy. A TLS write that times
+        // out cannot be retried, so its timeout is the stall limit.
+        tls_data => {
+            let _ = tls_data
+                .tcp()
+                .set_write_timeout(Some(s.shared.cfg.data_timeout));
+            data::send_buffered(tls_data, &file, offset, len - offset, &s.shared.stop)
+                .and_then(|n| tls_data.finish().map(|_| n))
+        }
+    };
     drop(data);
     let secs = t0.elapsed().as_secs_f64();
     if s.reader.take_abort() {
@@ -183,8 +253,8 @@ fn retr(s: &mut Session, arg: &str) -> io::Result<()> {
     }
 }
 
-fn receive(s: &mut Session, data: &mut TcpStream, up: &mut Upload) -> Outcome {
-    let _ = data.set_read_timeout(Some(POLL));
+fn receive(s: &mut Session, data: &mut Stream, up: &mut Upload) -> Outcome {
+    let _ = data.tcp().set_read_timeout(Some(POLL));
     let mut buf = vec![0u8; XFER_BUF];
     let mut last = Instant::now();
     loop {
@@ -284,20 +354,38 @@ fn store(s: &mut Session, arg: &str, append: bool) -> io::Result<()> {
         Err(e) => return s.store_error(verb, &e),
     };
     let offset = up.offset();
-    let Some(mut data) = open_data(s)? else {
+    let Some(data) = open_data(s)? else {
         up.abandon();
         return Ok(());
     };
     // The transfer starts: it uses up the session's key and any prompt.
     s.key = None;
     s.prompted = None;
-    s.reply(
+    if let Err(e) = s.reply(
         150,
         &format!("Ok to send data for {} at offset {offset}", v.display()),
-    )?;
+    ) {
+        up.abandon();
+        return Err(e);
+    }
+    let mut data = match secure_data(s, data, false) {
+        Ok(Some(d)) => d,
+        Ok(None) => {
+            up.abandon();
+            return Ok(());
+        }
+        Err(e) => {
+            up.abandon();
+            return Err(e);
+        }
+    };
 
     let t0 = Instant::now();
     let mut outcome = receive(s, &mut data, &mut up);
+    if outcome == Outcome::Clean {
+        // TLS clients wait for the server's close_notify in turn.
+        let _ = data.finish();
+    }
     drop(data);
     if outcome != Outcome::Aborted && s.reader.take_abort() {
         outcome = Outcome::Aborted;

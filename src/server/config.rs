@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::auth::Accounts;
@@ -38,6 +39,12 @@ pub struct ServerConfig {
     pub data_timeout: Duration,
     /// fsync each uploaded file before recording its state.
     pub fsync_files: bool,
+    /// Certificate and key for FTPS (see [`super::tls::load_server_config`]).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Refuse USER before AUTH TLS (530) and data under PROT C (521).
+    pub require_tls: bool,
+    /// Implicit FTPS: TLS from the first byte on this address.
+    pub implicit_tls_listen: Option<SocketAddr>,
 }
 
 impl ServerConfig {
@@ -56,6 +63,9 @@ impl ServerConfig {
             gate: GateLimits::default(),
             data_timeout: Duration::from_secs(60),
             fsync_files: false,
+            tls: None,
+            require_tls: false,
+            implicit_tls_listen: None,
         }
     }
 

@@ -256,6 +256,37 @@ pub fn send_file(
     Ok(off as u64 - offset)
 }
 
+/// Sends `len` bytes of `file` from `offset` through `w` with a buffer,
+/// for streams sendfile(2) cannot serve (TLS). Returns bytes sent.
+pub fn send_buffered(
+    w: &mut impl io::Write,
+    file: &std::fs::File,
+    offset: u64,
+    len: u64,
+    stop: &AtomicBool,
+) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; 64 << 10];
+    let end = offset + len;
+    let mut off = offset;
+    while off < end {
+        if stop.load(Ordering::Relaxed) {
+            return Err(io::Error::other("server shutting down"));
+        }
+        let want = (end - off).min(buf.len() as u64) as usize;
+        let n = match file.read_at(&mut buf[..want], off) {
+            Ok(0) => break, // File shrank under us.
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        w.write_all(&buf[..n])?;
+        off += n as u64;
+    }
+    w.flush()?;
+    Ok(off - offset)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

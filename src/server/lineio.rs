@@ -103,14 +103,14 @@ impl<R: Read> LineReader<R> {
     }
 }
 
-impl LineReader<std::net::TcpStream> {
+impl LineReader<super::tls::Ctrl> {
     /// True, consuming the line, when the next complete command line is
     /// ABOR (Telnet IP/Synch bytes before it are ignored). Reads what has
     /// already arrived without waiting. Used during and right after a
     /// transfer, when the control connection is otherwise not read.
     pub fn take_abort(&mut self) -> bool {
-        use std::os::fd::AsRawFd;
-        let ready = super::data::poll_readable(self.inner.as_raw_fd(), 0).unwrap_or(false);
+        let ready = self.inner.has_buffered()
+            || super::data::poll_readable(self.inner.raw_fd(), 0).unwrap_or(false);
         if ready && !self.discarding && self.end < self.buf.len() {
             if self.start > 0 {
                 self.buf.copy_within(self.start..self.end, 0);

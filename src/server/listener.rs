@@ -20,8 +20,10 @@ use std::time::{Duration, Instant};
 
 use super::config::ServerConfig;
 use super::gate::{Login, LoginGate};
-use super::session::Session;
+use super::lineio::LineReader;
+use super::session::{Session, Start};
 use super::store::Store;
+use super::tls::{Ctrl, Stream};
 
 /// State shared by the listener and all sessions.
 pub(crate) struct Shared {
@@ -32,6 +34,10 @@ pub(crate) struct Shared {
     pub stop: AtomicBool,
     pub sessions: AtomicUsize,
     pub next_id: AtomicU64,
+    /// Connections logging in over TLS, each on its own thread.
+    pub tls_pending: AtomicUsize,
+    /// The same, per address (IPv4, or IPv6 /64).
+    pub tls_per_ip: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
 }
 
 impl Shared {
@@ -45,6 +51,8 @@ impl Shared {
             stop: AtomicBool::new(false),
             sessions: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
+            tls_pending: AtomicUsize::new(0),
+            tls_per_ip: Default::default(),
         }))
     }
 }
@@ -61,6 +69,8 @@ impl Drop for SessionSlot {
 /// A bound server, not yet accepting.
 pub struct Server {
     listener: TcpListener,
+    /// The implicit-TLS listener, if any.
+    implicit: Option<TcpListener>,
     addr: SocketAddr,
     shared: Arc<Shared>,
 }
@@ -143,7 +153,18 @@ pub(crate) fn spawn_session(
             {
                 return;
             }
-            Session::run(sh, stream, id, login, &pending);
+            let ctrl = Ctrl::new(Stream::Plain(stream));
+            let reader = LineReader::with_pending(ctrl.clone(), &pending);
+            let start = Start {
+                ctrl,
+                reader,
+                id,
+                login,
+                tls_token: None,
+                pbsz: false,
+                prot_private: false,
+            };
+            Session::run(sh, start);
         });
     if let Err(e) = spawned {
         shared.sessions.fetch_sub(1, Ordering::SeqCst);
@@ -155,13 +176,21 @@ impl Server {
     /// Opens the root and its metadata store and binds the control socket.
     pub fn bind(cfg: ServerConfig) -> io::Result<Server> {
         let listen = cfg.listen;
+        let implicit_listen = cfg.implicit_tls_listen;
+        let has_cert = cfg.tls.is_some();
         let shared = Shared::open(cfg)?;
         let listener = bind_listener(listen)?;
         let addr = listener.local_addr()?;
+        let implicit = match implicit_listen {
+            Some(a) if has_cert => Some(bind_listener(a)?),
+            Some(_) => return Err(io::Error::other("implicit TLS needs a certificate")),
+            None => None,
+        };
         Ok(Server {
             listener,
             addr,
             shared,
+            implicit,
         })
     }
 
@@ -173,6 +202,11 @@ impl Server {
     /// The bound control address (with the real port when bound to 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The bound implicit-TLS address, if any.
+    pub fn implicit_addr(&self) -> Option<SocketAddr> {
+        self.implicit.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// A trigger that stops [`Server::run`] from elsewhere.
@@ -205,9 +239,26 @@ impl Server {
     /// Serves until stopped, then waits (bounded) for sessions to end.
     pub fn run(self) -> io::Result<()> {
         let shared = self.shared;
+        let implicit = match self.implicit {
+            Some(l) => {
+                let sh = shared.clone();
+                Some(
+                    std::thread::Builder::new()
+                        .name("keyftpd-implicit".into())
+                        .spawn(move || super::tls_login::accept_implicit(sh, l))?,
+                )
+            }
+            None => None,
+        };
         let res = super::lobby::run(shared.clone(), self.listener);
+        if let Some(t) = implicit {
+            let _ = t.join();
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
-        while shared.sessions.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        while (shared.sessions.load(Ordering::SeqCst) > 0
+            || shared.tls_pending.load(Ordering::SeqCst) > 0)
+            && Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(20));
         }
         log::info!("keyftpd stopped");

@@ -16,6 +16,9 @@
 //!   threads. A password the gate cannot check yet is parked until it can
 //!   (so parallel connections queue, not guess); a failed one gets its 530
 //!   after the gate's delay.
+//! - A connection that sends AUTH TLS (when the server has a certificate)
+//!   gets its 234 and leaves for a thread of its own, which runs the
+//!   handshake and the rest of the login ([`super::tls_login`]).
 //! - A connection that logs in gets a session slot (421 when all
 //!   `max_sessions` are taken) and moves to its own session thread, with
 //!   any commands it already sent.
@@ -37,6 +40,7 @@ use super::cmd_basic;
 use super::gate::{ip_key, Login, Refusal, Ticket};
 use super::listener::{spawn_session, Shared};
 use super::session::format_reply;
+use super::tls_login;
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -471,6 +475,8 @@ impl Lobby {
             let accounts = self.shared.gate.accounts();
             accounts.is_anonymous(arg.trim())
         };
+        let tls = self.shared.cfg.tls.is_some();
+        let require_tls = self.shared.cfg.require_tls;
         let Some(c) = self.conn(slot) else { return };
         c.spoke = true;
         log::debug!(
@@ -479,6 +485,16 @@ impl Lobby {
             if verb == "PASS" { "****" } else { arg }
         );
         match verb.as_str() {
+            "AUTH" if tls => {
+                let a = arg.trim().to_ascii_uppercase();
+                if matches!(a.as_str(), "TLS" | "SSL" | "TLS-C") {
+                    self.start_tls(slot)
+                } else {
+                    self.reply(slot, 504, "Only AUTH TLS is supported")
+                }
+            }
+            "USER" if require_tls => self.reply(slot, 530, "TLS required: send AUTH TLS first"),
+            "PBSZ" | "PROT" | "CCC" if tls => self.reply(slot, 503, "Send AUTH TLS first"),
             "USER" => {
                 let name = arg.trim();
                 if name.is_empty() {
@@ -499,7 +515,7 @@ impl Lobby {
                 c.closing = true;
                 self.reply(slot, 221, "Goodbye")
             }
-            _ => match cmd_basic::before_login(&verb, arg) {
+            _ => match cmd_basic::before_login(&verb, arg, tls) {
                 Some(wire) => {
                     c.out.extend_from_slice(wire.as_bytes());
                     self.flush(slot);
@@ -609,6 +625,42 @@ impl Lobby {
                 _ => {}
             }
         }
+    }
+
+    /// AUTH TLS: answers 234 and hands the connection to a thread of its
+    /// own for the handshake and the login (see [`super::tls_login`]).
+    fn start_tls(&mut self, slot: usize) {
+        let peer = match self.conn(slot) {
+            Some(c) => c.peer.ip(),
+            None => return,
+        };
+        let Some(reserved) = tls_login::reserve(&self.shared, peer) else {
+            if let Some(c) = self.conn(slot) {
+                c.closing = true;
+            }
+            return self.reply(
+                slot,
+                421,
+                "Too many connections logging in, try again later",
+            );
+        };
+        let Some(mut c) = self.conns.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut c.stream);
+        self.forget(slot, c.key);
+        let tcp: std::net::TcpStream = c.stream.into();
+        c.out
+            .extend_from_slice(format_reply(234, "AUTH TLS ok, start the handshake").as_bytes());
+        let sent = tcp.set_nonblocking(false).is_ok()
+            && tcp.set_write_timeout(Some(Duration::from_secs(10))).is_ok()
+            && (&tcp).write_all(&c.out).is_ok();
+        if !sent {
+            log::info!("session {}: end (write failed) user=-", c.id);
+            return;
+        }
+        let early = if c.discarding { Vec::new() } else { c.inbuf };
+        tls_login::spawn(reserved, tcp, c.id, early, false);
     }
 
     /// A login: takes a session slot and hands the connection to a session thread.

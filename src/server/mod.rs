@@ -19,6 +19,9 @@
 //!   browser page) on the same store and login gate.
 //! - [`listing`]: MLSD/LIST/NLST formatting.
 //! - [`lineio`]: the bounded control-line reader.
+//! - [`tls`]: certificates, TLS streams, session-bound data connections;
+//!   `tls_login` logs in connections that sent AUTH TLS (or came to the
+//!   implicit-TLS port), each on its own thread.
 //!
 //! In-process use (tests of other modules):
 //! ```no_run
@@ -54,6 +57,8 @@ pub mod paths;
 mod session;
 pub mod store;
 mod store_reply;
+pub mod tls;
+mod tls_login;
 
 pub use auth::{hash_password, Accounts};
 pub use config::ServerConfig;

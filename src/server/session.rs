@@ -7,7 +7,7 @@
 //! [`Session::reply`].
 
 use std::io::{self, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +16,7 @@ use super::gate::Login;
 use super::lineio::{LineEvent, LineReader};
 use super::listener::Shared;
 use super::paths::{PathError, VPath};
+use super::tls::Ctrl;
 use crate::key::Key;
 
 /// How often blocking reads wake up to check for shutdown and idleness.
@@ -25,7 +26,7 @@ pub(crate) const POLL: Duration = Duration::from_millis(500);
 pub(crate) struct Session {
     pub shared: Arc<Shared>,
     pub id: u64,
-    pub ctrl: TcpStream,
+    pub ctrl: Ctrl,
     pub peer: SocketAddr,
     pub local: SocketAddr,
     /// Logged-in account.
@@ -53,38 +54,48 @@ pub(crate) struct Session {
     pub epsv_all: bool,
     pub quit: bool,
     /// The control connection's bounded line reader.
-    pub reader: LineReader<TcpStream>,
+    pub reader: LineReader<Ctrl>,
+    /// The control connection is TLS: binds its data connections (see [`super::tls`]).
+    pub tls_token: Option<Vec<u8>>,
+    /// PBSZ was sent (needed before PROT).
+    pub pbsz: bool,
+    /// PROT P: data connections are TLS.
+    pub prot_private: bool,
+}
+
+/// How a session's control connection came to it.
+pub(crate) struct Start {
+    pub ctrl: Ctrl,
+    pub reader: LineReader<Ctrl>,
+    pub id: u64,
+    pub login: Login,
+    pub tls_token: Option<Vec<u8>>,
+    pub pbsz: bool,
+    pub prot_private: bool,
 }
 
 impl Session {
-    /// Runs a logged-in session to its end; `pending` holds the command
-    /// bytes the client sent after its PASS.
-    pub fn run(shared: Arc<Shared>, ctrl: TcpStream, id: u64, login: Login, pending: &[u8]) {
-        let (peer, local) = match (ctrl.peer_addr(), ctrl.local_addr()) {
+    /// Runs a logged-in session to its end.
+    pub fn run(shared: Arc<Shared>, st: Start) {
+        let id = st.id;
+        let addrs = st.ctrl.with_tcp(|t| {
+            let _ = t.set_read_timeout(Some(POLL));
+            let _ = t.set_write_timeout(Some(Duration::from_secs(30)));
+            let _ = t.set_nodelay(true);
+            (t.peer_addr(), t.local_addr())
+        });
+        let (peer, local) = match addrs {
             (Ok(p), Ok(l)) => (p, l),
             _ => return,
         };
-        let reader = match ctrl.try_clone() {
-            Ok(r) => r,
-            Err(e) => {
-                log::warn!("session {id}: {e}");
-                return;
-            }
-        };
-        if let Err(e) = reader.set_read_timeout(Some(POLL)) {
-            log::warn!("session {id}: {e}");
-            return;
-        }
-        let _ = ctrl.set_write_timeout(Some(Duration::from_secs(30)));
-        let _ = ctrl.set_nodelay(true);
         let mut s = Session {
             shared,
             id,
-            ctrl,
+            ctrl: st.ctrl,
             peer,
             local,
-            user: Some(login.name),
-            anonymous: login.anonymous,
+            user: Some(st.login.name),
+            anonymous: st.login.anonymous,
             cwd: VPath::root(),
             rest: None,
             rename_from: None,
@@ -96,7 +107,10 @@ impl Session {
             active: None,
             epsv_all: false,
             quit: false,
-            reader: LineReader::with_pending(reader, pending),
+            reader: st.reader,
+            tls_token: st.tls_token,
+            pbsz: st.pbsz,
+            prot_private: st.prot_private,
         };
         let started = Instant::now();
         let reason = s.serve();
@@ -150,12 +164,12 @@ impl Session {
 
     /// Sends one reply; multi-line text gets the `code-` form.
     pub fn reply(&mut self, code: u16, text: &str) -> io::Result<()> {
-        (&self.ctrl).write_all(format_reply(code, text).as_bytes())
+        self.ctrl.write_all(format_reply(code, text).as_bytes())
     }
 
     /// Sends a raw pre-formatted reply line (e.g. from `key::format_*`).
     pub fn reply_raw(&mut self, line: &str) -> io::Result<()> {
-        (&self.ctrl).write_all(format!("{line}\r\n").as_bytes())
+        self.ctrl.write_all(format!("{line}\r\n").as_bytes())
     }
 
     /// Replies to a path error.
@@ -193,7 +207,7 @@ impl Session {
         }
         match verb.as_str() {
             "USER" | "PASS" | "QUIT" | "NOOP" | "SYST" | "FEAT" | "OPTS" | "TYPE" | "MODE"
-            | "STRU" | "HELP" | "ALLO" | "AUTH" | "PBSZ" | "PROT" | "STAT" | "ACCT" => {
+            | "STRU" | "HELP" | "ALLO" | "AUTH" | "PBSZ" | "PROT" | "CCC" | "STAT" | "ACCT" => {
                 super::cmd_basic::handle(self, &verb, arg)
             }
             "PWD" | "XPWD" | "CWD" | "XCWD" | "CDUP" | "XCUP" | "MKD" | "XMKD" | "RMD" | "XRMD"

@@ -64,6 +64,7 @@ impl Rig {
                 user: "u".into(),
                 password: "pw".into(),
                 root: "/".into(),
+                tls: Default::default(),
             },
             spool_dir: self.spool.path().to_path_buf(),
             workers,

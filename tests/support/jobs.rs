@@ -157,5 +157,6 @@ pub fn endpoint(port: u16, user: &str, password: &str) -> Endpoint {
         user: user.into(),
         password: password.into(),
         root: "/".into(),
+        tls: Default::default(),
     }
 }

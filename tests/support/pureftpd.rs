@@ -156,6 +156,7 @@ impl PureFtpd {
             user: USER.into(),
             password: PASSWORD.into(),
             root: "/".into(),
+            tls: Default::default(),
         }
     }
 
