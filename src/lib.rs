@@ -17,4 +17,5 @@ pub mod key;
 pub mod remote;
 pub mod server;
 pub mod spool;
+pub mod transport;
 pub mod upload;

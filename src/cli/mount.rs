@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use keyfs::fs::{FsConfig, FsError};
-use keyfs::remote::{Endpoint, RemoteError};
+use keyfs::transport::{Endpoint, RemoteError};
 use keyfs::upload::resume::Policy;
 
 use super::{fusemount, options, password, spooldir, url, MountArgs, ResumeArg};

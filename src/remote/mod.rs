@@ -27,6 +27,8 @@ pub mod listing;
 mod sendfile;
 pub mod session;
 pub mod transfer;
+pub mod upload;
+pub mod verify;
 
 use std::time::{Duration, SystemTime};
 
@@ -84,6 +86,23 @@ impl RemoteError {
     /// True for errors a retry will not fix (530 login, 553 name not allowed, ...).
     pub fn is_permanent(&self) -> bool {
         errno::is_permanent(self)
+    }
+    /// The server refused the request outright (a 5xx reply): asking
+    /// again will not help.
+    pub fn is_refusal(&self) -> bool {
+        self.code().is_some_and(|c| c >= 500)
+    }
+    /// The object is busy (450: an upload we just stopped still holds it).
+    pub fn is_busy(&self) -> bool {
+        self.code() == Some(450)
+    }
+    /// The connection is gone or unusable (cut, timeout, garbled, 421).
+    pub fn is_link_lost(&self) -> bool {
+        matches!(self, RemoteError::Io(_) | RemoteError::Protocol(_)) || self.code() == Some(421)
+    }
+    /// The server answered (as opposed to a network or protocol failure).
+    pub fn server_answered(&self) -> bool {
+        self.code().is_some()
     }
     /// The reply code, when the server answered.
     pub fn code(&self) -> Option<u16> {

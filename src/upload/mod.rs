@@ -34,9 +34,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::remote::Endpoint;
 use crate::spool::journal::{JobRecord, JobState, Journal};
 use crate::spool::syncer::{SyncStats, Syncer};
+use crate::transport::Endpoint;
 
 pub struct UploadConfig {
     pub endpoint: Endpoint,
