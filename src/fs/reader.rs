@@ -457,7 +457,7 @@ fn produce(exit: Exit, conns: Conns) {
                 }
                 Err(e) => {
                     fails += 1;
-                    if matches!(e, RemoteError::Reply { .. }) || fails > RETRIES {
+                    if e.server_answered() || fails > RETRIES {
                         give_up(&sh, gen, e);
                     } else {
                         log::info!("read of {}: {e}; reconnecting", sh.path);

@@ -1,15 +1,17 @@
-//! The FTP client side: one `Session` is one logged-in control connection
-//! (suppaftp, binary mode), with the server's features read from FEAT.
+//! The FTP transport: one `Session` is one logged-in control connection
+//! (suppaftp, binary mode), with the server's features read from FEAT. The
+//! fs and the uploader reach it only through [`crate::transport::Conn`].
 //!
-//! The signatures in this file are the contract the fs uses; the work is
-//! split by concern:
+//! The work is split by concern:
 //! - [`session`]: connect, login, TYPE I, FEAT, socket timeouts, namespace ops;
 //! - [`listing`]: MLSD/MLST and LIST line parsing (pure);
 //! - [`errno`]: reply codes to errno, permanent vs. transient;
 //! - [`transfer`]: RETR at an offset, STOR/APPE at an offset with the
 //!   same-name prompt; `sendfile` uploads from a file (`sendfile.rs`);
 //! - [`checksum`]: KEY, KEY NULL, SIZE, XCRC, HASH and the MLST key facts;
-//! - [`attrs`]: MFMT and SITE CHMOD.
+//! - [`attrs`]: MFMT and SITE CHMOD;
+//! - [`upload`]: what the server holds for a path, replace, send from an offset;
+//! - [`verify`]: the post-upload check (MLST key facts, or SIZE + XCRC/HASH).
 //!
 //! Remote paths are relative to the mount root and `/`-separated
 //! (`"a/b.txt"`, `""` is the root itself); the session resolves them

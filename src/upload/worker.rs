@@ -1,6 +1,7 @@
-//! One upload worker: its own FTP session, a loop over queued jobs, and per
-//! job the KEY / same-name prompt / KEY NULL / decide / REST+STOR flow, then
-//! verification. Faults are retried forever with capped, jittered backoff;
+//! One upload worker: its own connection, a loop over queued jobs, and per
+//! job: what the server holds ([`Conn::probe`]), the resume decision,
+//! the send from its offset ([`Conn::send_from`]), then verification
+//! ([`Conn::verify`]); nothing here knows the protocol. Faults are retried forever with capped, jittered backoff;
 //! permanent errors fail the job (its spooled copy is kept).
 //!
 //! Without a bandwidth cap the bytes go from the spool file to the data
