@@ -9,6 +9,7 @@
 //!   the protocol; one error type ([`transport::RemoteError`]).
 //! - [`remote`]: the FTP transport (suppaftp): namespace ops, RETR at an offset, KEY/XCRC,
 //!   the upload primitives (probe, replace, send from an offset, verify).
+//! - [`http`]: the HTTP transport: WebDAV namespace, GET with Range, whole-PUT uploads.
 //! - [`spool`]: spooled data files with a running CRC, and the upload journal.
 //! - [`upload`]: the background uploader; [`upload::resume`] is the pure decision.
 //! - [`fs`]: the filesystem core and its thin fuser adapter.
@@ -17,6 +18,7 @@
 
 pub mod faultproxy;
 pub mod fs;
+pub mod http;
 pub mod key;
 pub mod remote;
 pub mod server;

@@ -95,6 +95,7 @@ fn prepare(args: &MountArgs, opts: options::Parsed) -> Result<Plan, String> {
     }
     spec.fsname = fusemount::clean_fsname(&spec.fsname);
     let endpoint = Endpoint {
+        scheme: u.scheme,
         host: u.host.clone(),
         port: u.port,
         user,

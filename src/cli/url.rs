@@ -1,10 +1,12 @@
-//! Parsing `ftp://[user@]host[:port][/dir]`. The password never comes from
+//! Parsing `ftp://` or `http://[user@]host[:port][/dir]`. The password never comes from
 //! the URL (it would show in `ps`); see [`super::password`].
 use keyfs::spool::journal::percent_decode;
+use keyfs::transport::Scheme;
 
 /// A parsed mount URL, before the password is known.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FtpUrl {
+    pub scheme: Scheme,
     /// `None` when the URL names no user (then ~/.netrc or anonymous).
     pub user: Option<String>,
     pub host: String,
@@ -15,10 +17,12 @@ pub struct FtpUrl {
 
 /// Parses a mount URL; the error is a one-line message for the user.
 pub fn parse(url: &str) -> Result<FtpUrl, String> {
-    let bad =
-        |why: &str| format!("bad URL {url:?}: {why} (expected ftp://[user@]host[:port][/dir])");
-    let rest = match url.split_once("://") {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("ftp") => rest,
+    let bad = |why: &str| {
+        format!("bad URL {url:?}: {why} (expected ftp:// or http://[user@]host[:port][/dir])")
+    };
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, rest)) if s.eq_ignore_ascii_case("ftp") => (Scheme::Ftp, rest),
+        Some((s, rest)) if s.eq_ignore_ascii_case("http") => (Scheme::Http, rest),
         Some((scheme, _)) => return Err(bad(&format!("unsupported scheme {scheme:?}"))),
         None => return Err(bad("missing ftp://")),
     };
@@ -67,7 +71,7 @@ pub fn parse(url: &str) -> Result<FtpUrl, String> {
         return Err(bad("bad host name"));
     }
     let port = match port {
-        None => 21,
+        None => scheme.default_port(),
         Some(p) => match p.parse::<u16>() {
             Ok(n) if n > 0 => n,
             _ => return Err(bad(&format!("bad port {p:?}"))),
@@ -83,6 +87,7 @@ pub fn parse(url: &str) -> Result<FtpUrl, String> {
         }
     }
     Ok(FtpUrl {
+        scheme,
         user,
         host,
         port,
@@ -99,6 +104,7 @@ mod tests {
         assert_eq!(
             parse("ftp://bob@example.org:2121/incoming/tv/").unwrap(),
             FtpUrl {
+                scheme: Scheme::Ftp,
                 user: Some("bob".into()),
                 host: "example.org".into(),
                 port: 2121,
@@ -108,6 +114,7 @@ mod tests {
         assert_eq!(
             parse("ftp://127.0.0.1").unwrap(),
             FtpUrl {
+                scheme: Scheme::Ftp,
                 user: None,
                 host: "127.0.0.1".into(),
                 port: 21,
@@ -120,13 +127,21 @@ mod tests {
         );
         assert_eq!(parse("ftp://h/x%20y//z").unwrap().path, "/x y/z");
         assert_eq!(parse("ftp://[::1]:99/").unwrap().host, "::1");
+        let h = parse("http://bob@nas/share/").unwrap();
+        assert_eq!(
+            (h.scheme, h.port, h.path.as_str()),
+            (Scheme::Http, 80, "/share")
+        );
+        assert_eq!(parse("HTTP://h:8080").unwrap().port, 8080);
     }
 
     #[test]
     fn rejects_bad_urls() {
         for u in [
             "",
-            "http://h/",
+            "https://h/",
+            "sftp://h/",
+            "http://u:pw@h/",
             "h:21/x",
             "ftp://",
             "ftp://u:pw@h/",

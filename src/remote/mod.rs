@@ -40,12 +40,32 @@ pub use transfer::{StoreStart, Upload};
 /// Where to connect: parsed from `ftp://[user@]host[:port][/dir]` plus the password.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endpoint {
+    /// The protocol; FTP unless the URL says `http://`.
+    pub scheme: Scheme,
     pub host: String,
     pub port: u16,
     pub user: String,
     pub password: String,
     /// Absolute directory on the server, e.g. `/` or `/incoming`.
     pub root: String,
+}
+
+/// The protocol behind an [`Endpoint`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Scheme {
+    #[default]
+    Ftp,
+    /// WebDAV, with keyftpd's resumable uploads where the server has them.
+    Http,
+}
+
+impl Scheme {
+    pub fn default_port(self) -> u16 {
+        match self {
+            Scheme::Ftp => 21,
+            Scheme::Http => 80,
+        }
+    }
 }
 
 /// What the server offers, from FEAT.
@@ -78,6 +98,14 @@ pub enum RemoteError {
     Io(#[from] std::io::Error),
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// An answer of a transport other than FTP, mapped by it to an errno
+    /// and to whether a retry can help (e.g. HTTP 404: ENOENT, permanent).
+    #[error("server answered {text}")]
+    Status {
+        errno: i32,
+        permanent: bool,
+        text: String,
+    },
 }
 
 impl RemoteError {
@@ -92,11 +120,17 @@ impl RemoteError {
     /// The server refused the request outright (a 5xx reply): asking
     /// again will not help.
     pub fn is_refusal(&self) -> bool {
-        self.code().is_some_and(|c| c >= 500)
+        match self {
+            RemoteError::Status { permanent, .. } => *permanent,
+            _ => self.code().is_some_and(|c| c >= 500),
+        }
     }
     /// The object is busy (450: an upload we just stopped still holds it).
     pub fn is_busy(&self) -> bool {
-        self.code() == Some(450)
+        match self {
+            RemoteError::Status { errno, .. } => *errno == libc::EBUSY,
+            _ => self.code() == Some(450),
+        }
     }
     /// The connection is gone or unusable (cut, timeout, garbled, 421).
     pub fn is_link_lost(&self) -> bool {
@@ -104,7 +138,7 @@ impl RemoteError {
     }
     /// The server answered (as opposed to a network or protocol failure).
     pub fn server_answered(&self) -> bool {
-        self.code().is_some()
+        matches!(self, RemoteError::Status { .. }) || self.code().is_some()
     }
     /// The reply code, when the server answered.
     pub fn code(&self) -> Option<u16> {

@@ -1,7 +1,8 @@
 //! The transport seam: one connection to the server, whatever protocol is
 //! behind it. The filesystem core ([`crate::fs`]) and the uploader
 //! ([`crate::upload`]) talk only to [`Conn`], [`Download`] and [`Upload`];
-//! each protocol lives in its own module ([`crate::remote`] is FTP) and
+//! each protocol lives in its own module ([`crate::remote`] is FTP,
+//! [`crate::http`] is HTTP/WebDAV) and
 //! maps its failures to the one [`RemoteError`], whose methods say what
 //! the callers need: the errno, permanent or transient, link lost, busy.
 //!
@@ -18,22 +19,24 @@ use std::io::{self, Read, Write};
 use std::time::{Duration, SystemTime};
 
 use crate::key::Key;
-use crate::remote;
+use crate::{http, remote};
 
 pub use crate::remote::attrs::Applied;
 pub use crate::remote::checksum::CrcMethod;
-pub use crate::remote::{ChunkSizer, Endpoint, RemoteEntry, RemoteError, Sent};
+pub use crate::remote::{ChunkSizer, Endpoint, RemoteEntry, RemoteError, Scheme, Sent};
 pub use crate::upload::resume::StoredKey;
 
 /// One logged-in connection.
 pub enum Conn {
     Ftp(remote::Session),
+    Http(http::Session),
 }
 
 /// An open ranged read; implements `Read`. Give it back to the
 /// [`Conn`] that opened it with [`Conn::finish_read`].
 pub enum Download {
     Ftp(remote::Download),
+    Http(http::HttpDownload),
 }
 
 /// An open upload; implements `Write`, and [`Upload::send_file`] for the
@@ -41,6 +44,7 @@ pub enum Download {
 /// [`Conn::abandon_send`].
 pub enum Upload {
     Ftp(remote::Upload),
+    Http(http::HttpUpload),
 }
 
 /// What the server holds for a path before an upload.
@@ -85,13 +89,17 @@ pub enum Verified {
 impl Conn {
     /// Connects and logs in (the password is checked here).
     pub fn connect(ep: &Endpoint, timeout: Duration) -> Result<Conn, RemoteError> {
-        remote::Session::connect(ep, timeout).map(Conn::Ftp)
+        match ep.scheme {
+            Scheme::Ftp => remote::Session::connect(ep, timeout).map(Conn::Ftp),
+            Scheme::Http => http::Session::connect(ep, timeout).map(Conn::Http),
+        }
     }
 
     /// Timeout for replies that need the server to read a whole file.
     pub fn set_slow_timeout(&mut self, d: Duration) {
         match self {
             Conn::Ftp(s) => s.set_slow_timeout(d),
+            Conn::Http(_) => {}
         }
     }
 
@@ -99,6 +107,7 @@ impl Conn {
     pub fn noop(&mut self) -> Result<(), RemoteError> {
         match self {
             Conn::Ftp(s) => s.noop(),
+            Conn::Http(s) => s.noop(),
         }
     }
 
@@ -106,6 +115,7 @@ impl Conn {
     pub fn quit(self) {
         match self {
             Conn::Ftp(s) => s.quit(),
+            Conn::Http(_) => {}
         }
     }
 
@@ -114,6 +124,7 @@ impl Conn {
     pub fn list(&mut self, dir: &str) -> Result<Vec<RemoteEntry>, RemoteError> {
         match self {
             Conn::Ftp(s) => s.list(dir),
+            Conn::Http(s) => s.list(dir),
         }
     }
 
@@ -121,42 +132,49 @@ impl Conn {
     pub fn stat(&mut self, path: &str) -> Result<Option<RemoteEntry>, RemoteError> {
         match self {
             Conn::Ftp(s) => s.stat(path),
+            Conn::Http(s) => s.stat(path),
         }
     }
 
     pub fn mkdir(&mut self, path: &str) -> Result<(), RemoteError> {
         match self {
             Conn::Ftp(s) => s.mkdir(path),
+            Conn::Http(s) => s.mkdir(path),
         }
     }
 
     pub fn rmdir(&mut self, path: &str) -> Result<(), RemoteError> {
         match self {
             Conn::Ftp(s) => s.rmdir(path),
+            Conn::Http(s) => s.rmdir(path),
         }
     }
 
     pub fn delete(&mut self, path: &str) -> Result<(), RemoteError> {
         match self {
             Conn::Ftp(s) => s.delete(path),
+            Conn::Http(s) => s.delete(path),
         }
     }
 
     pub fn rename(&mut self, from: &str, to: &str) -> Result<(), RemoteError> {
         match self {
             Conn::Ftp(s) => s.rename(from, to),
+            Conn::Http(s) => s.rename(from, to),
         }
     }
 
     pub fn set_mtime(&mut self, path: &str, t: SystemTime) -> Result<Applied, RemoteError> {
         match self {
             Conn::Ftp(s) => s.set_mtime(path, t),
+            Conn::Http(_) => Ok(Applied::Unsupported),
         }
     }
 
     pub fn chmod(&mut self, path: &str, mode: u32) -> Result<Applied, RemoteError> {
         match self {
             Conn::Ftp(s) => s.chmod(path, mode),
+            Conn::Http(_) => Ok(Applied::Unsupported),
         }
     }
 
@@ -166,6 +184,7 @@ impl Conn {
     pub fn open_read(&mut self, path: &str, offset: u64) -> Result<Download, RemoteError> {
         match self {
             Conn::Ftp(s) => s.retr_at(path, offset).map(Download::Ftp),
+            Conn::Http(s) => s.open_read(path, offset).map(Download::Http),
         }
     }
 
@@ -174,6 +193,10 @@ impl Conn {
     pub fn finish_read(&mut self, d: Download) -> Result<(), RemoteError> {
         match (self, d) {
             (Conn::Ftp(s), Download::Ftp(d)) => s.finish_retr(d),
+            (Conn::Http(_), Download::Http(_)) => Ok(()),
+            _ => Err(RemoteError::Protocol(
+                "a read given back to another connection".into(),
+            )),
         }
     }
 
@@ -183,6 +206,7 @@ impl Conn {
     pub fn probe_may_create(&self) -> bool {
         match self {
             Conn::Ftp(s) => s.probe_may_create(),
+            Conn::Http(_) => false,
         }
     }
 
@@ -190,6 +214,7 @@ impl Conn {
     pub fn probe(&mut self, path: &str, key: Key) -> Result<Holding, RemoteError> {
         match self {
             Conn::Ftp(s) => s.probe(path, key),
+            Conn::Http(s) => s.probe(path),
         }
     }
 
@@ -199,6 +224,7 @@ impl Conn {
     pub fn prefix_crc(&mut self, path: &str, n: Option<u64>) -> Result<Option<u32>, RemoteError> {
         match self {
             Conn::Ftp(s) => s.remote_crc(path, n),
+            Conn::Http(_) => Ok(None),
         }
     }
 
@@ -207,14 +233,16 @@ impl Conn {
     pub fn replace(&mut self, path: &str, key: Key) -> Result<(), RemoteError> {
         match self {
             Conn::Ftp(s) => s.replace(path, key),
+            Conn::Http(_) => Ok(()),
         }
     }
 
-    /// Starts sending `path` from `offset` (the key was given to
+    /// Starts sending the `len` bytes of `path` from `offset` (the key was given to
     /// [`Conn::probe`] or [`Conn::replace`]).
-    pub fn send_from(&mut self, path: &str, offset: u64) -> Result<Upload, RemoteError> {
+    pub fn send_from(&mut self, path: &str, offset: u64, len: u64) -> Result<Upload, RemoteError> {
         match self {
             Conn::Ftp(s) => s.send_from(path, offset).map(Upload::Ftp),
+            Conn::Http(s) => s.send_from(path, offset, len).map(Upload::Http),
         }
     }
 
@@ -222,6 +250,10 @@ impl Conn {
     pub fn finish_send(&mut self, up: Upload) -> Result<(), RemoteError> {
         match (self, up) {
             (Conn::Ftp(s), Upload::Ftp(up)) => s.finish_store(up),
+            (Conn::Http(_), Upload::Http(up)) => up.finish(),
+            _ => Err(RemoteError::Protocol(
+                "an upload given back to another connection".into(),
+            )),
         }
     }
 
@@ -230,6 +262,8 @@ impl Conn {
     pub fn abandon_send(&mut self, up: Upload) {
         match (self, up) {
             (Conn::Ftp(s), Upload::Ftp(up)) => s.abandon_store(up),
+            (_, Upload::Http(up)) => up.abandon(),
+            (_, up) => drop(up),
         }
     }
 
@@ -238,6 +272,7 @@ impl Conn {
     pub fn verify(&mut self, path: &str, size: u64, crc: u32) -> Result<Verified, VerifyError> {
         match self {
             Conn::Ftp(s) => remote::verify::verify_remote(s, path, size, crc),
+            Conn::Http(s) => s.verify(path, size),
         }
     }
 
@@ -247,6 +282,7 @@ impl Conn {
     pub fn has_key(&self) -> bool {
         match self {
             Conn::Ftp(s) => s.features().key,
+            Conn::Http(_) => false,
         }
     }
 
@@ -264,6 +300,7 @@ impl Conn {
                 }
                 v
             }
+            Conn::Http(_) => Vec::new(),
         }
     }
 
@@ -271,6 +308,7 @@ impl Conn {
     pub fn drop_crc_method(&mut self, m: CrcMethod) {
         match self {
             Conn::Ftp(s) => s.drop_crc_method(m),
+            Conn::Http(_) => {}
         }
     }
 
@@ -278,6 +316,7 @@ impl Conn {
     pub fn take_refused(&mut self) -> Vec<(CrcMethod, String)> {
         match self {
             Conn::Ftp(s) => s.take_refused(),
+            Conn::Http(_) => Vec::new(),
         }
     }
 }
@@ -286,6 +325,7 @@ impl Read for Download {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Download::Ftp(d) => d.read(buf),
+            Download::Http(d) => d.read(buf),
         }
     }
 }
@@ -294,11 +334,13 @@ impl Write for Upload {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Upload::Ftp(u) => u.write(buf),
+            Upload::Http(u) => u.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Upload::Ftp(u) => u.flush(),
+            Upload::Http(u) => u.flush(),
         }
     }
 }
@@ -316,6 +358,7 @@ impl Upload {
     ) -> io::Result<Option<Sent>> {
         match self {
             Upload::Ftp(u) => u.send_file(file, offset, count, budget),
+            Upload::Http(_) => Ok(None),
         }
     }
 }

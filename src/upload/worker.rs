@@ -397,7 +397,7 @@ fn attempt(
         Some(up) => up,
         None => {
             *started = true;
-            s.send_from(path, offset)?
+            s.send_from(path, offset, size - offset)?
         }
     };
     stream(shared, stats, s, p, &mut file, up, offset)?;
