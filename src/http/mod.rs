@@ -7,13 +7,15 @@
 //! [`Conn`]: crate::transport::Conn
 
 mod davxml;
+pub mod seed;
 mod upload;
 
 use std::io::{self, Read};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 
+use crate::key::Key;
 use crate::remote::session::join_root;
 use crate::transport::{Endpoint, Holding, RemoteEntry, RemoteError, Verified, VerifyError};
 use crate::upload::resume::StoredKey;
@@ -31,6 +33,11 @@ pub struct Session {
     /// The root directory, absolute (`/` or `/dir`).
     root: String,
     auth: Option<String>,
+    /// The server offers keyftpd's resumable POST (`?state`); found by
+    /// OPTIONS advertising tus, dropped when a state query is not answered.
+    seed: bool,
+    /// The key of the next upload (given to `probe` or `replace`).
+    key: Option<Key>,
 }
 
 const PROPFIND_BODY: &str = r#"<?xml version="1.0" encoding="utf-8"?><D:propfind xmlns:D="DAV:"><D:prop><D:resourcetype/><D:getcontentlength/><D:getlastmodified/></D:prop></D:propfind>"#;
@@ -109,9 +116,14 @@ impl Session {
             origin: format!("http://{host}:{}", ep.port),
             root,
             auth,
+            seed: false,
+            key: None,
         };
         match s.stat("")? {
-            Some(e) if e.is_dir => Ok(s),
+            Some(e) if e.is_dir => {
+                s.seed = s.offers_seed();
+                Ok(s)
+            }
             Some(_) => Err(status_error(409, "the mount's root: not a directory")),
             None => Err(status_error(404, "the mount's root")),
         }
@@ -263,9 +275,48 @@ impl Session {
         }
     }
 
-    /// What the server holds for `path`: a stock WebDAV server keeps no
-    /// key, so only its size.
-    pub fn probe(&mut self, path: &str) -> Result<Holding, RemoteError> {
+    /// keyftpd advertises tus in OPTIONS; its seed flow comes with it.
+    fn offers_seed(&self) -> bool {
+        let Ok(url) = self.url("") else { return false };
+        match self.request("OPTIONS", &url).call() {
+            Ok(r) => r.header("tus-resumable").is_some() && r.header("dav").is_some(),
+            Err(_) => false,
+        }
+    }
+
+    /// `GET path?state`; `None` when the answer is not a state (then the
+    /// server is not keyftpd after all).
+    fn state(&mut self, path: &str) -> Result<Option<seed::State>, RemoteError> {
+        let url = self.url(path)? + "?state";
+        match self.request("GET", &url).call() {
+            Ok(r) if r.content_type() == "application/json" => {
+                let body = r.into_string().map_err(RemoteError::Io)?;
+                seed::parse_state(&body).map(Some)
+            }
+            Ok(_) => Ok(None),
+            Err(e) => Err(transport_error(e, &format!("GET {path:?}?state"))),
+        }
+    }
+
+    /// What the server holds for `path`: by the state query where the
+    /// server keeps keys; else (a stock WebDAV server) only its size.
+    pub fn probe(&mut self, path: &str, key: Key) -> Result<Holding, RemoteError> {
+        self.key = Some(key);
+        if self.seed {
+            match self.state(path)? {
+                Some(st) if st.is_nothing() => return Ok(Holding::Nothing { open: None }),
+                Some(st) => {
+                    return Ok(Holding::Partial {
+                        size: st.size,
+                        key: st.key().map_or(StoredKey::None, StoredKey::Some),
+                    })
+                }
+                None => {
+                    log::info!("the server answers no upload state; uploading by PUT");
+                    self.seed = false;
+                }
+            }
+        }
         Ok(match self.stat(path)? {
             None => Holding::Nothing { open: None },
             Some(e) => Holding::Partial {
@@ -275,14 +326,40 @@ impl Session {
         })
     }
 
-    /// Starts a PUT of `len` bytes. A stock server cannot append: only
-    /// offset 0 is possible.
+    /// The next upload of `path` starts from zero (a POST from 0 or a PUT
+    /// replaces, so nothing is sent now).
+    pub fn replace(&mut self, key: Key) {
+        self.key = Some(key);
+    }
+
+    /// Starts the upload of the `len` bytes from `offset`: keyftpd's POST
+    /// with the key, or a whole PUT (a stock server cannot append).
     pub fn send_from(
         &mut self,
         path: &str,
         offset: u64,
         len: u64,
     ) -> Result<HttpUpload, RemoteError> {
+        let url = self.url(path)?;
+        if self.seed {
+            let boundary = format!("keyfs{:016x}", rand_u64());
+            let (head, tail) = seed::form(&boundary, offset, self.key);
+            let total = head.len() as u64 + len + tail.len() as u64;
+            let req = self
+                .request("POST", &url)
+                .set(
+                    "Content-Type",
+                    &format!("multipart/form-data; boundary={boundary}"),
+                )
+                .set("Content-Length", &total.to_string());
+            return Ok(HttpUpload::start(
+                req,
+                format!("POST {path:?}"),
+                head.into_bytes(),
+                tail.into_bytes(),
+                true,
+            ));
+        }
         if offset != 0 {
             return Err(RemoteError::Status {
                 errno: libc::EOPNOTSUPP,
@@ -290,15 +367,26 @@ impl Session {
                 text: format!("{path:?}: this server cannot resume an upload"),
             });
         }
-        let url = self.url(path)?;
         let req = self
             .request("PUT", &url)
             .set("Content-Length", &len.to_string());
-        Ok(HttpUpload::start(req, format!("PUT {path:?}")))
+        Ok(HttpUpload::start(
+            req,
+            format!("PUT {path:?}"),
+            Vec::new(),
+            Vec::new(),
+            false,
+        ))
     }
 
-    /// The size check after an upload (a stock server has no CRC to ask).
-    pub fn verify(&mut self, path: &str, size: u64) -> Result<Verified, VerifyError> {
+    /// After an upload: keyftpd's state (complete, our size, our key: the
+    /// server's CRC of what it wrote equals the key), else the size.
+    pub fn verify(&mut self, path: &str, size: u64, crc: u32) -> Result<Verified, VerifyError> {
+        if self.seed {
+            if let Some(st) = self.state(path)? {
+                return judge_state(&st, size, crc);
+            }
+        }
         match self.stat(path)? {
             None => Err(VerifyError::Gone(format!(
                 "server has no file (PROPFIND 404) after upload of {size} bytes"
@@ -308,6 +396,107 @@ impl Session {
                 e.size
             ))),
             Some(_) => Ok(Verified::SizeOnly),
+        }
+    }
+}
+
+/// The verification rule on keyftpd's upload state (pure).
+pub fn judge_state(st: &seed::State, size: u64, crc: u32) -> Result<Verified, VerifyError> {
+    if st.is_nothing() && size > 0 {
+        return Err(VerifyError::Gone(format!(
+            "server has no file after upload of {size} bytes"
+        )));
+    }
+    if st.size != size {
+        return Err(VerifyError::Mismatch(format!(
+            "server size {} after upload, expected {size}",
+            st.size
+        )));
+    }
+    match st.key() {
+        Some(k) if k.0 != crc => Err(VerifyError::Mismatch(format!(
+            "server key {:08X} after upload, expected {crc:08X}",
+            k.0
+        ))),
+        Some(_) if st.complete => Ok(Verified::Crc),
+        // Our key, our size, not complete: the server's CRC of the bytes
+        // differs from the key.
+        Some(_) => Err(VerifyError::CrcMismatch(format!(
+            "server holds {size} bytes whose CRC is not the key {crc:08X}"
+        ))),
+        None => Err(VerifyError::Mismatch(format!(
+            "server holds no key after upload, expected {crc:08X}"
+        ))),
+    }
+}
+
+/// A multipart boundary that does not depend on the data.
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+    );
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(size: u64, key: Option<&str>, complete: bool) -> seed::State {
+        seed::State {
+            size,
+            key: key.map(String::from),
+            complete,
+        }
+    }
+
+    #[test]
+    fn state_rule() {
+        assert!(matches!(
+            judge_state(&st(10, Some("0x7"), true), 10, 7),
+            Ok(Verified::Crc)
+        ));
+        assert!(matches!(
+            judge_state(&st(9, Some("0x7"), false), 10, 7),
+            Err(VerifyError::Mismatch(_))
+        ));
+        assert!(matches!(
+            judge_state(&st(10, Some("0x8"), true), 10, 7),
+            Err(VerifyError::Mismatch(_))
+        ));
+        assert!(matches!(
+            judge_state(&st(10, Some("0x7"), false), 10, 7),
+            Err(VerifyError::CrcMismatch(_))
+        ));
+        assert!(matches!(
+            judge_state(&st(0, None, false), 10, 7),
+            Err(VerifyError::Gone(_))
+        ));
+        assert!(matches!(
+            judge_state(&st(10, None, true), 10, 7),
+            Err(VerifyError::Mismatch(_))
+        ));
+    }
+
+    #[test]
+    fn statuses_map_to_errnos() {
+        for (code, errno, permanent) in [
+            (404, libc::ENOENT, true),
+            (401, libc::EACCES, true),
+            (423, libc::EBUSY, false),
+            (507, libc::ENOSPC, true),
+            (503, libc::EIO, false),
+        ] {
+            let e = status_error(code, "x");
+            assert_eq!(
+                (e.to_errno(), e.is_permanent()),
+                (errno, permanent),
+                "{code}"
+            );
         }
     }
 }

@@ -21,6 +21,8 @@ pub struct HttpUpload {
 
 struct Body {
     rx: Receiver<Vec<u8>>,
+    /// Sent after the last chunk, unless the upload was abandoned.
+    tail: Option<Vec<u8>>,
     abort: Arc<AtomicBool>,
     cur: Vec<u8>,
     pos: usize,
@@ -50,24 +52,45 @@ impl Read for Body {
                 Err(_) if self.abort.load(Ordering::SeqCst) => {
                     return Err(io::Error::other("upload abandoned"))
                 }
-                Err(_) => return Ok(0),
+                Err(_) => match self.tail.take() {
+                    Some(t) => {
+                        self.cur = t;
+                        self.pos = 0;
+                    }
+                    None => return Ok(0),
+                },
             }
         }
     }
 }
 
 impl HttpUpload {
-    pub(super) fn start(req: ureq::Request, what: String) -> HttpUpload {
+    /// Runs `req` with a body of `head`, the bytes written, then `tail`.
+    /// `conflict` is what a 409 answer means (keyftpd: the offset or key
+    /// no longer matches; asking again decides anew).
+    pub(super) fn start(
+        req: ureq::Request,
+        what: String,
+        head: Vec<u8>,
+        tail: Vec<u8>,
+        conflict_is_transient: bool,
+    ) -> HttpUpload {
         let (tx, rx) = sync_channel(IN_FLIGHT);
         let abort = Arc::new(AtomicBool::new(false));
         let body = Body {
             rx,
+            tail: Some(tail),
             abort: abort.clone(),
-            cur: Vec::new(),
+            cur: head,
             pos: 0,
         };
         let done = std::thread::spawn(move || match req.send(body) {
             Ok(_) => Ok(()),
+            Err(ureq::Error::Status(409, _)) if conflict_is_transient => Err(RemoteError::Status {
+                errno: libc::EAGAIN,
+                permanent: false,
+                text: format!("HTTP 409 to {what}: the server's partial changed"),
+            }),
             Err(e) => Err(super::transport_error(e, &what)),
         });
         HttpUpload {

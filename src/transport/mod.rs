@@ -214,7 +214,7 @@ impl Conn {
     pub fn probe(&mut self, path: &str, key: Key) -> Result<Holding, RemoteError> {
         match self {
             Conn::Ftp(s) => s.probe(path, key),
-            Conn::Http(s) => s.probe(path),
+            Conn::Http(s) => s.probe(path, key),
         }
     }
 
@@ -233,7 +233,10 @@ impl Conn {
     pub fn replace(&mut self, path: &str, key: Key) -> Result<(), RemoteError> {
         match self {
             Conn::Ftp(s) => s.replace(path, key),
-            Conn::Http(_) => Ok(()),
+            Conn::Http(s) => {
+                s.replace(key);
+                Ok(())
+            }
         }
     }
 
@@ -272,7 +275,7 @@ impl Conn {
     pub fn verify(&mut self, path: &str, size: u64, crc: u32) -> Result<Verified, VerifyError> {
         match self {
             Conn::Ftp(s) => remote::verify::verify_remote(s, path, size, crc),
-            Conn::Http(s) => s.verify(path, size),
+            Conn::Http(s) => s.verify(path, size, crc),
         }
     }
 
