@@ -11,22 +11,8 @@ ROOT=$WORK/root
 mkdir -p "$ROOT"
 KEYFS_PASSWORD=$(kf_password)
 export KEYFS_PASSWORD
-for try in 1 2 3 4 5 6; do
-    port=$((20000 + RANDOM % 30000))
-    rclone serve webdav "$ROOT" --addr "127.0.0.1:$port" --user tester --pass "$KEYFS_PASSWORD" \
-        </dev/null >"$WORK/rclone.out" 2>"$WORK/rclone.err" &
-    RCLONE_PID=$!
-    kf_register pids "$RCLONE_PID"
-    for ((i = 0; i < 100; i++)); do
-        curl -s -o /dev/null -u "tester:$KEYFS_PASSWORD" "http://127.0.0.1:$port/" && break 2
-        kf_alive "$RCLONE_PID" || break
-        sleep 0.1
-    done
-    kf_stop_pid "$RCLONE_PID"
-    port=
-done
-[[ -n ${port:-} ]] || { cat "$WORK/rclone.err" >&2; kf_fail "rclone serve webdav did not start"; }
-kf_log "rclone serve webdav pid $RCLONE_PID on port $port"
+kf_start_rclone_webdav "$ROOT" tester "$KEYFS_PASSWORD"
+port=$RCLONE_PORT
 
 mnt=$WORK/mnt
 kf_mount "http://tester@127.0.0.1:$port/" "$mnt" --spool "$WORK/spool"
