@@ -299,7 +299,8 @@ impl Session {
     }
 
     /// What the server holds for `path`: by the state query where the
-    /// server keeps keys; else (a stock WebDAV server) only its size.
+    /// server keeps keys; else (a stock WebDAV server) nothing it could
+    /// resume.
     pub fn probe(&mut self, path: &str, key: Key) -> Result<Holding, RemoteError> {
         self.key = Some(key);
         if self.seed {
@@ -317,13 +318,10 @@ impl Session {
                 }
             }
         }
-        Ok(match self.stat(path)? {
-            None => Holding::Nothing { open: None },
-            Some(e) => Holding::Partial {
-                size: e.size,
-                key: StoredKey::Unsupported,
-            },
-        })
+        // A stock server cannot append: whatever it holds is replaced by a
+        // whole PUT, so there is nothing to resume from (even with
+        // --resume=trust-size).
+        Ok(Holding::Nothing { open: None })
     }
 
     /// The next upload of `path` starts from zero (a POST from 0 or a PUT
