@@ -252,6 +252,18 @@ kf_start_rclone_webdav() {
     kf_fail "rclone serve webdav did not start"
 }
 
+# kf_keyftpd_http_port: the HTTP port the last kf_start_keyftpd (with
+# --http 127.0.0.1:0) reported on stdout.
+kf_keyftpd_http_port() {
+    local i p
+    for ((i = 0; i < 100; i++)); do
+        p=$(sed -n 's/^http listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "${KEYFTPD_LOG%/err}/out")
+        [[ -n $p ]] && { printf '%s\n' "$p"; return 0; }
+        sleep 0.1
+    done
+    return 1
+}
+
 # ---- ftpfault --------------------------------------------------------------
 
 # kf_start_ftpfault UPSTREAM_PORT [ftpfault options...]: sets FTPFAULT_PID,

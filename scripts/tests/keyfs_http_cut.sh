@@ -39,14 +39,7 @@ kf_log "stock WebDAV: $up bytes up for $size (cut at $cut)"
 if "$KF_BIN/keyftpd" --help 2>&1 | grep -q -- '--http'; then
     mkdir -p "$WORK/kroot"
     kf_start_keyftpd "$WORK/kroot" tester "$KEYFS_PASSWORD" 0 --http 127.0.0.1:0
-    hport=
-    for ((i = 0; i < 100; i++)); do
-        hport=$(sed -n 's/^http listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "${KEYFTPD_LOG%/err}/out")
-        [[ -n $hport ]] && break
-        sleep 0.1
-    done
-    [[ -n $hport ]] || kf_fail "keyftpd did not say its HTTP port"
-    KEYFTPD_HTTP_PORT=$hport
+    KEYFTPD_HTTP_PORT=$(kf_keyftpd_http_port) || kf_fail "keyftpd did not say its HTTP port"
     up=$(run_cut keyftpd "$KEYFTPD_HTTP_PORT" "$WORK/kroot")
     kf_log "keyftpd HTTP: $up bytes up for $size (cut at $cut)"
     kf_assert_le "$up" $((size + 256 * 1024)) "keyftpd HTTP: the resume re-sent more than the missing part"
