@@ -275,6 +275,11 @@ impl Session {
         }
     }
 
+    /// Whether uploads go by keyftpd's resumable POST, with keys.
+    pub fn keeps_keys(&self) -> bool {
+        self.seed
+    }
+
     /// keyftpd advertises tus in OPTIONS; its seed flow comes with it.
     fn offers_seed(&self) -> bool {
         let Ok(url) = self.url("") else { return false };

@@ -281,11 +281,12 @@ impl Conn {
 
     // ---- the checksum methods, remembered across connections ----
 
-    /// Whether the server keeps keys (verification by its key facts).
-    pub fn has_key(&self) -> bool {
+    /// How the server proves an upload against its key, when it keeps
+    /// keys (for `keyfs status`).
+    pub fn key_verification(&self) -> Option<&'static str> {
         match self {
-            Conn::Ftp(s) => s.features().key,
-            Conn::Http(_) => false,
+            Conn::Ftp(s) => s.features().key.then_some("MLST x.key facts"),
+            Conn::Http(s) => s.keeps_keys().then_some("the upload state"),
         }
     }
 

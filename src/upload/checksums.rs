@@ -15,7 +15,7 @@ struct Inner {
     offered: Option<Vec<CrcMethod>>,
     /// The server has KEY: uploads are verified by its MLST key facts, the
     /// checksum command serves partials (and facts that are missing).
-    key: bool,
+    key: Option<&'static str>,
     refused: Vec<(CrcMethod, String)>,
 }
 
@@ -35,7 +35,7 @@ impl Checksums {
         let mut g = self.lock();
         if g.offered.is_none() {
             g.offered = Some(s.crc_offered());
-            g.key = s.has_key();
+            g.key = s.key_verification();
         }
         for (m, _) in &g.refused {
             s.drop_crc_method(*m);
@@ -80,8 +80,8 @@ impl Checksums {
             (None, true) => "size only (the server offers no XCRC or HASH)".to_string(),
             (None, false) => "size only".to_string(),
         };
-        if g.key {
-            method = format!("KEY (MLST x.key facts); for partials {method}");
+        if let Some(how) = g.key {
+            method = format!("KEY ({how}); for partials {method}");
         }
         if g.refused.is_empty() {
             Some(format!("checksum: {method}"))
@@ -104,6 +104,7 @@ mod tests {
     use super::*;
 
     fn with(offered: Option<Vec<CrcMethod>>, key: bool, refused: &[CrcMethod]) -> Checksums {
+        let key = key.then_some("MLST x.key facts");
         Checksums {
             inner: Mutex::new(Inner {
                 offered,
