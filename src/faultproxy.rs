@@ -22,6 +22,11 @@
 //!   also stops by itself after a bounded time.
 //!
 //! Faults can be changed while the proxy runs ([`FaultProxy::set_faults`]).
+//!
+//! In TCP mode ([`FaultProxy::start_tcp`], `ftpfault --tcp`) every
+//! connection is relayed as one data connection (counted as data, cut and
+//! throttled the same way): for HTTP, where requests and bodies share one
+//! stream.
 
 mod control;
 mod data;
@@ -121,6 +126,22 @@ impl FaultProxy {
     /// Listens on `listen` (use port 0 for a free port) and forwards every
     /// session to `upstream`.
     pub fn start(listen: SocketAddr, upstream: SocketAddr, faults: Faults) -> io::Result<Self> {
+        Self::start_mode(listen, upstream, faults, false)
+    }
+
+    /// Like [`FaultProxy::start`], relaying each connection as a plain TCP
+    /// stream (no FTP control parsing); the upload direction is client to
+    /// server.
+    pub fn start_tcp(listen: SocketAddr, upstream: SocketAddr, faults: Faults) -> io::Result<Self> {
+        Self::start_mode(listen, upstream, faults, true)
+    }
+
+    fn start_mode(
+        listen: SocketAddr,
+        upstream: SocketAddr,
+        faults: Faults,
+        tcp: bool,
+    ) -> io::Result<Self> {
         let listener = TcpListener::bind(listen)?;
         let addr = listener.local_addr()?;
         listener.set_nonblocking(true)?;
@@ -128,7 +149,7 @@ impl FaultProxy {
         let sh = Arc::clone(&shared);
         let acceptor = thread::Builder::new()
             .name("ftpfault-accept".into())
-            .spawn(move || accept_loop(listener, sh))?;
+            .spawn(move || accept_loop(listener, sh, tcp))?;
         Ok(FaultProxy {
             addr,
             shared,
@@ -171,14 +192,20 @@ impl Drop for FaultProxy {
     }
 }
 
-fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tcp: bool) {
     while !shared.stopped.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((client, _)) => {
                 let sh = Arc::clone(&shared);
                 let spawned = thread::Builder::new()
                     .name("ftpfault-session".into())
-                    .spawn(move || control::run_session(client, sh));
+                    .spawn(move || {
+                        if tcp {
+                            data::run_tcp(client, sh)
+                        } else {
+                            control::run_session(client, sh)
+                        }
+                    });
                 if let Err(e) = spawned {
                     log::warn!("ftpfault: cannot start session thread: {e}");
                 }

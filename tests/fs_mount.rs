@@ -168,7 +168,12 @@ fn fs_mount_errors_are_one_line_and_nonzero() {
     let missing = rig.p("no-such-dir");
     let url = rig.url();
     let cases: Vec<(Vec<&str>, &str, &str)> = vec![
-        (vec!["mount", "http://x/", m], "pw", "bad URL"),
+        (vec!["mount", "sftp://x/", m], "pw", "bad URL"),
+        (
+            vec!["mount", "http://127.0.0.1:1/", m],
+            "pw",
+            "cannot reach",
+        ),
         (
             vec!["mount", &url, missing.to_str().unwrap()],
             "pw",

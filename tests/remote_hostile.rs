@@ -73,6 +73,7 @@ fn serve(feat: &'static [&'static str], script: Script) -> (Endpoint, JoinHandle
         }
     });
     let ep = Endpoint {
+        scheme: Default::default(),
         host: "127.0.0.1".into(),
         port,
         user: "u".into(),

@@ -17,6 +17,7 @@ fn silent_server_times_out() {
     // Accepts connections (the kernel backlog) but never greets.
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let ep = Endpoint {
+        scheme: Default::default(),
         host: "127.0.0.1".into(),
         port: l.local_addr().unwrap().port(),
         user: "u".into(),

@@ -57,6 +57,7 @@ impl Drop for InProc {
 
 fn ep(port: u16) -> Endpoint {
     Endpoint {
+        scheme: Default::default(),
         host: "127.0.0.1".into(),
         port,
         user: USER.into(),

@@ -10,9 +10,10 @@ use std::io::Write;
 use std::time::Duration;
 
 use keyfs::key::Key;
+use keyfs::remote::verify::verify_remote;
 use keyfs::remote::{Session, StoreStart};
+use keyfs::transport::{Verified, VerifyError};
 use keyfs::upload::resume::Policy;
-use keyfs::upload::verify::{verify_remote, Verified, VerifyError};
 use keyfs::upload::UploadError;
 use support::jobs::{data, endpoint, start, Spool};
 use support::keyftpd::{server, PASS, USER};

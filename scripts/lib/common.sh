@@ -225,6 +225,45 @@ kf_start_pureftpd() {
     kf_fail "pure-ftpd did not start"
 }
 
+# kf_start_rclone_webdav ROOT USER PASSWORD: a stock WebDAV server
+# (rclone serve webdav) on a free loopback port. Sets RCLONE_PID and
+# RCLONE_PORT.
+kf_start_rclone_webdav() {
+    local root=$1 user=$2 pass=$3 dir try port i
+    dir=$(kf_tmpdir)
+    for try in 1 2 3 4 5 6; do
+        port=$((20000 + RANDOM % 30000))
+        rclone serve webdav "$root" --addr "127.0.0.1:$port" --user "$user" --pass "$pass" \
+            </dev/null >"$dir/out" 2>"$dir/err" &
+        RCLONE_PID=$!
+        kf_register pids "$RCLONE_PID"
+        for ((i = 0; i < 100; i++)); do
+            if curl -s -o /dev/null -u "$user:$pass" "http://127.0.0.1:$port/"; then
+                RCLONE_PORT=$port
+                kf_log "rclone serve webdav pid $RCLONE_PID on port $port"
+                return 0
+            fi
+            kf_alive "$RCLONE_PID" || break
+            sleep 0.1
+        done
+        kf_stop_pid "$RCLONE_PID"
+    done
+    cat "$dir/err" >&2
+    kf_fail "rclone serve webdav did not start"
+}
+
+# kf_keyftpd_http_port: the HTTP port the last kf_start_keyftpd (with
+# --http 127.0.0.1:0) reported on stdout.
+kf_keyftpd_http_port() {
+    local i p
+    for ((i = 0; i < 100; i++)); do
+        p=$(sed -n 's/^http listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "${KEYFTPD_LOG%/err}/out")
+        [[ -n $p ]] && { printf '%s\n' "$p"; return 0; }
+        sleep 0.1
+    done
+    return 1
+}
+
 # ---- ftpfault --------------------------------------------------------------
 
 # kf_start_ftpfault UPSTREAM_PORT [ftpfault options...]: sets FTPFAULT_PID,

@@ -27,6 +27,10 @@ struct Args {
     /// The FTP server to forward to.
     #[arg(long, value_name = "ADDR:PORT")]
     upstream: SocketAddr,
+    /// Relay every connection as a plain TCP stream (HTTP), counted, cut
+    /// and throttled as a data connection.
+    #[arg(long)]
+    tcp: bool,
     /// Cut a data connection (TCP reset to the client) after this many upload
     /// bytes went through it (K/M/G suffixes allowed).
     #[arg(long, value_name = "N", value_parser = parse_size)]
@@ -109,7 +113,12 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
-    let mut proxy = match FaultProxy::start(args.listen, args.upstream, faults) {
+    let start = if args.tcp {
+        FaultProxy::start_tcp
+    } else {
+        FaultProxy::start
+    };
+    let mut proxy = match start(args.listen, args.upstream, faults) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("ftpfault: cannot listen on {}: {e}", args.listen);

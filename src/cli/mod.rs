@@ -48,7 +48,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Mount ftp://[user@]host[:port][/dir] on MOUNTPOINT.
+    /// Mount ftp:// or http://[user@]host[:port][/dir] on MOUNTPOINT.
     #[command(
         after_help = "Without -f, keyfs returns once the mount is ready and keeps running in the \
 background (log: SPOOL/keyfs.log). Unmount with `fusermount3 -u MOUNTPOINT` or SIGTERM to \
@@ -89,7 +89,7 @@ a failed upload, 2 for the timeout)."
 
 #[derive(clap::Args, Debug)]
 pub struct MountArgs {
-    /// ftp://[user@]host[:port][/dir]; ftpes:// for explicit TLS (port 21), ftps:// for implicit TLS (port 990).
+    /// ftp://[user@]host[:port][/dir]; ftpes:// for explicit TLS (port 21), ftps:// for implicit TLS (port 990); http:// for keyftpd's HTTP face or a WebDAV server.
     pub url: String,
     /// An existing directory to mount on.
     pub mountpoint: PathBuf,

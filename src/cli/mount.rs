@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use keyfs::fs::{FsConfig, FsError};
 use keyfs::remote::tls::{parse_pin, Tls, TlsClient};
-use keyfs::remote::{Endpoint, RemoteError};
+use keyfs::transport::{Endpoint, RemoteError};
 use keyfs::upload::resume::Policy;
 
 use super::{fusemount, options, password, spooldir, url, MountArgs, ResumeArg};
@@ -96,6 +96,7 @@ fn prepare(args: &MountArgs, opts: options::Parsed) -> Result<Plan, String> {
     }
     spec.fsname = fusemount::clean_fsname(&spec.fsname);
     let endpoint = Endpoint {
+        scheme: u.scheme,
         host: u.host.clone(),
         port: u.port,
         user,

@@ -5,13 +5,21 @@
 use std::path::PathBuf;
 
 use super::url::FtpUrl;
+use keyfs::transport::Scheme;
 
 /// `<cache>/keyfs/<host>_<port>_<user>_<path>-<crc>`: readable, with a short
-/// hash of the exact fields so that sanitising never merges two URLs.
+/// hash of the exact fields so that sanitising never merges two URLs. An
+/// http:// URL gets an `http_` prefix (and its own hash), so the same
+/// server over FTP and HTTP never shares a spool; ftp:// names stay as
+/// they were.
 pub fn name_for(url: &FtpUrl, user: &str) -> String {
-    let exact = format!("{}\n{}\n{}\n{}", url.host, url.port, user, url.path);
+    let scheme = match url.scheme {
+        Scheme::Ftp => "",
+        Scheme::Http => "http_",
+    };
+    let exact = format!("{scheme}{}\n{}\n{}\n{}", url.host, url.port, user, url.path);
     let raw = format!(
-        "{}_{}_{}_{}",
+        "{scheme}{}_{}_{}_{}",
         url.host,
         url.port,
         user,
@@ -74,6 +82,8 @@ mod tests {
             name_for(&parse("ftp://bob@example.org/tv/rec").unwrap(), "bob")
         );
         assert!(!n.contains('/'));
+        let h = name_for(&parse("http://bob@example.org:2121/tv/rec").unwrap(), "bob");
+        assert!(h.starts_with("http_example.org_2121_bob_tv_rec-"), "{h}");
     }
 
     #[test]

@@ -1,12 +1,15 @@
-//! Parsing `ftp://[user@]host[:port][/dir]`, and its TLS forms as
-//! FileZilla names them: `ftpes://` (explicit TLS, port 21) and `ftps://`
-//! (implicit TLS, port 990). The password never comes from the URL (it
-//! would show in `ps`); see [`super::password`].
+//! Parsing `ftp://[user@]host[:port][/dir]`, its TLS forms as FileZilla
+//! names them, `ftpes://` (explicit TLS, port 21) and `ftps://` (implicit
+//! TLS, port 990), and `http://` (keyftpd's HTTP face or stock WebDAV, port
+//! 80). The password never comes from the URL (it would show in `ps`); see
+//! [`super::password`].
 use keyfs::spool::journal::percent_decode;
+use keyfs::transport::Scheme;
 
 /// A parsed mount URL, before the password is known.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FtpUrl {
+    pub scheme: Scheme,
     /// `None` when the URL names no user (then ~/.netrc or anonymous).
     pub user: Option<String>,
     pub host: String,
@@ -32,14 +35,15 @@ pub enum UrlTls {
 /// Parses a mount URL; the error is a one-line message for the user.
 pub fn parse(url: &str) -> Result<FtpUrl, String> {
     let bad = |why: &str| {
-        format!("bad URL {url:?}: {why} (expected ftp://[user@]host[:port][/dir], or ftpes:// or ftps://)")
+        format!("bad URL {url:?}: {why} (expected ftp://[user@]host[:port][/dir], ftpes://, ftps:// or http://)")
     };
-    let (tls, rest) = match url.split_once("://") {
-        Some((scheme, rest)) => match scheme.to_ascii_lowercase().as_str() {
-            "ftp" => (UrlTls::Plain, rest),
-            "ftpes" => (UrlTls::Explicit, rest),
-            "ftps" => (UrlTls::Implicit, rest),
-            _ => return Err(bad(&format!("unsupported scheme {scheme:?}"))),
+    let (scheme, tls, rest) = match url.split_once("://") {
+        Some((s, rest)) => match s.to_ascii_lowercase().as_str() {
+            "ftp" => (Scheme::Ftp, UrlTls::Plain, rest),
+            "ftpes" => (Scheme::Ftp, UrlTls::Explicit, rest),
+            "ftps" => (Scheme::Ftp, UrlTls::Implicit, rest),
+            "http" => (Scheme::Http, UrlTls::Plain, rest),
+            _ => return Err(bad(&format!("unsupported scheme {s:?}"))),
         },
         None => return Err(bad("missing ftp://")),
     };
@@ -89,7 +93,7 @@ pub fn parse(url: &str) -> Result<FtpUrl, String> {
     }
     let port = match port {
         None if tls == UrlTls::Implicit => 990,
-        None => 21,
+        None => scheme.default_port(),
         Some(p) => match p.parse::<u16>() {
             Ok(n) if n > 0 => n,
             _ => return Err(bad(&format!("bad port {p:?}"))),
@@ -105,6 +109,7 @@ pub fn parse(url: &str) -> Result<FtpUrl, String> {
         }
     }
     Ok(FtpUrl {
+        scheme,
         user,
         host,
         port,
@@ -122,6 +127,7 @@ mod tests {
         assert_eq!(
             parse("ftp://bob@example.org:2121/incoming/tv/").unwrap(),
             FtpUrl {
+                scheme: Scheme::Ftp,
                 user: Some("bob".into()),
                 host: "example.org".into(),
                 port: 2121,
@@ -132,6 +138,7 @@ mod tests {
         assert_eq!(
             parse("ftp://127.0.0.1").unwrap(),
             FtpUrl {
+                scheme: Scheme::Ftp,
                 user: None,
                 host: "127.0.0.1".into(),
                 port: 21,
@@ -145,6 +152,12 @@ mod tests {
         );
         assert_eq!(parse("ftp://h/x%20y//z").unwrap().path, "/x y/z");
         assert_eq!(parse("ftp://[::1]:99/").unwrap().host, "::1");
+        let h = parse("http://bob@nas/share/").unwrap();
+        assert_eq!(
+            (h.scheme, h.port, h.path.as_str()),
+            (Scheme::Http, 80, "/share")
+        );
+        assert_eq!(parse("HTTP://h:8080").unwrap().port, 8080);
     }
 
     #[test]
@@ -161,7 +174,9 @@ mod tests {
     fn rejects_bad_urls() {
         for u in [
             "",
-            "http://h/",
+            "https://h/",
+            "sftp://h/",
+            "http://u:pw@h/",
             "h:21/x",
             "ftp://",
             "ftp://u:pw@h/",

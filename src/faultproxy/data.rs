@@ -60,6 +60,17 @@ pub(crate) fn open(
     Ok(addr)
 }
 
+/// TCP mode: relays one client connection to the upstream as a data
+/// connection.
+pub(crate) fn run_tcp(client: TcpStream, shared: Arc<Shared>) {
+    shared.counters.sessions.fetch_add(1, Ordering::SeqCst);
+    let upstream = shared.upstream;
+    let sess = Arc::new(SessionSockets::default());
+    if let Err(e) = forward(client, upstream, &shared, &sess) {
+        log::info!("ftpfault: connection to {upstream}: {e}");
+    }
+}
+
 fn accept_one(listener: &TcpListener, shared: &Shared) -> Option<TcpStream> {
     let deadline = Instant::now() + ACCEPT_TIMEOUT;
     while Instant::now() < deadline && !shared.stopped.load(Ordering::SeqCst) {

@@ -1,4 +1,4 @@
-//! FTP connections used by the filesystem (the uploader has its own):
+//! Server connections used by the filesystem (the uploader has its own):
 //! one dedicated *namespace* connection for listings and MKD/RMD/DELE/RNFR,
 //! reconnected on a network failure, and a small pool of connections for
 //! downloads (reads of remote files, fetches into the spool).
@@ -9,7 +9,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::remote::{Endpoint, RemoteError, Session};
+use crate::transport::{Conn, Endpoint, RemoteError};
 
 /// Idle download connections kept for reuse.
 const POOL_IDLE: usize = 2;
@@ -24,17 +24,16 @@ pub struct Conns {
 struct Inner {
     ep: Endpoint,
     timeout: Duration,
-    ns: Mutex<Option<Session>>,
-    idle: Mutex<Vec<Session>>,
+    ns: Mutex<Option<Conn>>,
+    idle: Mutex<Vec<Conn>>,
 }
 
 fn transient(e: &RemoteError) -> bool {
-    matches!(e, RemoteError::Io(_) | RemoteError::Protocol(_))
-        || matches!(e, RemoteError::Reply { code, .. } if *code == 421)
+    e.is_link_lost()
 }
 
 impl Conns {
-    pub fn new(ep: Endpoint, timeout: Duration, first: Option<Session>) -> Conns {
+    pub fn new(ep: Endpoint, timeout: Duration, first: Option<Conn>) -> Conns {
         Conns {
             inner: Arc::new(Inner {
                 ep,
@@ -54,12 +53,12 @@ impl Conns {
     /// on a fresh one.
     pub fn ns<T>(
         &self,
-        mut op: impl FnMut(&mut Session) -> Result<T, RemoteError>,
+        mut op: impl FnMut(&mut Conn) -> Result<T, RemoteError>,
     ) -> Result<T, RemoteError> {
         let mut guard = self.inner.ns.lock().unwrap_or_else(|e| e.into_inner());
         for attempt in 0..2 {
             if guard.is_none() {
-                *guard = Some(Session::connect(&self.inner.ep, self.inner.timeout)?);
+                *guard = Some(Conn::connect(&self.inner.ep, self.inner.timeout)?);
             }
             let Some(s) = guard.as_mut() else { continue };
             match op(s) {
@@ -80,7 +79,7 @@ impl Conns {
     }
 
     /// A connection for a download: an idle one or a new one.
-    pub fn take(&self) -> Result<Session, RemoteError> {
+    pub fn take(&self) -> Result<Conn, RemoteError> {
         let idle = self
             .inner
             .idle
@@ -89,12 +88,12 @@ impl Conns {
             .pop();
         match idle {
             Some(s) => Ok(s),
-            None => Session::connect(&self.inner.ep, self.inner.timeout),
+            None => Conn::connect(&self.inner.ep, self.inner.timeout),
         }
     }
 
     /// Returns a connection in a known-good state to the pool.
-    pub fn give_back(&self, s: Session) {
+    pub fn give_back(&self, s: Conn) {
         let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < POOL_IDLE {
             idle.push(s);

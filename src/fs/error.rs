@@ -1,7 +1,7 @@
 //! One error type for the filesystem core; every variant has an errno, which
 //! the fuser adapter replies with (after logging the error once).
 
-use crate::remote::RemoteError;
+use crate::transport::RemoteError;
 use crate::upload::UploadError;
 
 #[derive(Debug, thiserror::Error)]

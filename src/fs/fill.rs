@@ -44,7 +44,7 @@ struct Inner {
     missing: BTreeMap<u64, u64>,
 }
 
-fn to_io(e: crate::remote::RemoteError) -> io::Error {
+fn to_io(e: crate::transport::RemoteError) -> io::Error {
     io::Error::from_raw_os_error(e.to_errno())
 }
 
@@ -194,7 +194,7 @@ fn fetch_run(
     };
     let (from, to) = (first.0, last.1);
     let mut session = conns.take().map_err(to_io)?;
-    let mut dl = session.retr_at(remote, from).map_err(to_io)?;
+    let mut dl = session.open_read(remote, from).map_err(to_io)?;
     let mut buf = vec![0u8; 256 * 1024];
     let mut off = from;
     while off < to {
@@ -233,7 +233,7 @@ fn fetch_run(
                 Err(e) => return Err(e),
             }
         }
-        session.finish_retr(dl).map_err(to_io)?;
+        session.finish_read(dl).map_err(to_io)?;
         conns.give_back(session);
     }
     // Otherwise the stream and the session are dropped: a RETR stopped

@@ -18,7 +18,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{errno, inode, Attr, Core, FsResult, Status};
-use crate::remote::attrs::Applied;
+use crate::transport::Applied;
 
 /// How setattr changes the modification time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -51,9 +51,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub use error::{errno, FsError, FsResult};
 
-use crate::remote::{Endpoint, RemoteEntry, Session};
 use crate::spool::file::SpoolFile;
 use crate::spool::journal::{JobRecord, JobState, Journal, Wanted};
+use crate::transport::{Conn, Endpoint, RemoteEntry};
 use crate::upload::{resume::Policy, UploadConfig, Uploader};
 use inode::InodeTable;
 use reader::RemoteReader;
@@ -232,7 +232,7 @@ impl Core {
     /// Connects (checking the server and the password), opens the spool and
     /// its journal, starts the uploader and shows the pending files.
     pub fn start(cfg: FsConfig) -> FsResult<Arc<Core>> {
-        let first = Session::connect(&cfg.endpoint, cfg.timeout)?;
+        let first = Conn::connect(&cfg.endpoint, cfg.timeout)?;
         std::fs::create_dir_all(&cfg.spool_dir)?;
         let journal = Arc::new(Journal::open(&cfg.spool_dir)?);
         let records = journal.load_all()?;

@@ -95,7 +95,7 @@ pub fn refine(op: Op, target: Found, parent: bool) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::remote::RemoteError;
+    use crate::transport::RemoteError;
 
     fn reply(code: u16, text: &str) -> FsError {
         FsError::Remote(RemoteError::Reply {

@@ -11,8 +11,8 @@ use super::names::{self, Found, Op};
 use super::{
     errno, lock_order, Attr, Core, DirEntry, FsError, FsResult, Handle, Kind, Status, ATTR_TTL,
 };
-use crate::remote::RemoteEntry;
 use crate::spool::journal::{JobRecord, JobState};
+use crate::transport::RemoteEntry;
 
 /// Cached listings kept at most (each is one directory).
 const DIR_CACHE_MAX: usize = 256;
@@ -112,12 +112,12 @@ impl Core {
     /// little after our worker has let go. Bounded by [`IDLE_WAIT`].
     fn while_busy(
         &self,
-        mut f: impl FnMut() -> Result<(), crate::remote::RemoteError>,
-    ) -> Result<(), crate::remote::RemoteError> {
+        mut f: impl FnMut() -> Result<(), crate::transport::RemoteError>,
+    ) -> Result<(), crate::transport::RemoteError> {
         let deadline = Instant::now() + IDLE_WAIT;
         loop {
             match f() {
-                Err(e) if e.code() == Some(450) && Instant::now() < deadline => {
+                Err(e) if e.is_busy() && Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 r => return r,

@@ -44,7 +44,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use super::conn::Conns;
-use crate::remote::{Download, RemoteError, Session};
+use crate::transport::{Conn, Download, RemoteError};
 
 /// Bytes per segment of the window.
 pub const SEG: usize = 1 << 20;
@@ -384,7 +384,7 @@ impl Drop for Exit {
 }
 
 struct Stream {
-    session: Session,
+    session: Conn,
     download: Download,
 }
 
@@ -392,12 +392,12 @@ struct Stream {
 /// fresh one when the pooled one went stale.
 fn open(conns: &Conns, path: &str, offset: u64) -> Result<Stream, RemoteError> {
     let mut session = conns.take()?;
-    let download = match session.retr_at(path, offset) {
+    let download = match session.open_read(path, offset) {
         Ok(d) => d,
-        Err(e @ RemoteError::Reply { .. }) => return Err(e),
+        Err(e) if e.server_answered() => return Err(e),
         Err(_) => {
-            session = Session::connect(conns.endpoint(), Duration::from_secs(15))?;
-            session.retr_at(path, offset)?
+            session = Conn::connect(conns.endpoint(), Duration::from_secs(15))?;
+            session.open_read(path, offset)?
         }
     };
     Ok(Stream { session, download })
@@ -457,7 +457,7 @@ fn produce(exit: Exit, conns: Conns) {
                 }
                 Err(e) => {
                     fails += 1;
-                    if matches!(e, RemoteError::Reply { .. }) || fails > RETRIES {
+                    if e.server_answered() || fails > RETRIES {
                         give_up(&sh, gen, e);
                     } else {
                         log::info!("read of {}: {e}; reconnecting", sh.path);
@@ -496,7 +496,7 @@ fn produce(exit: Exit, conns: Conns) {
                 else {
                     continue;
                 };
-                match session.finish_retr(download) {
+                match session.finish_read(download) {
                     Ok(()) => {
                         conns.give_back(session);
                         let mut c = sh.ctl();

@@ -219,7 +219,7 @@ pub fn is_refusal(e: &RemoteError) -> bool {
     match e {
         RemoteError::Reply { code, .. } => (500..600).contains(code) && *code != 530,
         RemoteError::Protocol(_) => true,
-        RemoteError::Io(_) => false,
+        RemoteError::Io(_) | RemoteError::Status { .. } => false,
     }
 }
 

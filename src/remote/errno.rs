@@ -91,6 +91,7 @@ pub fn to_errno(e: &RemoteError) -> i32 {
             _ => libc::EIO,
         },
         RemoteError::Protocol(_) => libc::EIO,
+        RemoteError::Status { errno, .. } => *errno,
     }
 }
 
@@ -100,6 +101,7 @@ pub fn is_permanent(e: &RemoteError) -> bool {
         RemoteError::Reply { code, .. } => matches!(*code, 500..=599),
         RemoteError::Io(io) => io.kind() == std::io::ErrorKind::InvalidInput,
         RemoteError::Protocol(_) => false,
+        RemoteError::Status { permanent, .. } => *permanent,
     }
 }
 

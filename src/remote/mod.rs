@@ -1,15 +1,17 @@
-//! The FTP client side: one `Session` is one logged-in control connection
-//! (suppaftp, binary mode), with the server's features read from FEAT.
+//! The FTP transport: one `Session` is one logged-in control connection
+//! (suppaftp, binary mode), with the server's features read from FEAT. The
+//! fs and the uploader reach it only through [`crate::transport::Conn`].
 //!
-//! The signatures in this file are the contract the fs uses; the work is
-//! split by concern:
+//! The work is split by concern:
 //! - [`session`]: connect, login, TYPE I, FEAT, socket timeouts, namespace ops;
 //! - [`listing`]: MLSD/MLST and LIST line parsing (pure);
 //! - [`errno`]: reply codes to errno, permanent vs. transient;
 //! - [`transfer`]: RETR at an offset, STOR/APPE at an offset with the
 //!   same-name prompt; `sendfile` uploads from a file (`sendfile.rs`);
 //! - [`checksum`]: KEY, KEY NULL, SIZE, XCRC, HASH and the MLST key facts;
-//! - [`attrs`]: MFMT and SITE CHMOD.
+//! - [`attrs`]: MFMT and SITE CHMOD;
+//! - [`upload`]: what the server holds for a path, replace, send from an offset;
+//! - [`verify`]: the post-upload check (MLST key facts, or SIZE + XCRC/HASH).
 //!
 //! Remote paths are relative to the mount root and `/`-separated
 //! (`"a/b.txt"`, `""` is the root itself); the session resolves them
@@ -28,6 +30,8 @@ mod sendfile;
 pub mod session;
 pub mod tls;
 pub mod transfer;
+pub mod upload;
+pub mod verify;
 
 use std::time::{Duration, SystemTime};
 
@@ -37,6 +41,8 @@ pub use transfer::{StoreStart, Upload};
 /// Where to connect: parsed from `ftp://[user@]host[:port][/dir]` plus the password.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endpoint {
+    /// The protocol; FTP unless the URL says `http://`.
+    pub scheme: Scheme,
     pub host: String,
     pub port: u16,
     pub user: String,
@@ -45,6 +51,24 @@ pub struct Endpoint {
     pub root: String,
     /// Plain FTP or FTPS (explicit or implicit), and what is trusted.
     pub tls: tls::Tls,
+}
+
+/// The protocol behind an [`Endpoint`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Scheme {
+    #[default]
+    Ftp,
+    /// WebDAV, with keyftpd's resumable uploads where the server has them.
+    Http,
+}
+
+impl Scheme {
+    pub fn default_port(self) -> u16 {
+        match self {
+            Scheme::Ftp => 21,
+            Scheme::Http => 80,
+        }
+    }
 }
 
 /// What the server offers, from FEAT.
@@ -77,6 +101,14 @@ pub enum RemoteError {
     Io(#[from] std::io::Error),
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// An answer of a transport other than FTP, mapped by it to an errno
+    /// and to whether a retry can help (e.g. HTTP 404: ENOENT, permanent).
+    #[error("server answered {text}")]
+    Status {
+        errno: i32,
+        permanent: bool,
+        text: String,
+    },
 }
 
 impl RemoteError {
@@ -87,6 +119,29 @@ impl RemoteError {
     /// True for errors a retry will not fix (530 login, 553 name not allowed, ...).
     pub fn is_permanent(&self) -> bool {
         errno::is_permanent(self)
+    }
+    /// The server refused the request outright (a 5xx reply): asking
+    /// again will not help.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            RemoteError::Status { permanent, .. } => *permanent,
+            _ => self.code().is_some_and(|c| c >= 500),
+        }
+    }
+    /// The object is busy (450: an upload we just stopped still holds it).
+    pub fn is_busy(&self) -> bool {
+        match self {
+            RemoteError::Status { errno, .. } => *errno == libc::EBUSY,
+            _ => self.code() == Some(450),
+        }
+    }
+    /// The connection is gone or unusable (cut, timeout, garbled, 421).
+    pub fn is_link_lost(&self) -> bool {
+        matches!(self, RemoteError::Io(_) | RemoteError::Protocol(_)) || self.code() == Some(421)
+    }
+    /// The server answered (as opposed to a network or protocol failure).
+    pub fn server_answered(&self) -> bool {
+        matches!(self, RemoteError::Status { .. }) || self.code().is_some()
     }
     /// The reply code, when the server answered.
     pub fn code(&self) -> Option<u16> {

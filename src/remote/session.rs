@@ -107,7 +107,7 @@ fn set_timeouts(s: &TcpStream, t: Duration) -> std::io::Result<()> {
 
 /// Turns a path relative to the mount root into the absolute server path.
 /// Refuses `.`/`..` components, NUL, CR and LF.
-pub(crate) fn join_root(root: &str, rel: &str) -> Result<String, RemoteError> {
+pub fn join_root(root: &str, rel: &str) -> Result<String, RemoteError> {
     if rel.bytes().any(|b| b == 0 || b == b'\r' || b == b'\n') {
         return Err(RemoteError::Io(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,

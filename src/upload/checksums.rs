@@ -1,14 +1,13 @@
 //! Which checksum command the uploader asks the server for, across all
 //! its workers and reconnections: what the server offers (FEAT), minus
 //! what it refused. A refusal seen by one session (see
-//! [`Session::remote_crc`]) is remembered here for the mount's lifetime,
+//! [`Conn::prefix_crc`]) is remembered here for the mount's lifetime,
 //! so no later session asks again, and `keyfs status` can say which
 //! method verifies uploads and why.
 
 use std::sync::Mutex;
 
-use crate::remote::checksum::CrcMethod;
-use crate::remote::Session;
+use crate::transport::{Conn, CrcMethod};
 
 #[derive(Default)]
 struct Inner {
@@ -16,7 +15,7 @@ struct Inner {
     offered: Option<Vec<CrcMethod>>,
     /// The server has KEY: uploads are verified by its MLST key facts, the
     /// checksum command serves partials (and facts that are missing).
-    key: bool,
+    key: Option<&'static str>,
     refused: Vec<(CrcMethod, String)>,
 }
 
@@ -32,19 +31,11 @@ impl Checksums {
 
     /// Before a session is used: notes what it offers, and drops from it
     /// what the server refused before.
-    pub fn apply(&self, s: &mut Session) {
+    pub fn apply(&self, s: &mut Conn) {
         let mut g = self.lock();
         if g.offered.is_none() {
-            let f = s.features();
-            let mut offered = Vec::new();
-            if f.xcrc {
-                offered.push(CrcMethod::Xcrc);
-            }
-            if f.hash_crc32 {
-                offered.push(CrcMethod::HashCrc32);
-            }
-            g.offered = Some(offered);
-            g.key = f.key;
+            g.offered = Some(s.crc_offered());
+            g.key = s.key_verification();
         }
         for (m, _) in &g.refused {
             s.drop_crc_method(*m);
@@ -52,7 +43,7 @@ impl Checksums {
     }
 
     /// After a session was used: remembers what it saw refused.
-    pub fn learn(&self, s: &mut Session) {
+    pub fn learn(&self, s: &mut Conn) {
         let new = s.take_refused();
         if new.is_empty() {
             return;
@@ -89,8 +80,8 @@ impl Checksums {
             (None, true) => "size only (the server offers no XCRC or HASH)".to_string(),
             (None, false) => "size only".to_string(),
         };
-        if g.key {
-            method = format!("KEY (MLST x.key facts); for partials {method}");
+        if let Some(how) = g.key {
+            method = format!("KEY ({how}); for partials {method}");
         }
         if g.refused.is_empty() {
             Some(format!("checksum: {method}"))
@@ -113,6 +104,7 @@ mod tests {
     use super::*;
 
     fn with(offered: Option<Vec<CrcMethod>>, key: bool, refused: &[CrcMethod]) -> Checksums {
+        let key = key.then_some("MLST x.key facts");
         Checksums {
             inner: Mutex::new(Inner {
                 offered,

@@ -1,6 +1,8 @@
-//! The background uploader: N workers, each with its own FTP session, take
-//! queued jobs, run the KEY / same-name prompt / KEY NULL / decide / REST+STOR
-//! flow, verify size and CRC, then drop the spooled copy.
+//! The background uploader: N workers, each with its own server connection
+//! ([`crate::transport::Conn`]), take queued jobs, ask what the server holds
+//! for the path, decide (resume or restart), send from the offset with the
+//! key, verify size and key/CRC, then drop the spooled copy. Over FTP that
+//! is the KEY / same-name prompt / KEY NULL / REST+STOR flow.
 //!
 //! OWNER: engine helper. The signatures in this file are the contract the
 //! fs uses. The parts:
@@ -34,9 +36,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::remote::Endpoint;
 use crate::spool::journal::{JobRecord, JobState, Journal};
 use crate::spool::syncer::{SyncStats, Syncer};
+use crate::transport::Endpoint;
 
 pub struct UploadConfig {
     pub endpoint: Endpoint,

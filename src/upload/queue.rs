@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use super::bwlimit::TokenBucket;
 use super::{resume, JobStatus, Tuning, UploadError};
-use crate::remote::Endpoint;
 use crate::spool::journal::{JobRecord, JobState, Journal, Wanted};
+use crate::transport::Endpoint;
 
 pub(crate) struct Job {
     pub rec: JobRecord,

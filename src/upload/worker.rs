@@ -1,11 +1,12 @@
-//! One upload worker: its own FTP session, a loop over queued jobs, and per
-//! job the KEY / same-name prompt / KEY NULL / decide / REST+STOR flow, then
-//! verification. Faults are retried forever with capped, jittered backoff;
+//! One upload worker: its own connection, a loop over queued jobs, and per
+//! job: what the server holds ([`Conn::probe`]), the resume decision,
+//! the send from its offset ([`Conn::send_from`]), then verification
+//! ([`Conn::verify`]); nothing here knows the protocol. Faults are retried forever with capped, jittered backoff;
 //! permanent errors fail the job (its spooled copy is kept).
 //!
 //! Without a bandwidth cap the bytes go from the spool file to the data
 //! socket by `sendfile(2)` in pieces sized to ~200 ms of measured throughput
-//! (64 KiB to 4 MiB, see [`crate::remote::ChunkSizer`]), each call also cut off after
+//! (64 KiB to 4 MiB, see [`crate::transport::ChunkSizer`]), each call also cut off after
 //! [`SENDFILE_BUDGET`]; abort and progress are checked between pieces, so an
 //! rm, mv or shutdown waits at most about 250 ms for the worker even on a
 //! slow uplink. With `--bwlimit`, or where sendfile is refused, through one
@@ -20,7 +21,7 @@
 //! right after its 226, or twice refuses the check) fails the job too
 //! ([`Strikes`]). A checksum command the server lists but refuses is not a
 //! failure: the session falls back (XCRC, HASH, size only; see
-//! [`Session::remote_crc`]) and the uploader remembers it ([`super::checksums`]).
+//! [`Conn::prefix_crc`]) and the uploader remembers it ([`super::checksums`]).
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -30,10 +31,10 @@ use std::time::{Duration, Instant};
 
 use super::backoff::Backoff;
 use super::queue::{Picked, Shared};
-use super::resume::{self, Decision, Local, PrefixCheck, Remote, StoredKey};
-use super::verify::{self, Verified, VerifyError};
+use super::resume::{self, Decision, Local, PrefixCheck, Remote};
+use super::verify;
 use crate::key::Key;
-use crate::remote::{RemoteError, Session, StoreStart};
+use crate::transport::{Conn, Holding, RemoteError, Upload, Verified, VerifyError};
 
 /// How an attempt ended, short of success.
 pub(crate) enum Fail {
@@ -132,7 +133,7 @@ pub(crate) struct WireStats {
 }
 
 pub(crate) fn run(shared: Arc<Shared>, stats: Arc<WireStats>) {
-    let mut conn: Option<(Session, Instant)> = None;
+    let mut conn: Option<(Conn, Instant)> = None;
     while let Some(p) = shared.pick() {
         let mut backoff = Backoff::new(shared.tuning.backoff_initial, shared.tuning.backoff_max);
         let mut strikes = Strikes::default();
@@ -206,7 +207,7 @@ pub(crate) fn run(shared: Arc<Shared>, stats: Arc<WireStats>) {
 /// logged (one reconnect is tried).
 fn apply_wanted(
     shared: &Shared,
-    conn: &mut Option<(Session, Instant)>,
+    conn: &mut Option<(Conn, Instant)>,
     path: &str,
     wanted: crate::spool::journal::Wanted,
 ) {
@@ -231,11 +232,11 @@ fn apply_wanted(
 }
 
 fn set_attrs(
-    s: &mut Session,
+    s: &mut Conn,
     path: &str,
     wanted: crate::spool::journal::Wanted,
 ) -> Result<(), RemoteError> {
-    use crate::remote::attrs::Applied;
+    use crate::transport::Applied;
     if let Some(m) = wanted.mode {
         if s.chmod(path, m)? == Applied::Unsupported {
             log::debug!("{path}: the server has no SITE CHMOD; mode {m:o} not kept");
@@ -258,7 +259,7 @@ fn drop_renamed_partial(shared: &Shared, p: &Picked, started: bool) {
     match shared.current_path(p.rec.id) {
         Some(now) if now != p.rec.remote_path => {
             let t = shared.tuning.io_timeout;
-            if let Ok(mut s) = Session::connect(&shared.endpoint, t) {
+            if let Ok(mut s) = Conn::connect(&shared.endpoint, t) {
                 let _ = s.delete(&p.rec.remote_path);
                 s.quit();
             }
@@ -269,15 +270,15 @@ fn drop_renamed_partial(shared: &Shared, p: &Picked, started: bool) {
 
 fn session<'a>(
     shared: &Shared,
-    conn: &'a mut Option<(Session, Instant)>,
-) -> Result<&'a mut Session, Fail> {
+    conn: &'a mut Option<(Conn, Instant)>,
+) -> Result<&'a mut Conn, Fail> {
     if let Some((s, last)) = conn.as_mut() {
         if last.elapsed() > IDLE_CHECK && s.noop().is_err() {
             *conn = None;
         }
     }
     if conn.is_none() {
-        let mut s = Session::connect(&shared.endpoint, shared.tuning.io_timeout)?;
+        let mut s = Conn::connect(&shared.endpoint, shared.tuning.io_timeout)?;
         s.set_slow_timeout(shared.tuning.slow_reply_timeout);
         *conn = Some((s, Instant::now()));
     }
@@ -317,7 +318,7 @@ fn open_spool(shared: &Shared, p: &Picked) -> Result<File, Fail> {
 
 /// The server's CRC of `[0, n)` next to ours, when it offers one.
 fn prefix_check(
-    s: &mut Session,
+    s: &mut Conn,
     file: &mut File,
     path: &str,
     n: u64,
@@ -326,7 +327,7 @@ fn prefix_check(
     if n == 0 || n > size {
         return Ok(None);
     }
-    let server = match s.remote_crc(path, Some(n)) {
+    let server = match s.prefix_crc(path, Some(n)) {
         Ok(c) => c,
         // A cut connection is retried; a refused or garbled checksum only
         // means no prefix evidence (the decision then restarts when in doubt).
@@ -350,7 +351,7 @@ fn prefix_check(
 fn attempt(
     shared: &Shared,
     stats: &WireStats,
-    conn: &mut Option<(Session, Instant)>,
+    conn: &mut Option<(Conn, Instant)>,
     p: &Picked,
     started: &mut bool,
 ) -> Result<(), Fail> {
@@ -364,71 +365,45 @@ fn attempt(
         size,
         crc: Key(p.rec.crc),
     };
-    let feats = s.features();
-
-    let mut open_upload = None;
-    let offset = if feats.key {
-        s.key_set(local.crc)?;
+    if s.probe_may_create() {
         *started = true;
-        match s.store_at(path, 0, false)? {
-            StoreStart::Started(up) => {
-                open_upload = Some(up);
-                0
-            }
-            StoreStart::Prompt(n) => {
-                let stored = match s.key_null()? {
-                    Some(k) => StoredKey::Some(k),
-                    None => StoredKey::None,
-                };
-                let prefix = prefix_check(s, &mut file, path, n, size)?;
-                let remote = Remote::Present {
-                    size: n,
-                    key: stored,
-                    prefix,
-                };
-                let d = resume::decide(local, remote, shared.policy);
-                log::info!("{path}: partial of {n} bytes, stored key {stored:?}: {d:?}");
-                if d == Decision::Restart {
-                    match s.delete(path) {
-                        Err(e) if e.code() != Some(550) => return Err(e.into()),
-                        _ => {}
-                    }
-                    s.key_set(local.crc)?;
-                }
-                d.offset()
-            }
-        }
-    } else {
-        let remote = match verify::remote_size(s, path)? {
-            None => Remote::Absent,
-            Some(n) => Remote::Present {
+    }
+    let (remote, mut open_upload) = match s.probe(path, local.crc)? {
+        Holding::Nothing { open } => (Remote::Absent, open),
+        Holding::Partial { size: n, key } => {
+            let prefix = prefix_check(s, &mut file, path, n, size)?;
+            let remote = Remote::Present {
                 size: n,
-                key: StoredKey::Unsupported,
-                prefix: prefix_check(s, &mut file, path, n, size)?,
-            },
-        };
-        let d = resume::decide(local, remote, shared.policy);
-        log::info!("{path}: server has {remote:?}: {d:?}");
-        d.offset()
+                key,
+                prefix,
+            };
+            (remote, None)
+        }
+    };
+    let offset = match open_upload {
+        Some(_) => 0,
+        None => {
+            let d = resume::decide(local, remote, shared.policy);
+            log::info!("{path}: server has {remote:?}: {d:?}");
+            if d == Decision::Restart && matches!(remote, Remote::Present { .. }) {
+                s.replace(path, local.crc)?;
+            }
+            d.offset()
+        }
     };
     aborted(p)?;
 
-    let up = match open_upload {
+    let up = match open_upload.take() {
         Some(up) => up,
         None => {
             *started = true;
-            match s.store_at(path, offset, false)? {
-                StoreStart::Started(up) => up,
-                StoreStart::Prompt(_) => {
-                    return Err(Fail::Transient("unexpected second same-name prompt".into()))
-                }
-            }
+            s.send_from(path, offset, size - offset)?
         }
     };
     stream(shared, stats, s, p, &mut file, up, offset)?;
     aborted(p)?;
     shared.verifying(p.rec.id);
-    match verify::verify_remote(s, path, size, p.rec.crc) {
+    match s.verify(path, size, p.rec.crc) {
         Ok(Verified::Crc) => {}
         // No server CRC: our own CRC of what we sent is the only check
         // left that the spooled bytes are the ones the key was taken of.
@@ -446,7 +421,7 @@ fn attempt(
         // A refused check right after the server's 226 (a checksum refusal
         // falls back inside `verify`; this is SIZE or MLST): counted, so
         // the whole file is not sent again forever.
-        Err(VerifyError::Remote(e)) if e.code().is_some_and(|c| c >= 500) => {
+        Err(VerifyError::Remote(e)) if e.is_refusal() => {
             return Err(Fail::Unverified(Unverified::Refused, e.to_string()))
         }
         Err(e) => return Err(e.into()),
@@ -472,21 +447,21 @@ fn check_spool(file: &mut File, p: &Picked, msg: String) -> Fail {
 fn stream(
     shared: &Shared,
     stats: &WireStats,
-    s: &mut Session,
+    s: &mut Conn,
     p: &Picked,
     file: &mut File,
-    mut up: crate::remote::Upload,
+    mut up: Upload,
     offset: u64,
 ) -> Result<(), Fail> {
     match send_all(shared, stats, p, file, &mut up, offset) {
         Ok(()) => {
-            s.finish_store(up)?;
+            s.finish_send(up)?;
             Ok(())
         }
         Err(f) => {
             // Aborted or failed mid-transfer: the session is dropped anyway;
             // do not let closing the transfer wait for the server.
-            s.abandon_store(up);
+            s.abandon_send(up);
             Err(f)
         }
     }
@@ -498,14 +473,14 @@ fn send_all(
     stats: &WireStats,
     p: &Picked,
     file: &mut File,
-    up: &mut crate::remote::Upload,
+    up: &mut Upload,
     offset: u64,
 ) -> Result<(), Fail> {
     let size = p.rec.size;
     let mut pos = offset;
     shared.progress(p.rec.id, pos);
     if shared.limiter.is_none() {
-        let mut chunk = crate::remote::ChunkSizer::new(shared.tuning.chunk_size);
+        let mut chunk = crate::transport::ChunkSizer::new(shared.tuning.chunk_size);
         let mut last_progress = Instant::now();
         while pos < size {
             aborted(p)?;
@@ -558,7 +533,7 @@ fn copy_buffered(
     shared: &Shared,
     p: &Picked,
     file: &mut File,
-    up: &mut crate::remote::Upload,
+    up: &mut Upload,
     mut pos: u64,
 ) -> Result<u64, Fail> {
     let io = |e: std::io::Error| Fail::Transient(format!("spool read: {e}"));

@@ -59,6 +59,7 @@ impl Rig {
     pub fn core_with(&self, port: u16, workers: usize, bwlimit: Option<u64>) -> Arc<Core> {
         Core::start(FsConfig {
             endpoint: Endpoint {
+                scheme: Default::default(),
                 host: "127.0.0.1".into(),
                 port,
                 user: "u".into(),

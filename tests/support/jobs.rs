@@ -152,6 +152,7 @@ impl Drop for InProcKeyftpd {
 
 pub fn endpoint(port: u16, user: &str, password: &str) -> Endpoint {
     Endpoint {
+        scheme: Default::default(),
         host: "127.0.0.1".into(),
         port,
         user: user.into(),

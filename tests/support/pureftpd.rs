@@ -151,6 +151,7 @@ impl PureFtpd {
 
     pub fn endpoint(&self) -> Endpoint {
         Endpoint {
+            scheme: Default::default(),
             host: "127.0.0.1".into(),
             port: self.port,
             user: USER.into(),

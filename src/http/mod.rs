@@ -1,0 +1,505 @@
+//! The HTTP transport: WebDAV for the namespace (PROPFIND depth 1 for
+//! listings, MKCOL, DELETE, MOVE), GET with Range for reads, and for
+//! uploads a whole PUT, restarted from zero after a cut, verified by size
+//! (a stock WebDAV server such as `rclone serve webdav` has no resumable
+//! upload). Sync HTTP/1.1 (ureq), one kept-alive connection per [`Conn`].
+//!
+//! [`Conn`]: crate::transport::Conn
+
+mod davxml;
+pub mod seed;
+mod upload;
+
+use std::io::{self, Read};
+use std::time::{Duration, SystemTime};
+
+use base64::Engine;
+
+use crate::key::Key;
+use crate::remote::session::join_root;
+use crate::transport::{Endpoint, Holding, RemoteEntry, RemoteError, Verified, VerifyError};
+use crate::upload::resume::StoredKey;
+
+pub use upload::HttpUpload;
+
+/// An open ranged GET body.
+pub type HttpDownload = Box<dyn Read + Send + Sync + 'static>;
+
+/// One logged-in HTTP client: its own connection pool of one.
+pub struct Session {
+    agent: ureq::Agent,
+    /// `http://host:port`, without a path.
+    origin: String,
+    /// The root directory, absolute (`/` or `/dir`).
+    root: String,
+    auth: Option<String>,
+    /// The server offers keyftpd's resumable POST (`?state`); found by
+    /// OPTIONS advertising tus, dropped when a state query is not answered.
+    seed: bool,
+    /// The key of the next upload (given to `probe` or `replace`).
+    key: Option<Key>,
+}
+
+const PROPFIND_BODY: &str = r#"<?xml version="1.0" encoding="utf-8"?><D:propfind xmlns:D="DAV:"><D:prop><D:resourcetype/><D:getcontentlength/><D:getlastmodified/></D:prop></D:propfind>"#;
+
+/// An HTTP status as the one error type: the errno a program sees and
+/// whether a retry can help.
+pub fn status_error(status: u16, what: &str) -> RemoteError {
+    let (errno, permanent) = match status {
+        401 | 403 => (libc::EACCES, true),
+        404 | 410 => (libc::ENOENT, true),
+        // MKCOL on an existing name; a method the server does not allow.
+        405 => (libc::EEXIST, true),
+        // A missing parent (MKCOL, PUT, MOVE).
+        409 => (libc::ENOENT, true),
+        412 => (libc::EEXIST, true),
+        414 => (libc::ENAMETOOLONG, true),
+        413 | 507 => (libc::ENOSPC, true),
+        416 => (libc::EINVAL, true),
+        423 => (libc::EBUSY, false),
+        501 => (libc::ENOSYS, true),
+        400..=499 => (libc::EIO, true),
+        _ => (libc::EIO, false),
+    };
+    RemoteError::Status {
+        errno,
+        permanent,
+        text: format!("HTTP {status} to {what}"),
+    }
+}
+
+fn transport_error(e: ureq::Error, what: &str) -> RemoteError {
+    match e {
+        ureq::Error::Status(code, _) => status_error(code, what),
+        ureq::Error::Transport(t) => RemoteError::Io(io::Error::other(format!("{what}: {t}"))),
+    }
+}
+
+/// Percent-encodes an absolute path, segment by segment.
+fn encode_path(abs: &str) -> String {
+    let mut out = String::with_capacity(abs.len());
+    for b in abs.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Session {
+    /// Connects and checks the login and the root directory (PROPFIND).
+    pub fn connect(ep: &Endpoint, timeout: Duration) -> Result<Session, RemoteError> {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(timeout)
+            .timeout_read(timeout)
+            .timeout_write(timeout)
+            .max_idle_connections_per_host(1)
+            .redirects(0)
+            .build();
+        let host = if ep.host.contains(':') {
+            format!("[{}]", ep.host)
+        } else {
+            ep.host.clone()
+        };
+        let auth = (!ep.user.is_empty() && ep.user != "anonymous").then(|| {
+            let raw = format!("{}:{}", ep.user, ep.password);
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(raw)
+            )
+        });
+        let root = join_root("", ep.root.trim_start_matches('/'))?;
+        let mut s = Session {
+            agent,
+            origin: format!("http://{host}:{}", ep.port),
+            root,
+            auth,
+            seed: false,
+            key: None,
+        };
+        match s.stat("")? {
+            Some(e) if e.is_dir => {
+                s.seed = s.offers_seed();
+                Ok(s)
+            }
+            Some(_) => Err(status_error(409, "the mount's root: not a directory")),
+            None => Err(status_error(404, "the mount's root")),
+        }
+    }
+
+    fn abs(&self, rel: &str) -> Result<String, RemoteError> {
+        let root = self.root.trim_end_matches('/');
+        join_root(root, rel)
+    }
+
+    fn url(&self, rel: &str) -> Result<String, RemoteError> {
+        Ok(format!("{}{}", self.origin, encode_path(&self.abs(rel)?)))
+    }
+
+    pub(crate) fn request(&self, method: &str, url: &str) -> ureq::Request {
+        let r = self.agent.request(method, url);
+        match &self.auth {
+            Some(a) => r.set("Authorization", a),
+            None => r,
+        }
+    }
+
+    fn propfind(&mut self, rel: &str, depth: &str) -> Result<Option<String>, RemoteError> {
+        let mut url = self.url(rel)?;
+        if depth == "1" && !url.ends_with('/') {
+            url.push('/');
+        }
+        let r = self
+            .request("PROPFIND", &url)
+            .set("Depth", depth)
+            .set("Content-Type", "application/xml; charset=utf-8")
+            .send_string(PROPFIND_BODY);
+        match r {
+            Ok(resp) => resp
+                .into_string()
+                .map(Some)
+                .map_err(|e| RemoteError::Io(io::Error::other(e))),
+            Err(ureq::Error::Status(404, _)) => Ok(None),
+            Err(e) => Err(transport_error(e, &format!("PROPFIND {rel:?}"))),
+        }
+    }
+
+    pub fn list(&mut self, dir: &str) -> Result<Vec<RemoteEntry>, RemoteError> {
+        let abs = self.abs(dir)?;
+        match self.propfind(dir, "1")? {
+            Some(body) => davxml::entries(&body, &abs, false),
+            None => Err(status_error(404, &format!("PROPFIND {dir:?}"))),
+        }
+    }
+
+    pub fn stat(&mut self, path: &str) -> Result<Option<RemoteEntry>, RemoteError> {
+        let abs = self.abs(path)?;
+        match self.propfind(path, "0")? {
+            Some(body) => Ok(davxml::entries(&body, &abs, true)?.into_iter().next()),
+            None => Ok(None),
+        }
+    }
+
+    fn simple(&mut self, method: &str, url: &str, what: &str) -> Result<(), RemoteError> {
+        self.request(method, url)
+            .call()
+            .map(drop)
+            .map_err(|e| transport_error(e, what))
+    }
+
+    pub fn mkdir(&mut self, path: &str) -> Result<(), RemoteError> {
+        let url = self.url(path)? + "/";
+        self.simple("MKCOL", &url, &format!("MKCOL {path:?}"))
+    }
+
+    /// WebDAV's DELETE of a collection is recursive: an rmdir checks first
+    /// that the directory is one, and empty.
+    pub fn rmdir(&mut self, path: &str) -> Result<(), RemoteError> {
+        match self.stat(path)? {
+            None => return Err(status_error(404, &format!("rmdir {path:?}"))),
+            Some(e) if !e.is_dir => {
+                return Err(RemoteError::Status {
+                    errno: libc::ENOTDIR,
+                    permanent: true,
+                    text: format!("{path:?} is not a directory"),
+                })
+            }
+            Some(_) => {}
+        }
+        if !self.list(path)?.is_empty() {
+            return Err(RemoteError::Status {
+                errno: libc::ENOTEMPTY,
+                permanent: true,
+                text: format!("{path:?} is not empty"),
+            });
+        }
+        let url = self.url(path)? + "/";
+        self.simple("DELETE", &url, &format!("DELETE {path:?}"))
+    }
+
+    pub fn delete(&mut self, path: &str) -> Result<(), RemoteError> {
+        if let Some(e) = self.stat(path)? {
+            if e.is_dir {
+                return Err(RemoteError::Status {
+                    errno: libc::EISDIR,
+                    permanent: true,
+                    text: format!("{path:?} is a directory"),
+                });
+            }
+        }
+        let url = self.url(path)?;
+        self.simple("DELETE", &url, &format!("DELETE {path:?}"))
+    }
+
+    pub fn rename(&mut self, from: &str, to: &str) -> Result<(), RemoteError> {
+        let dir = self.stat(from)?.is_some_and(|e| e.is_dir);
+        let slash = if dir { "/" } else { "" };
+        let src = self.url(from)? + slash;
+        let dst = self.url(to)? + slash;
+        self.request("MOVE", &src)
+            .set("Destination", &dst)
+            .set("Overwrite", "T")
+            .call()
+            .map(drop)
+            .map_err(|e| transport_error(e, &format!("MOVE {from:?} {to:?}")))
+    }
+
+    /// Checks that the connection is alive.
+    pub fn noop(&mut self) -> Result<(), RemoteError> {
+        self.stat("").map(drop)
+    }
+
+    /// A GET from `offset` to the end.
+    pub fn open_read(&mut self, path: &str, offset: u64) -> Result<HttpDownload, RemoteError> {
+        let url = self.url(path)?;
+        let mut req = self.request("GET", &url);
+        if offset > 0 {
+            req = req.set("Range", &format!("bytes={offset}-"));
+        }
+        match req.call() {
+            Ok(resp) if resp.status() == 206 || offset == 0 => Ok(resp.into_reader()),
+            Ok(resp) => {
+                // The server sent the whole file: skip to the offset.
+                let mut r = resp.into_reader();
+                let skipped = io::copy(&mut (&mut r).take(offset), &mut io::sink())?;
+                if skipped < offset {
+                    return Ok(Box::new(io::empty()));
+                }
+                Ok(r)
+            }
+            // At or past the end: nothing to read.
+            Err(ureq::Error::Status(416, _)) => Ok(Box::new(io::empty())),
+            Err(e) => Err(transport_error(e, &format!("GET {path:?}"))),
+        }
+    }
+
+    /// Whether uploads go by keyftpd's resumable POST, with keys.
+    pub fn keeps_keys(&self) -> bool {
+        self.seed
+    }
+
+    /// keyftpd advertises tus in OPTIONS; its seed flow comes with it.
+    fn offers_seed(&self) -> bool {
+        let Ok(url) = self.url("") else { return false };
+        match self.request("OPTIONS", &url).call() {
+            Ok(r) => r.header("tus-resumable").is_some() && r.header("dav").is_some(),
+            Err(_) => false,
+        }
+    }
+
+    /// `GET path?state`; `None` when the answer is not a state (then the
+    /// server is not keyftpd after all).
+    fn state(&mut self, path: &str) -> Result<Option<seed::State>, RemoteError> {
+        let url = self.url(path)? + "?state";
+        match self.request("GET", &url).call() {
+            Ok(r) if r.content_type() == "application/json" => {
+                let body = r.into_string().map_err(RemoteError::Io)?;
+                seed::parse_state(&body).map(Some)
+            }
+            Ok(_) => Ok(None),
+            Err(e) => Err(transport_error(e, &format!("GET {path:?}?state"))),
+        }
+    }
+
+    /// What the server holds for `path`: by the state query where the
+    /// server keeps keys; else (a stock WebDAV server) nothing it could
+    /// resume.
+    pub fn probe(&mut self, path: &str, key: Key) -> Result<Holding, RemoteError> {
+        self.key = Some(key);
+        if self.seed {
+            match self.state(path)? {
+                Some(st) if st.is_nothing() => return Ok(Holding::Nothing { open: None }),
+                Some(st) => {
+                    return Ok(Holding::Partial {
+                        size: st.size,
+                        key: st.key().map_or(StoredKey::None, StoredKey::Some),
+                    })
+                }
+                None => {
+                    log::info!("the server answers no upload state; uploading by PUT");
+                    self.seed = false;
+                }
+            }
+        }
+        // A stock server cannot append: whatever it holds is replaced by a
+        // whole PUT, so there is nothing to resume from (even with
+        // --resume=trust-size).
+        Ok(Holding::Nothing { open: None })
+    }
+
+    /// The next upload of `path` starts from zero (a POST from 0 or a PUT
+    /// replaces, so nothing is sent now).
+    pub fn replace(&mut self, key: Key) {
+        self.key = Some(key);
+    }
+
+    /// Starts the upload of the `len` bytes from `offset`: keyftpd's POST
+    /// with the key, or a whole PUT (a stock server cannot append).
+    pub fn send_from(
+        &mut self,
+        path: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<HttpUpload, RemoteError> {
+        let url = self.url(path)?;
+        if self.seed {
+            let boundary = format!("keyfs{:016x}", rand_u64());
+            let (head, tail) = seed::form(&boundary, offset, self.key);
+            let total = head.len() as u64 + len + tail.len() as u64;
+            let req = self
+                .request("POST", &url)
+                .set(
+                    "Content-Type",
+                    &format!("multipart/form-data; boundary={boundary}"),
+                )
+                .set("Content-Length", &total.to_string());
+            return Ok(HttpUpload::start(
+                req,
+                format!("POST {path:?}"),
+                head.into_bytes(),
+                tail.into_bytes(),
+                true,
+            ));
+        }
+        if offset != 0 {
+            return Err(RemoteError::Status {
+                errno: libc::EOPNOTSUPP,
+                permanent: true,
+                text: format!("{path:?}: this server cannot resume an upload"),
+            });
+        }
+        let req = self
+            .request("PUT", &url)
+            .set("Content-Length", &len.to_string());
+        Ok(HttpUpload::start(
+            req,
+            format!("PUT {path:?}"),
+            Vec::new(),
+            Vec::new(),
+            false,
+        ))
+    }
+
+    /// After an upload: keyftpd's state (complete, our size, our key: the
+    /// server's CRC of what it wrote equals the key), else the size.
+    pub fn verify(&mut self, path: &str, size: u64, crc: u32) -> Result<Verified, VerifyError> {
+        if self.seed {
+            if let Some(st) = self.state(path)? {
+                return judge_state(&st, size, crc);
+            }
+        }
+        match self.stat(path)? {
+            None => Err(VerifyError::Gone(format!(
+                "server has no file (PROPFIND 404) after upload of {size} bytes"
+            ))),
+            Some(e) if e.is_dir || e.size != size => Err(VerifyError::Mismatch(format!(
+                "server size {} after upload, expected {size}",
+                e.size
+            ))),
+            Some(_) => Ok(Verified::SizeOnly),
+        }
+    }
+}
+
+/// The verification rule on keyftpd's upload state (pure).
+pub fn judge_state(st: &seed::State, size: u64, crc: u32) -> Result<Verified, VerifyError> {
+    if st.is_nothing() && size > 0 {
+        return Err(VerifyError::Gone(format!(
+            "server has no file after upload of {size} bytes"
+        )));
+    }
+    if st.size != size {
+        return Err(VerifyError::Mismatch(format!(
+            "server size {} after upload, expected {size}",
+            st.size
+        )));
+    }
+    match st.key() {
+        Some(k) if k.0 != crc => Err(VerifyError::Mismatch(format!(
+            "server key {:08X} after upload, expected {crc:08X}",
+            k.0
+        ))),
+        Some(_) if st.complete => Ok(Verified::Crc),
+        // Our key, our size, not complete: the server's CRC of the bytes
+        // differs from the key.
+        Some(_) => Err(VerifyError::CrcMismatch(format!(
+            "server holds {size} bytes whose CRC is not the key {crc:08X}"
+        ))),
+        None => Err(VerifyError::Mismatch(format!(
+            "server holds no key after upload, expected {crc:08X}"
+        ))),
+    }
+}
+
+/// A multipart boundary that does not depend on the data.
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+    );
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(size: u64, key: Option<&str>, complete: bool) -> seed::State {
+        seed::State {
+            size,
+            key: key.map(String::from),
+            complete,
+        }
+    }
+
+    #[test]
+    fn state_rule() {
+        assert!(matches!(
+            judge_state(&st(10, Some("0x7"), true), 10, 7),
+            Ok(Verified::Crc)
+        ));
+        assert!(matches!(
+            judge_state(&st(9, Some("0x7"), false), 10, 7),
+            Err(VerifyError::Mismatch(_))
+        ));
+        assert!(matches!(
+            judge_state(&st(10, Some("0x8"), true), 10, 7),
+            Err(VerifyError::Mismatch(_))
+        ));
+        assert!(matches!(
+            judge_state(&st(10, Some("0x7"), false), 10, 7),
+            Err(VerifyError::CrcMismatch(_))
+        ));
+        assert!(matches!(
+            judge_state(&st(0, None, false), 10, 7),
+            Err(VerifyError::Gone(_))
+        ));
+        assert!(matches!(
+            judge_state(&st(10, None, true), 10, 7),
+            Err(VerifyError::Mismatch(_))
+        ));
+    }
+
+    #[test]
+    fn statuses_map_to_errnos() {
+        for (code, errno, permanent) in [
+            (404, libc::ENOENT, true),
+            (401, libc::EACCES, true),
+            (423, libc::EBUSY, false),
+            (507, libc::ENOSPC, true),
+            (503, libc::EIO, false),
+        ] {
+            let e = status_error(code, "x");
+            assert_eq!(
+                (e.to_errno(), e.is_permanent()),
+                (errno, permanent),
+                "{code}"
+            );
+        }
+    }
+}
