@@ -40,6 +40,9 @@ pub struct Session {
     key: Option<Key>,
 }
 
+/// Largest PROPFIND answer read (some 100000 entries).
+const LISTING_MAX: u64 = 64 << 20;
+
 const PROPFIND_BODY: &str = r#"<?xml version="1.0" encoding="utf-8"?><D:propfind xmlns:D="DAV:"><D:prop><D:resourcetype/><D:getcontentlength/><D:getlastmodified/></D:prop></D:propfind>"#;
 
 /// An HTTP status as the one error type: the errno a program sees and
@@ -157,10 +160,20 @@ impl Session {
             .set("Content-Type", "application/xml; charset=utf-8")
             .send_string(PROPFIND_BODY);
         match r {
-            Ok(resp) => resp
-                .into_string()
-                .map(Some)
-                .map_err(|e| RemoteError::Io(io::Error::other(e))),
+            // Not `into_string`: its 10 MB cap is a directory of ~20000
+            // entries.
+            Ok(resp) => {
+                let mut body = String::new();
+                resp.into_reader()
+                    .take(LISTING_MAX + 1)
+                    .read_to_string(&mut body)?;
+                if body.len() as u64 > LISTING_MAX {
+                    return Err(RemoteError::Protocol(format!(
+                        "PROPFIND {rel:?}: answer over {LISTING_MAX} bytes"
+                    )));
+                }
+                Ok(Some(body))
+            }
             Err(ureq::Error::Status(404, _)) => Ok(None),
             Err(e) => Err(transport_error(e, &format!("PROPFIND {rel:?}"))),
         }
