@@ -47,7 +47,11 @@ head -c 1M "$ROOT/d.bin" >"$WORK/d.want"
 cat "$WORK/one.bin" >>"$WORK/d.want"
 n=$(fetched dd if="$WORK/one.bin" of="$mnt/d.bin" bs=1M seek=1 status=none)
 kf_log "dd seek=1 (ftruncate to 1 MiB): fetched $n bytes"
-kf_assert_le "$n" $(((1 << 20) + (1 << 20) + slack)) "a truncate to 1 MiB fetched more than the prefix"
+# The proxy counts what it forwarded: the 1 MiB needed (one fetch is at
+# least 1 MiB) plus what sat in socket buffers when the transfer stopped,
+# a few MiB on a loaded machine (4.1 MiB in all seen once). The old code
+# fetched all 64 MiB.
+kf_assert_le "$n" $(((1 << 20) + (8 << 20))) "a truncate to 1 MiB fetched more than the prefix"
 
 for f in a b; do kf_wait_uploaded "$ROOT/$f.bin" "$WORK/one.bin" 60 || kf_fail "$f.bin on the server"; done
 [[ $(kf_settled_size "$ROOT/c.bin") == 0 ]] || kf_fail "c.bin not truncated on the server"
