@@ -202,6 +202,53 @@ fn fs_file_open_at_crash_is_kept_and_reported() {
     core.shutdown();
 }
 
+/// close(2) (flush) of a file's only writer queues its upload, so a daemon
+/// killed before the kernel's asynchronous release still uploads the file
+/// at the next mount; a later write through the same open file (a dup'd
+/// descriptor) starts a new version that release queues in turn.
+#[test]
+fn fs_close_queues_the_upload_before_release() {
+    let rig = Rig::new();
+    {
+        let core = rig.core();
+        let (_, o) = core.create(ROOT, name("closed"), libc::O_WRONLY).unwrap();
+        core.write(o.fh, 0, b"closed by cp").unwrap();
+        core.flush(o.fh).unwrap();
+        // No release: the daemon "dies" here.
+        core.shutdown();
+    }
+    let core = rig.core();
+    assert!(core.kept_open.is_empty(), "{:?}", core.kept_open);
+    core.uploader().wait("closed", WAIT).unwrap();
+    assert_eq!(rig.server_file("closed").unwrap(), b"closed by cp");
+
+    let (_, o) = core.create(ROOT, name("dup"), libc::O_WRONLY).unwrap();
+    core.write(o.fh, 0, b"first").unwrap();
+    core.flush(o.fh).unwrap();
+    core.write(o.fh, 5, b" and more").unwrap();
+    core.flush(o.fh).unwrap();
+    core.release(o.fh).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while rig.server_file("dup").as_deref() != Some(b"first and more".as_slice())
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(rig.server_file("dup").unwrap(), b"first and more");
+
+    // An empty version is left to release (a shell's `cmd > f` closes a
+    // descriptor of `f` before `cmd` writes).
+    let (_, o) = core.create(ROOT, name("empty"), libc::O_WRONLY).unwrap();
+    core.flush(o.fh).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(rig.server_file("empty").is_none());
+    core.write(o.fh, 0, b"late").unwrap();
+    core.release(o.fh).unwrap();
+    core.uploader().wait("empty", WAIT).unwrap();
+    assert_eq!(rig.server_file("empty").unwrap(), b"late");
+    core.shutdown();
+}
+
 /// Close writes no fsync and, for a file closed at once, no `Open` record
 /// either; a file still open past the syncer's linger has its `Open`
 /// record on disk without any shutdown (what a kill -9 would find); the

@@ -54,7 +54,7 @@ kf_alive() { [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null; }
 kf_wait_gone() {
     local pid=$1 limit=${2:-10} i
     for ((i = 0; i < limit * 10; i++)); do
-        kf_alive "$pid" || return 0
+        kf_exited "$pid" && return 0
         sleep 0.1
     done
     return 1
@@ -426,3 +426,11 @@ if [[ ${KF_STATE_OWNED:-0} == 1 ]]; then
     kf_trap_cleanup
 fi
 true
+
+# kf_exited PID: true once PID has exited. A zombie has exited too: its
+# parent (often init, which may reap late) has just not collected it yet.
+kf_exited() {
+    local st
+    st=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) || return 0
+    [[ -z $st || $st == Z ]]
+}

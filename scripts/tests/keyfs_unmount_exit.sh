@@ -16,13 +16,6 @@ slow_url=$(kf_proxy_url "$FTPFAULT_PORT")
 mnt=$WORK/mnt
 kf_mkfile "$WORK/big.bin" 3M
 
-# A zombie has exited (its parent reaps it later): gone means no process
-# or state Z.
-exited() {
-    local st
-    st=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) || return 0
-    [[ -z $st || $st == Z ]]
-}
 now_ms() { date +%s%3N; }
 
 methods=(fusermount3 keyfs-umount sigterm)
@@ -47,7 +40,7 @@ for ((i = 0; i < 24; i++)); do
     keyfs-umount) "$KF_BIN/keyfs" umount "$mnt" || kf_fail "keyfs umount failed (cycle $i)" ;;
     sigterm) kill -TERM "$pid" ;;
     esac
-    while ! exited "$pid"; do
+    while ! kf_exited "$pid"; do
         (($(now_ms) - t0 < 10000)) || kf_fail "daemon $pid still running 10 s after $method (cycle $i)"
         sleep 0.01
     done

@@ -373,8 +373,38 @@ impl Core {
         }
     }
 
-    pub fn flush(&self, _fh: u64) -> FsResult<()> {
-        Ok(())
+    /// close(2) of a descriptor. When its handle is the file's only writer,
+    /// the version is sealed and queued here rather than at release, which
+    /// the kernel sends after close has returned: a daemon killed in
+    /// between would otherwise keep a file `cp` reported as written in the
+    /// spool as still open, and never upload it. A write through another
+    /// descriptor of the same open file (dup, fork, a mapping) then starts
+    /// a new version, as after fsync. Left to release, as before: an empty
+    /// version (a shell's `cmd > f` closes its first descriptor of `f`
+    /// before `cmd` writes a byte, and sealing there would upload an empty
+    /// file first), and one with old server content still to fetch (close
+    /// must not wait for a download).
+    pub fn flush(&self, fh: u64) -> FsResult<()> {
+        let Some(h) = self.lock().handles.get(&fh).cloned() else {
+            return Ok(());
+        };
+        let Handle::Write { ino, .. } = &*h else {
+            return Ok(());
+        };
+        let _order = lock_order(&self.order);
+        let st = self.lock();
+        let seal_now = st.pending.get(ino).is_some_and(|l| {
+            l.status == Status::Writing
+                && !l.unlinked
+                && l.writers <= 1
+                && l.spool.size() > 0
+                && l.fill.as_ref().is_none_or(|f| f.is_done())
+        });
+        if seal_now {
+            self.seal(st, *ino)
+        } else {
+            Ok(())
+        }
     }
 
     pub fn release(&self, fh: u64) -> FsResult<()> {
