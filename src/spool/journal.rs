@@ -1,6 +1,6 @@
 //! The upload journal: one record per job, written atomically (temp file,
 //! fsync, rename, fsync of the directory), so a restarted daemon finds every
-//! pending upload. OWNER: engine helper; signatures are the contract.
+//! pending upload.
 //!
 //! Layout under the spool directory:
 //! - `journal/<id>.job`: one record, a small text file ending in a CRC line,

@@ -4,7 +4,7 @@
 //! key, verify size and key/CRC, then drop the spooled copy. Over FTP that
 //! is the KEY / same-name prompt / KEY NULL / REST+STOR flow.
 //!
-//! OWNER: engine helper. The signatures in this file are the contract the
+//! The signatures in this file are the contract the
 //! fs uses. The parts:
 //! - [`resume`]: the pure resume decision;
 //! - `queue`: jobs, run queue, cancel/replace/rename, wait (for fsync);
