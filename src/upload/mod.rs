@@ -4,8 +4,7 @@
 //! key, verify size and key/CRC, then drop the spooled copy. Over FTP that
 //! is the KEY / same-name prompt / KEY NULL / REST+STOR flow.
 //!
-//! The signatures in this file are the contract the
-//! fs uses. The parts:
+//! The signatures in this file are the contract the fs uses. The parts:
 //! - [`resume`]: the pure resume decision;
 //! - `queue`: jobs, run queue, cancel/replace/rename, wait (for fsync);
 //! - `worker`: the per-job protocol flow and retry loop;
