@@ -1,8 +1,8 @@
 //! Parsing `ftp://[user@]host[:port][/dir]`, its TLS forms as FileZilla
 //! names them, `ftpes://` (explicit TLS, port 21) and `ftps://` (implicit
 //! TLS, port 990), `http://` (keyftpd's HTTP face or stock WebDAV, port
-//! 80) and `https://` (the same over TLS, port 443). The password never comes from the URL (it would show in `ps`); see
-//! [`super::password`].
+//! 80) and `https://` (the same over TLS, port 443). The password never
+//! comes from the URL (it would show in `ps`); see [`super::password`].
 use keyfs::spool::journal::percent_decode;
 use keyfs::transport::Scheme;
 
