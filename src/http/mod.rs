@@ -568,6 +568,33 @@ mod tests {
     }
 
     #[test]
+    fn an_untrusted_certificate_is_permanent_and_says_why() {
+        let peer = Peer {
+            host: "nas".into(),
+            trust: Some("pin ab".into()),
+        };
+        // As ureq reports a failed handshake: an io::Error carrying rustls's.
+        let tls_failure =
+            |e: rustls::Error| ureq::Error::from(io::Error::new(io::ErrorKind::InvalidData, e));
+        let expired = rustls::Error::InvalidCertificate(rustls::CertificateError::Expired);
+        let r = peer.error(tls_failure(expired.clone()), "PROPFIND \"\"");
+        assert!(r.is_permanent(), "{r}");
+        assert_eq!(
+            r.to_string(),
+            "certificate of nas not trusted (pin ab): the certificate has expired"
+        );
+        // Another TLS failure (a garbled record) may pass: retried.
+        let r = peer.error(tls_failure(rustls::Error::DecryptError), "GET");
+        assert!(!r.is_permanent(), "{r}");
+        // Plain HTTP has no certificate to judge.
+        let plain = Peer {
+            host: "nas".into(),
+            trust: None,
+        };
+        assert!(!plain.error(tls_failure(expired), "GET").is_permanent());
+    }
+
+    #[test]
     fn statuses_map_to_errnos() {
         for (code, errno, permanent) in [
             (404, libc::ENOENT, true),
