@@ -1,7 +1,10 @@
 # scripts/bench.d/tls.sh: the TLS rows of scripts/bench (sourced by it).
 # One file of the run's size up and down over FTPS next to plain FTP, in
 # the same run: curl to keyftpd (plain and explicit TLS), curl to pure-ftpd
-# with TLS, and keyfs (cp until verified) over ftp:// and ftpes://. Besides
+# with TLS, and keyfs (cp until verified) over ftp:// and ftpes://; and
+# over HTTPS next to plain HTTP: curl PUT (-T) and GET to keyftpd's HTTP
+# face (--http and --https of the same process), and keyfs over http://
+# and https://. Besides
 # time, CPU seconds per GiB of the client and of the server: a set-top box
 # pays for TLS in CPU. CPU comes from /proc (utime+stime, pure-ftpd's
 # per-session children through its master's cutime+cstime) and from bash's
@@ -67,11 +70,16 @@ tls_run() {
     cert=$BW/tls-cert.pem key=$BW/tls-key.pem
     "$KF_BIN/keyftpd" gen-cert --host localhost --out-cert "$cert" --out-key "$key" >/dev/null
     cat "$cert" "$key" >"$BW/tls-both.pem"
-    kf_start_keyftpd "$troot" "$FTP_USER" "$KEYFS_PASSWORD" 0 --tls-cert "$cert" --tls-key "$key"
+    kf_start_keyftpd "$troot" "$FTP_USER" "$KEYFS_PASSWORD" 0 --tls-cert "$cert" --tls-key "$key" \
+        --http 127.0.0.1:0 --https 127.0.0.1:0
     tpid=$KEYFTPD_PID tport=$KEYFTPD_PORT
+    local hport sport
+    hport=$(sed -n 's/^http listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "${KEYFTPD_LOG%/err}/out")
+    sport=$(sed -n 's/^https listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "${KEYFTPD_LOG%/err}/out")
+    [[ -n $hport && -n $sport ]] || kf_fail "keyftpd did not say its HTTP and HTTPS ports"
     kf_start_pureftpd "$proot" "$FTP_USER" "$KEYFS_PASSWORD" -Y 1 -2 "$BW/tls-both.pem"
     ppid=$PUREFTPD_PID pport=$PUREFTPD_PORT
-    local tls=(--ssl-reqd --cacert "$cert")
+    local tls=(--ssl-reqd --cacert "$cert") login=(-u "$FTP_USER:$KEYFS_PASSWORD")
     for ((r = 1; r <= runs; r++)); do
         echo "-- run $r/$runs"
         tls_curl keyftpd_plain "ftp://$FTP_USER:$KEYFS_PASSWORD@127.0.0.1:$tport" "$troot" "$tpid"
@@ -79,6 +87,10 @@ tls_run() {
         tls_curl pureftpd_tls "ftp://$FTP_USER:$KEYFS_PASSWORD@localhost:$pport" "$proot" "$ppid" "${tls[@]}"
         tls_keyfs plain "ftp://$FTP_USER@127.0.0.1:$tport/" "$tpid" "$troot"
         tls_keyfs tls "ftpes://$FTP_USER@localhost:$tport/" "$tpid" "$troot" --ca-file "$cert"
+        tls_curl keyftpd_http "http://127.0.0.1:$hport" "$troot" "$tpid" "${login[@]}"
+        tls_curl keyftpd_https "https://localhost:$sport" "$troot" "$tpid" --cacert "$cert" "${login[@]}"
+        tls_keyfs http "http://$FTP_USER@127.0.0.1:$hport/" "$tpid" "$troot"
+        tls_keyfs https "https://$FTP_USER@localhost:$sport/" "$tpid" "$troot" --ca-file "$cert"
     done
     kf_stop_pid "$tpid"
     kf_stop_pid "$ppid"
@@ -109,6 +121,25 @@ tls_report() {
         echo "| $what | $(M "tls_${k}_keyfs") | $(mbps "$(M "tls_${k}_keyfs")" "$bytes") | $(per_gib "$(M "tlscpu_${k}_keyfs_client")") | $(per_gib "$(M "tlscpu_${k}_keyfs_server")") |"
     done
     echo
-    echo "keyftpd's RETR goes by sendfile(2) in plain FTP and through a buffer under TLS; keyfs uploads likewise. HTTPS rows belong to the HTTP face."
+    echo "keyftpd's RETR goes by sendfile(2) in plain FTP and through a buffer under TLS; keyfs uploads likewise."
+    echo
+    echo "### TLS: HTTPS next to plain HTTP"
+    echo
+    echo "The same file to keyftpd's HTTP face, \`--http\` and \`--https\` of the same process (the certificate above): curl PUT (\`-T\`) and GET, and keyfs \`cp\` over http:// and https:// (the resumable POST) until verified. CPU as above."
+    echo
+    echo "| path | time (s) | MiB/s | client CPU s/GiB | server CPU s/GiB |"
+    echo "|---|---|---|---|---|"
+    for row in keyftpd_http:"curl PUT, keyftpd, HTTP" keyftpd_https:"curl PUT, keyftpd, HTTPS"; do
+        k=${row%%:*} what=${row#*:}
+        echo "| $what | $(M "tls_${k}_stor") | $(mbps "$(M "tls_${k}_stor")" "$bytes") | $(per_gib "$(M "tlscpu_${k}_stor_client")") | $(per_gib "$(M "tlscpu_${k}_stor_server")") |"
+    done
+    for row in keyftpd_http:"curl GET, keyftpd, HTTP" keyftpd_https:"curl GET, keyftpd, HTTPS"; do
+        k=${row%%:*} what=${row#*:}
+        echo "| $what | $(M "tls_${k}_retr") | $(mbps "$(M "tls_${k}_retr")" "$bytes") | $(per_gib "$(M "tlscpu_${k}_retr_client")") | $(per_gib "$(M "tlscpu_${k}_retr_server")") |"
+    done
+    for row in http:"keyfs cp, http://" https:"keyfs cp, https://"; do
+        k=${row%%:*} what=${row#*:}
+        echo "| $what | $(M "tls_${k}_keyfs") | $(mbps "$(M "tls_${k}_keyfs")" "$bytes") | $(per_gib "$(M "tlscpu_${k}_keyfs_client")") | $(per_gib "$(M "tlscpu_${k}_keyfs_server")") |"
+    done
     echo
 }

@@ -26,14 +26,18 @@ struct Cli {
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
     /// FTP control address, e.g. 0.0.0.0:21 or 127.0.0.1:0 [default:
-    /// 127.0.0.1:2121, or none when only --http is given].
+    /// 127.0.0.1:2121, or none when only --http or --https is given].
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Option<SocketAddr>,
     /// Also serve HTTP here (the seed's resumable POST, tus, WebDAV, a
     /// browser page); without --listen, HTTP only.
     #[arg(long, value_name = "ADDR:PORT")]
     http: Option<SocketAddr>,
-    /// HTTP: seconds allowed for a request's headers, and for a body that
+    /// Also serve the HTTP face over TLS here (HTTPS, with the --tls-cert
+    /// certificate), beside or instead of --http; without --listen, no FTP.
+    #[arg(long, value_name = "ADDR:PORT", requires = "tls_cert")]
+    https: Option<SocketAddr>,
+    /// HTTP and HTTPS: seconds allowed for a request's headers, and for a body that
     /// sends nothing (then 408, every byte received kept).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     http_timeout: u64,
@@ -61,7 +65,8 @@ struct Cli {
     /// Close control connections idle this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     idle_timeout: u64,
-    /// Close connections that have not logged in this many seconds after connecting.
+    /// Close connections that have not logged in this many seconds after
+    /// connecting (also the limit on an HTTPS connection's TLS handshake).
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     login_timeout: u64,
     /// Milliseconds an address waits after its first failed login (doubling with each further one).
@@ -79,13 +84,14 @@ struct Cli {
     /// fsync every uploaded file before recording its state.
     #[arg(long)]
     fsync: bool,
-    /// TLS certificate chain (PEM): enables FTPS (AUTH TLS).
+    /// TLS certificate chain (PEM): enables FTPS (AUTH TLS) and --https.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
     /// TLS private key (PEM).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// Refuse logins before AUTH TLS (530) and unprotected transfers (521).
+    /// Refuse logins before AUTH TLS (530) and unprotected transfers (521);
+    /// plain HTTP (--http) then refuses credentials (403: use HTTPS).
     #[arg(long, requires = "tls_cert")]
     require_tls: bool,
     /// Also serve implicit FTPS (TLS from the first byte) on this address, e.g. 0.0.0.0:990.
@@ -187,10 +193,11 @@ fn serve(cli: Cli) -> Result<(), String> {
         _ => return Err("give --user NAME or --users FILE (or --anonymous)".into()),
     }
     .with_anonymous(cli.anonymous);
-    let ftp_listen = match (cli.listen, cli.http) {
+    let web = cli.http.is_some() || cli.https.is_some();
+    let ftp_listen = match (cli.listen, web) {
         (Some(l), _) => Some(l),
-        (None, Some(_)) => None,
-        (None, None) => Some(SocketAddr::from(([127, 0, 0, 1], 2121))),
+        (None, true) => None,
+        (None, false) => Some(SocketAddr::from(([127, 0, 0, 1], 2121))),
     };
     let unbound = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut cfg = ServerConfig::new(root, ftp_listen.unwrap_or(unbound));
@@ -211,8 +218,13 @@ fn serve(cli: Cli) -> Result<(), String> {
     }
     cfg.require_tls = cli.require_tls;
     cfg.implicit_tls_listen = cli.implicit_tls_listen;
-    let http_cfg = cli.http.map(|a| {
-        let mut h = HttpConfig::new(a);
+    let http_cfg = web.then(|| {
+        let mut h = HttpConfig::new(unbound);
+        h.listen = cli.http;
+        h.https = cli.https;
+        h.tls = cfg.tls.clone();
+        h.require_tls = cli.require_tls;
+        h.handshake_timeout = cfg.login_timeout;
         h.timeout = Duration::from_secs(cli.http_timeout.max(1));
         h.max_conns = cfg.max_sessions;
         h
@@ -225,14 +237,14 @@ fn serve(cli: Cli) -> Result<(), String> {
         let Some(h) = http_cfg else {
             return Err("nothing to serve".into());
         };
-        let http_addr = h.listen;
+        let shown = web_addrs(&h);
         let http = HttpServer::open(cfg, h)
-            .map_err(|e| format!("cannot serve {root_shown} over HTTP on {http_addr}: {e}"))?;
+            .map_err(|e| format!("cannot serve {root_shown} over {shown}: {e}"))?;
         let stopper = http.stopper();
         on_signal_stop(move || stopper.stop());
-        let _ = writeln!(out, "http listening on {}", http.local_addr());
+        print_web_addrs(&mut out, http.local_addr(), http.https_addr());
         let _ = out.flush();
-        log::info!("serving {root_shown} over HTTP on {}", http.local_addr());
+        log::info!("serving {root_shown} over {}", web_addrs_of(&http));
         return http.run().map_err(|e| e.to_string());
     };
     let server =
@@ -240,9 +252,9 @@ fn serve(cli: Cli) -> Result<(), String> {
     raise_nofile();
     let http = match http_cfg {
         Some(h) => {
-            let http_addr = h.listen;
-            let http = HttpServer::beside(&server, h)
-                .map_err(|e| format!("cannot serve HTTP on {http_addr}: {e}"))?;
+            let shown = web_addrs(&h);
+            let http =
+                HttpServer::beside(&server, h).map_err(|e| format!("cannot serve {shown}: {e}"))?;
             Some(http)
         }
         None => None,
@@ -254,7 +266,7 @@ fn serve(cli: Cli) -> Result<(), String> {
         let _ = writeln!(out, "implicit TLS on {a}");
     }
     if let Some(h) = &http {
-        let _ = writeln!(out, "http listening on {}", h.local_addr());
+        print_web_addrs(&mut out, h.local_addr(), h.https_addr());
     }
     let _ = out.flush();
     log::info!("serving {root_shown} on {}", server.local_addr());
@@ -267,6 +279,39 @@ fn serve(cli: Cli) -> Result<(), String> {
         h.join();
     }
     res
+}
+
+/// The HTTP and HTTPS addresses asked for, for messages.
+fn web_addrs(h: &HttpConfig) -> String {
+    let mut v = Vec::new();
+    if let Some(a) = h.listen {
+        v.push(format!("HTTP on {a}"));
+    }
+    if let Some(a) = h.https {
+        v.push(format!("HTTPS on {a}"));
+    }
+    v.join(" and ")
+}
+
+fn web_addrs_of(h: &HttpServer) -> String {
+    let mut v = Vec::new();
+    if let Some(a) = h.local_addr() {
+        v.push(format!("HTTP on {a}"));
+    }
+    if let Some(a) = h.https_addr() {
+        v.push(format!("HTTPS on {a}"));
+    }
+    v.join(" and ")
+}
+
+/// The bound addresses on stdout, one line each (scripts read them).
+fn print_web_addrs(out: &mut impl Write, http: Option<SocketAddr>, https: Option<SocketAddr>) {
+    if let Some(a) = http {
+        let _ = writeln!(out, "http listening on {a}");
+    }
+    if let Some(a) = https {
+        let _ = writeln!(out, "https listening on {a}");
+    }
 }
 
 /// Calls `stop` once a SIGTERM/SIGINT has arrived.

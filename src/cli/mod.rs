@@ -48,7 +48,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Mount ftp:// or http://[user@]host[:port][/dir] on MOUNTPOINT.
+    /// Mount ftp://, http:// or https://[user@]host[:port][/dir] on MOUNTPOINT.
     #[command(
         after_help = "Without -f, keyfs returns once the mount is ready and keeps running in the \
 background (log: SPOOL/keyfs.log). Unmount with `fusermount3 -u MOUNTPOINT` or SIGTERM to \
@@ -89,7 +89,7 @@ a failed upload, 2 for the timeout)."
 
 #[derive(clap::Args, Debug)]
 pub struct MountArgs {
-    /// ftp://[user@]host[:port][/dir]; ftpes:// for explicit TLS (port 21), ftps:// for implicit TLS (port 990); http:// for keyftpd's HTTP face or a WebDAV server.
+    /// ftp://[user@]host[:port][/dir]; ftpes:// for explicit TLS (port 21), ftps:// for implicit TLS (port 990); http:// for keyftpd's HTTP face or a WebDAV server, https:// for the same over TLS (port 443).
     pub url: String,
     /// An existing directory to mount on.
     pub mountpoint: PathBuf,
@@ -124,7 +124,8 @@ pub struct MountArgs {
     /// `require`: explicit TLS (AUTH TLS) on an ftp:// URL, like `-o tls=require`.
     #[arg(long, value_name = "MODE", value_parser = ["require"])]
     pub tls: Option<String>,
-    /// Also trust the CA certificates in FILE (PEM), besides the system's roots.
+    /// Also trust the CA certificates in FILE (PEM), besides the system's
+    /// roots (ftpes://, ftps://, https://).
     #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
     /// Trust exactly the server certificate with this SHA-256 (hex of its DER),

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use keyfs::fs::{FsConfig, FsError};
 use keyfs::remote::tls::{parse_pin, Tls, TlsClient};
-use keyfs::transport::{Endpoint, RemoteError};
+use keyfs::transport::{Endpoint, RemoteError, Scheme};
 use keyfs::upload::resume::Policy;
 
 use super::{fusemount, options, password, spooldir, url, MountArgs, ResumeArg};
@@ -194,10 +194,19 @@ fn tls_mode(u: &url::FtpUrl, args: &MountArgs) -> Result<Tls, String> {
         Some(v) => return Err(format!("tls={v}: only tls=require is known")),
     };
     let trust_given = args.ca_file.is_some() || args.pin_sha256.is_some();
-    let client = || {
-        let pin = args.pin_sha256.as_deref().map(parse_pin).transpose()?;
-        TlsClient::new(args.ca_file.as_deref(), pin)
-    };
+    let pin = || args.pin_sha256.as_deref().map(parse_pin).transpose();
+    if u.scheme == Scheme::Http {
+        return match u.tls {
+            url::UrlTls::Implicit => Ok(Tls::Implicit(TlsClient::for_https(
+                args.ca_file.as_deref(),
+                pin()?,
+            )?)),
+            _ if require => Err("tls=require over HTTP: use https://".into()),
+            _ if trust_given => Err("--ca-file and --pin-sha256 need TLS: use https://".into()),
+            _ => Ok(Tls::Off),
+        };
+    }
+    let client = || TlsClient::new(args.ca_file.as_deref(), pin()?);
     Ok(match (u.tls, require) {
         (url::UrlTls::Implicit, _) => Tls::Implicit(client()?),
         (url::UrlTls::Explicit, _) | (url::UrlTls::Plain, true) => Tls::Explicit(client()?),
@@ -229,8 +238,12 @@ pub fn describe(e: &FsError, ep: &Endpoint) -> String {
                 std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
             ) =>
         {
+            let proto = match ep.scheme {
+                Scheme::Ftp => "FTP",
+                Scheme::Http => "HTTP",
+            };
             format!(
-                "cannot reach {at}: no FTP answer within {} seconds",
+                "cannot reach {at}: no {proto} answer within {} seconds",
                 CONNECT_TIMEOUT.as_secs()
             )
         }

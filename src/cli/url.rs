@@ -1,8 +1,8 @@
 //! Parsing `ftp://[user@]host[:port][/dir]`, its TLS forms as FileZilla
 //! names them, `ftpes://` (explicit TLS, port 21) and `ftps://` (implicit
-//! TLS, port 990), and `http://` (keyftpd's HTTP face or stock WebDAV, port
-//! 80). The password never comes from the URL (it would show in `ps`); see
-//! [`super::password`].
+//! TLS, port 990), `http://` (keyftpd's HTTP face or stock WebDAV, port
+//! 80) and `https://` (the same over TLS, port 443). The password never
+//! comes from the URL (it would show in `ps`); see [`super::password`].
 use keyfs::spool::journal::percent_decode;
 use keyfs::transport::Scheme;
 
@@ -28,14 +28,14 @@ pub enum UrlTls {
     Plain,
     /// `ftpes://`
     Explicit,
-    /// `ftps://`
+    /// `ftps://` or `https://`: TLS from the first byte.
     Implicit,
 }
 
 /// Parses a mount URL; the error is a one-line message for the user.
 pub fn parse(url: &str) -> Result<FtpUrl, String> {
     let bad = |why: &str| {
-        format!("bad URL {url:?}: {why} (expected ftp://[user@]host[:port][/dir], ftpes://, ftps:// or http://)")
+        format!("bad URL {url:?}: {why} (expected ftp://[user@]host[:port][/dir], ftpes://, ftps://, http:// or https://)")
     };
     let (scheme, tls, rest) = match url.split_once("://") {
         Some((s, rest)) => match s.to_ascii_lowercase().as_str() {
@@ -43,6 +43,7 @@ pub fn parse(url: &str) -> Result<FtpUrl, String> {
             "ftpes" => (Scheme::Ftp, UrlTls::Explicit, rest),
             "ftps" => (Scheme::Ftp, UrlTls::Implicit, rest),
             "http" => (Scheme::Http, UrlTls::Plain, rest),
+            "https" => (Scheme::Http, UrlTls::Implicit, rest),
             _ => return Err(bad(&format!("unsupported scheme {s:?}"))),
         },
         None => return Err(bad("missing ftp://")),
@@ -92,6 +93,7 @@ pub fn parse(url: &str) -> Result<FtpUrl, String> {
         return Err(bad("bad host name"));
     }
     let port = match port {
+        None if tls == UrlTls::Implicit && scheme == Scheme::Http => 443,
         None if tls == UrlTls::Implicit => 990,
         None => scheme.default_port(),
         Some(p) => match p.parse::<u16>() {
@@ -167,6 +169,9 @@ mod tests {
         assert_eq!(p("ftps://h/"), Some((UrlTls::Implicit, 990)));
         assert_eq!(p("FTPS://h:2990/"), Some((UrlTls::Implicit, 2990)));
         assert_eq!(p("ftp://h/"), Some((UrlTls::Plain, 21)));
+        assert_eq!(p("https://h/"), Some((UrlTls::Implicit, 443)));
+        assert_eq!(p("HTTPS://h:8443/"), Some((UrlTls::Implicit, 8443)));
+        assert_eq!(parse("https://bob@h/d").map(|u| u.scheme), Ok(Scheme::Http));
         assert!(parse("sftp://h/").is_err());
     }
 
@@ -174,7 +179,7 @@ mod tests {
     fn rejects_bad_urls() {
         for u in [
             "",
-            "https://h/",
+            "https://u:pw@h/",
             "sftp://h/",
             "http://u:pw@h/",
             "h:21/x",

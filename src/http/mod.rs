@@ -4,6 +4,13 @@
 //! (a stock WebDAV server such as `rclone serve webdav` has no resumable
 //! upload). Sync HTTP/1.1 (ureq), one kept-alive connection per [`Conn`].
 //!
+//! `https://` is the same over TLS, with the rustls client config FTPS
+//! uses (the system roots and `--ca-file`, or `--pin-sha256`). ureq
+//! reconnects by itself inside a session, so every request's failure is
+//! looked at: a certificate that is not trusted, on the first connection
+//! or on any later one (a server whose certificate was replaced), is the
+//! permanent error of [`crate::remote::tls::untrusted`], as over FTPS.
+//!
 //! [`Conn`]: crate::transport::Conn
 
 mod davxml;
@@ -17,6 +24,7 @@ use base64::Engine;
 
 use crate::key::Key;
 use crate::remote::session::join_root;
+use crate::remote::tls;
 use crate::transport::{Endpoint, Holding, RemoteEntry, RemoteError, Verified, VerifyError};
 use crate::upload::resume::StoredKey;
 
@@ -28,8 +36,10 @@ pub type HttpDownload = Box<dyn Read + Send + Sync + 'static>;
 /// One logged-in HTTP client: its own connection pool of one.
 pub struct Session {
     agent: ureq::Agent,
-    /// `http://host:port`, without a path.
+    /// `http://host:port` or `https://host:port`, without a path.
     origin: String,
+    /// Who failures are reported against.
+    peer: Peer,
     /// The root directory, absolute (`/` or `/dir`).
     root: String,
     auth: Option<String>,
@@ -71,11 +81,59 @@ pub fn status_error(status: u16, what: &str) -> RemoteError {
     }
 }
 
-fn transport_error(e: ureq::Error, what: &str) -> RemoteError {
-    match e {
-        ureq::Error::Status(code, _) => status_error(code, what),
-        ureq::Error::Transport(t) => RemoteError::Io(io::Error::other(format!("{what}: {t}"))),
+/// The server a session talks to, for error messages: its host, and what
+/// the client trusts when the connection is TLS.
+#[derive(Clone, Debug)]
+pub(crate) struct Peer {
+    host: String,
+    trust: Option<String>,
+}
+
+impl Peer {
+    /// A failed request as the one error type.
+    pub(crate) fn error(&self, e: ureq::Error, what: &str) -> RemoteError {
+        match e {
+            // A refused login says why (e.g. keyftpd's --require-tls over
+            // plain HTTP): its one-line text reason goes with the status.
+            ureq::Error::Status(code @ (401 | 403), r) if r.content_type() == "text/plain" => {
+                let mut why = String::new();
+                let _ = r.into_reader().take(300).read_to_string(&mut why);
+                match why.lines().next().map(str::trim).filter(|l| !l.is_empty()) {
+                    Some(line) => status_error(code, &format!("{what} ({line})")),
+                    None => status_error(code, what),
+                }
+            }
+            ureq::Error::Status(code, _) => status_error(code, what),
+            ureq::Error::Transport(t) => {
+                if let (Some(trust), Some(tls)) = (&self.trust, rustls_cause(&t)) {
+                    if let Some(msg) = tls::untrusted(&self.host, trust, tls) {
+                        return tls::untrusted_error(msg);
+                    }
+                }
+                RemoteError::Io(io::Error::other(format!("{what}: {t}")))
+            }
+        }
     }
+}
+
+/// The TLS error behind a transport failure, if any (ureq wraps it in an
+/// `io::Error`, whose `source` skips the error it carries).
+fn rustls_cause(t: &ureq::Transport) -> Option<&rustls::Error> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(t);
+    while let Some(e) = cur {
+        if let Some(r) = e.downcast_ref::<rustls::Error>() {
+            return Some(r);
+        }
+        if let Some(r) = e
+            .downcast_ref::<io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(r);
+        }
+        cur = e.source();
+    }
+    None
 }
 
 /// Percent-encodes an absolute path, segment by segment.
@@ -94,13 +152,18 @@ fn encode_path(abs: &str) -> String {
 impl Session {
     /// Connects and checks the login and the root directory (PROPFIND).
     pub fn connect(ep: &Endpoint, timeout: Duration) -> Result<Session, RemoteError> {
-        let agent = ureq::AgentBuilder::new()
+        let mut builder = ureq::AgentBuilder::new()
             .timeout_connect(timeout)
             .timeout_read(timeout)
             .timeout_write(timeout)
             .max_idle_connections_per_host(1)
-            .redirects(0)
-            .build();
+            .redirects(0);
+        let client = ep.tls.client();
+        if let Some(c) = client {
+            builder = builder.tls_config(c.config.clone());
+        }
+        let agent = builder.build();
+        let scheme = if client.is_some() { "https" } else { "http" };
         let host = if ep.host.contains(':') {
             format!("[{}]", ep.host)
         } else {
@@ -116,7 +179,11 @@ impl Session {
         let root = join_root("", ep.root.trim_start_matches('/'))?;
         let mut s = Session {
             agent,
-            origin: format!("http://{host}:{}", ep.port),
+            origin: format!("{scheme}://{host}:{}", ep.port),
+            peer: Peer {
+                host: ep.host.clone(),
+                trust: client.map(|c| c.trust.clone()),
+            },
             root,
             auth,
             seed: false,
@@ -175,7 +242,7 @@ impl Session {
                 Ok(Some(body))
             }
             Err(ureq::Error::Status(404, _)) => Ok(None),
-            Err(e) => Err(transport_error(e, &format!("PROPFIND {rel:?}"))),
+            Err(e) => Err(self.peer.error(e, &format!("PROPFIND {rel:?}"))),
         }
     }
 
@@ -199,7 +266,7 @@ impl Session {
         self.request(method, url)
             .call()
             .map(drop)
-            .map_err(|e| transport_error(e, what))
+            .map_err(|e| self.peer.error(e, what))
     }
 
     pub fn mkdir(&mut self, path: &str) -> Result<(), RemoteError> {
@@ -256,7 +323,7 @@ impl Session {
             .set("Overwrite", "T")
             .call()
             .map(drop)
-            .map_err(|e| transport_error(e, &format!("MOVE {from:?} {to:?}")))
+            .map_err(|e| self.peer.error(e, &format!("MOVE {from:?} {to:?}")))
     }
 
     /// Checks that the connection is alive.
@@ -284,7 +351,7 @@ impl Session {
             }
             // At or past the end: nothing to read.
             Err(ureq::Error::Status(416, _)) => Ok(Box::new(io::empty())),
-            Err(e) => Err(transport_error(e, &format!("GET {path:?}"))),
+            Err(e) => Err(self.peer.error(e, &format!("GET {path:?}"))),
         }
     }
 
@@ -312,7 +379,7 @@ impl Session {
                 seed::parse_state(&body).map(Some)
             }
             Ok(_) => Ok(None),
-            Err(e) => Err(transport_error(e, &format!("GET {path:?}?state"))),
+            Err(e) => Err(self.peer.error(e, &format!("GET {path:?}?state"))),
         }
     }
 
@@ -370,6 +437,7 @@ impl Session {
                 .set("Content-Length", &total.to_string());
             return Ok(HttpUpload::start(
                 req,
+                self.peer.clone(),
                 format!("POST {path:?}"),
                 head.into_bytes(),
                 tail.into_bytes(),
@@ -388,6 +456,7 @@ impl Session {
             .set("Content-Length", &len.to_string());
         Ok(HttpUpload::start(
             req,
+            self.peer.clone(),
             format!("PUT {path:?}"),
             Vec::new(),
             Vec::new(),
@@ -496,6 +565,33 @@ mod tests {
             judge_state(&st(10, None, true), 10, 7),
             Err(VerifyError::Mismatch(_))
         ));
+    }
+
+    #[test]
+    fn an_untrusted_certificate_is_permanent_and_says_why() {
+        let peer = Peer {
+            host: "nas".into(),
+            trust: Some("pin ab".into()),
+        };
+        // As ureq reports a failed handshake: an io::Error carrying rustls's.
+        let tls_failure =
+            |e: rustls::Error| ureq::Error::from(io::Error::new(io::ErrorKind::InvalidData, e));
+        let expired = rustls::Error::InvalidCertificate(rustls::CertificateError::Expired);
+        let r = peer.error(tls_failure(expired.clone()), "PROPFIND \"\"");
+        assert!(r.is_permanent(), "{r}");
+        assert_eq!(
+            r.to_string(),
+            "certificate of nas not trusted (pin ab): the certificate has expired"
+        );
+        // Another TLS failure (a garbled record) may pass: retried.
+        let r = peer.error(tls_failure(rustls::Error::DecryptError), "GET");
+        assert!(!r.is_permanent(), "{r}");
+        // Plain HTTP has no certificate to judge.
+        let plain = Peer {
+            host: "nas".into(),
+            trust: None,
+        };
+        assert!(!plain.error(tls_failure(expired), "GET").is_permanent());
     }
 
     #[test]

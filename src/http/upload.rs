@@ -70,6 +70,7 @@ impl HttpUpload {
     /// no longer matches; asking again decides anew).
     pub(super) fn start(
         req: ureq::Request,
+        peer: super::Peer,
         what: String,
         head: Vec<u8>,
         tail: Vec<u8>,
@@ -91,7 +92,7 @@ impl HttpUpload {
                 permanent: false,
                 text: format!("HTTP 409 to {what}: the server's partial changed"),
             }),
-            Err(e) => Err(super::transport_error(e, &what)),
+            Err(e) => Err(peer.error(e, &what)),
         });
         HttpUpload {
             tx: Some(tx),

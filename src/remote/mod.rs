@@ -97,7 +97,7 @@ pub struct RemoteEntry {
 pub enum RemoteError {
     #[error("server replied {code} {text}")]
     Reply { code: u16, text: String },
-    #[error("network error: {0}")]
+    #[error("{}", io_text(.0))]
     Io(#[from] std::io::Error),
     #[error("protocol error: {0}")]
     Protocol(String),
@@ -109,6 +109,16 @@ pub enum RemoteError {
         permanent: bool,
         text: String,
     },
+}
+
+/// An I/O error's text: a network error, except `InvalidInput`, which
+/// here is a refusal made locally (an untrusted certificate, a bad path).
+fn io_text(e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::InvalidInput {
+        e.to_string()
+    } else {
+        format!("network error: {e}")
+    }
 }
 
 impl RemoteError {

@@ -1,5 +1,5 @@
-//! FTPS on the client side (rustls): which TLS a mount speaks, and how the
-//! server's certificate is trusted.
+//! TLS on the client side (rustls), for FTPS and HTTPS: which TLS a mount
+//! speaks, and how the server's certificate is trusted.
 //!
 //! - Verified by default against the system's roots plus `--ca-file`.
 //! - `--pin-sha256 HEX` trusts exactly one certificate (its DER's
@@ -13,6 +13,11 @@
 //!   connection, so the data connections after them would be refused.
 //!   rustls offers only forward-secret AEAD suites with the extended
 //!   master secret under 1.2.
+//! - HTTPS has no data connections to resume: it speaks TLS 1.3 or 1.2
+//!   ([`TlsClient::for_https`]), with the same trust.
+//! - A certificate that is not trusted is a permanent error naming the
+//!   host and the reason ([`untrusted`]), on the first connection and on
+//!   every reconnect alike: never retried, never downgraded.
 
 use std::fmt;
 use std::path::Path;
@@ -33,7 +38,7 @@ pub enum Tls {
     Off,
     /// `AUTH TLS` on the ordinary port (`ftpes://`, or `ftp://` with `-o tls=require`).
     Explicit(TlsClient),
-    /// TLS from the first byte (`ftps://`, port 990).
+    /// TLS from the first byte (`ftps://`, port 990; `https://`, port 443).
     Implicit(TlsClient),
 }
 
@@ -69,12 +74,34 @@ impl PartialEq for TlsClient {
 impl Eq for TlsClient {}
 
 impl TlsClient {
-    /// Trusts the system's roots and the certificates in `ca_file`, or
-    /// only the certificate whose SHA-256 is `pin`.
+    /// For FTPS (TLS 1.2, see the module doc): trusts the system's roots
+    /// and the certificates in `ca_file`, or only the certificate whose
+    /// SHA-256 is `pin`.
     pub fn new(ca_file: Option<&Path>, pin: Option<[u8; 32]>) -> Result<TlsClient, String> {
+        Self::build(ca_file, pin, &[&rustls::version::TLS12])
+    }
+
+    /// For HTTPS: the same trust, TLS 1.3 or 1.2, ALPN `http/1.1`.
+    pub fn for_https(ca_file: Option<&Path>, pin: Option<[u8; 32]>) -> Result<TlsClient, String> {
+        let mut c = Self::build(
+            ca_file,
+            pin,
+            &[&rustls::version::TLS13, &rustls::version::TLS12],
+        )?;
+        if let Some(cfg) = Arc::get_mut(&mut c.config) {
+            cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        }
+        Ok(c)
+    }
+
+    fn build(
+        ca_file: Option<&Path>,
+        pin: Option<[u8; 32]>,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Result<TlsClient, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ClientConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS12])
+            .with_protocol_versions(versions)
             .map_err(|e| format!("TLS: {e}"))?;
         let (config, trust) = match pin {
             Some(pin) => {
@@ -309,17 +336,31 @@ fn handshake_error(host: &str, client: &TlsClient, e: std::io::Error) -> suppaft
     let tls = e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>());
-    match tls {
-        Some(rustls::Error::InvalidCertificate(c)) => suppaftp::FtpError::SecureError(format!(
-            "certificate of {host} not trusted ({}): {}",
-            client.trust,
+    match tls.and_then(|t| untrusted(host, &client.trust, t)) {
+        Some(msg) => suppaftp::FtpError::SecureError(msg),
+        None => suppaftp::FtpError::ConnectionError(e),
+    }
+}
+
+/// The one-line message for a handshake that failed because the server's
+/// certificate is not trusted (`trust`: what the client trusts), or None
+/// for any other TLS error (a retry may work).
+pub(crate) fn untrusted(host: &str, trust: &str, e: &rustls::Error) -> Option<String> {
+    match e {
+        rustls::Error::InvalidCertificate(c) => Some(format!(
+            "certificate of {host} not trusted ({trust}): {}",
             cert_reason(c)
         )),
-        Some(rustls::Error::General(g)) => {
-            suppaftp::FtpError::SecureError(format!("certificate of {host} not trusted: {g}"))
-        }
-        _ => suppaftp::FtpError::ConnectionError(e),
+        // The pin verifier's refusal.
+        rustls::Error::General(g) => Some(format!("certificate of {host} not trusted: {g}")),
+        _ => None,
     }
+}
+
+/// An untrusted certificate as the transports' one error: permanent
+/// (`InvalidInput`), so no reconnect loop retries it.
+pub(crate) fn untrusted_error(msg: String) -> crate::remote::RemoteError {
+    crate::remote::RemoteError::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, msg))
 }
 
 fn cert_reason(c: &rustls::CertificateError) -> String {

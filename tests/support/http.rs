@@ -19,6 +19,8 @@ pub struct HttpKeyftpd {
     /// The FTP face, when started with one.
     pub ftp: Option<SocketAddr>,
     pub http: SocketAddr,
+    /// The HTTPS face, when started with `--https`.
+    pub https: Option<SocketAddr>,
     pub root: PathBuf,
     pub log: PathBuf,
 }
@@ -70,8 +72,9 @@ impl HttpKeyftpd {
                 }
             }
         });
-        let (mut ftp_addr, mut http) = (None, None);
-        while http.is_none() {
+        let (mut ftp_addr, mut http, mut https) = (None, None, None);
+        let want_https = extra.contains(&"--https");
+        while http.is_none() || (want_https && https.is_none()) {
             let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) else {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -83,6 +86,8 @@ impl HttpKeyftpd {
             let line = line.trim();
             if let Some(a) = line.strip_prefix("http listening on ") {
                 http = a.parse().ok();
+            } else if let Some(a) = line.strip_prefix("https listening on ") {
+                https = a.parse().ok();
             } else if let Some(a) = line.strip_prefix("listening on ") {
                 ftp_addr = a.parse().ok();
             }
@@ -91,6 +96,7 @@ impl HttpKeyftpd {
             child,
             ftp: ftp_addr,
             http: http.expect("http address"),
+            https,
             root: root.to_path_buf(),
             log,
         }
@@ -318,7 +324,7 @@ pub fn form_parts(offset: Option<u64>, key: Option<&str>) -> (Vec<u8>, Vec<u8>) 
 }
 
 /// Reads one response (Content-Length, chunked, or to EOF).
-pub fn read_response(s: &mut TcpStream, head_only: bool) -> io::Result<Resp> {
+pub fn read_response<S: Read>(s: &mut S, head_only: bool) -> io::Result<Resp> {
     let mut r = BufReader::new(s);
     let mut line = String::new();
     r.read_line(&mut line)?;

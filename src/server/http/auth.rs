@@ -8,6 +8,15 @@
 //! password is answered 401 after the address's delay, and a banned or
 //! waiting address gets 429 with `Retry-After`. Without credentials, a server that allows anonymous
 //! logins lets a request read.
+//!
+//! Under `--require-tls`, a request over plain HTTP that carries
+//! credentials is answered 403 with the reason, its password never
+//! checked (nor counted as a failure), and no 401 is sent there (it would
+//! make a browser prompt for a password to send in the clear): the plain
+//! listener stays useful for anonymous reads and for a redirect in front
+//! of it, while passwords travel only over HTTPS. Refusing to start
+//! instead would forbid that harmless use and still not stop a client
+//! from sending a password to the port.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -74,6 +83,24 @@ pub(crate) fn challenge(reason: &str) -> Resp {
     r
 }
 
+/// Under `--require-tls` over plain HTTP: the 403 that says where to log in.
+fn tls_required() -> Resp {
+    reply::text(
+        StatusCode::FORBIDDEN,
+        "this server takes passwords over HTTPS only (--require-tls); use https://",
+    )
+}
+
+/// The answer that asks for a login: a 401 challenge, or over plain HTTP
+/// under `--require-tls` the 403 that points to HTTPS.
+pub(crate) fn ask_login(ctx: &Ctx, secure: bool, reason: &str) -> Resp {
+    if ctx.cfg.require_tls && !secure {
+        tls_required()
+    } else {
+        challenge(reason)
+    }
+}
+
 /// The longest a request waits for its address's turn at the gate.
 const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -104,14 +131,23 @@ fn parse_basic(v: &str) -> Option<(String, String)> {
     Some((u.to_string(), p.to_string()))
 }
 
-/// Who sent the request, or the 401 to answer.
-pub(crate) async fn authenticate(ctx: &Ctx, peer: SocketAddr, h: &HeaderMap) -> Result<Who, Resp> {
+/// Who sent the request (`secure`: over TLS), or the 401 or 403 to answer.
+pub(crate) async fn authenticate(
+    ctx: &Ctx,
+    peer: SocketAddr,
+    secure: bool,
+    h: &HeaderMap,
+) -> Result<Who, Resp> {
     let Some(value) = h.get(AUTHORIZATION) else {
         if ctx.backend.anonymous_allowed() {
             return Ok(Who::Anonymous);
         }
-        return Err(challenge("authentication required"));
+        return Err(ask_login(ctx, secure, "authentication required"));
     };
+    if ctx.cfg.require_tls && !secure {
+        log::warn!("http: credentials over plain HTTP from {peer} refused (--require-tls)");
+        return Err(tls_required());
+    }
     let Ok(value) = value.to_str() else {
         return Err(challenge("malformed Authorization header"));
     };

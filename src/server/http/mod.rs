@@ -4,7 +4,13 @@
 //! per-file keys as FTP (see `man/keyftp.7`).
 //!
 //! HTTP/1.1 is hyper's; it runs on a small tokio runtime in its own
-//! threads, beside the FTP face's thread-per-session listener. File work
+//! threads, beside the FTP face's thread-per-session listener. The same
+//! face may listen for plain HTTP, for HTTPS (tokio-rustls, with the FTPS
+//! certificate), or both: one connection limit, one login gate, one set
+//! of timeouts. A TLS handshake must end within the login timeout, so a
+//! connection that never finishes one does not hold a slot. Under
+//! `--require-tls` the plain listener takes no credentials (see
+//! [`auth`]). File work
 //! runs on tokio's blocking threads through [`backend`], the one seam to
 //! keyftpd's file side. Layout:
 //! - [`routing`]: method and path to handler; [`auth`]: Basic logins.
@@ -39,6 +45,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 
 use super::listener::{Server, Shared};
 use super::ServerConfig;
@@ -47,8 +54,17 @@ use backend::Backend;
 /// What the HTTP face can be told.
 #[derive(Clone, Debug)]
 pub struct HttpConfig {
-    /// Where to listen (`127.0.0.1:0` for an ephemeral port).
-    pub listen: SocketAddr,
+    /// Where to listen for plain HTTP (`127.0.0.1:0` for an ephemeral
+    /// port); `None`: HTTPS only.
+    pub listen: Option<SocketAddr>,
+    /// Where to listen for HTTPS, with [`HttpConfig::tls`].
+    pub https: Option<SocketAddr>,
+    /// The server's TLS config (the FTPS one; HTTP/1.1 is added as ALPN).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Plain HTTP refuses credentials (403): passwords only over TLS.
+    pub require_tls: bool,
+    /// Limit on an HTTPS connection's TLS handshake.
+    pub handshake_timeout: Duration,
     /// Limit on receiving a request's headers, and on a request body that
     /// sends nothing (408, bytes kept).
     pub timeout: Duration,
@@ -62,10 +78,15 @@ pub struct HttpConfig {
 }
 
 impl HttpConfig {
-    /// Defaults: 60 s timeouts, 256 KiB heads, 64 connections.
+    /// Plain HTTP on `listen`. Defaults: 60 s timeouts, 10 s for a TLS
+    /// handshake, 256 KiB heads, 64 connections.
     pub fn new(listen: SocketAddr) -> HttpConfig {
         HttpConfig {
-            listen,
+            listen: Some(listen),
+            https: None,
+            tls: None,
+            require_tls: false,
+            handshake_timeout: Duration::from_secs(10),
             timeout: Duration::from_secs(60),
             max_header: 256 << 10,
             max_conns: 64,
@@ -85,8 +106,10 @@ pub(crate) struct Ctx {
 
 /// A bound HTTP face, not yet serving.
 pub struct HttpServer {
-    listener: std::net::TcpListener,
-    addr: SocketAddr,
+    listener: Option<std::net::TcpListener>,
+    addr: Option<SocketAddr>,
+    tls: Option<(std::net::TcpListener, TlsAcceptor)>,
+    https_addr: Option<SocketAddr>,
     ctx: Arc<Ctx>,
 }
 
@@ -103,7 +126,8 @@ impl HttpStopper {
 
 /// A running HTTP face (see [`HttpServer::spawn`]).
 pub struct HttpHandle {
-    addr: SocketAddr,
+    addr: Option<SocketAddr>,
+    https_addr: Option<SocketAddr>,
     ctx: Arc<Ctx>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -120,12 +144,40 @@ impl HttpServer {
     }
 
     fn with(sh: Arc<Shared>, cfg: HttpConfig) -> io::Result<HttpServer> {
-        let listener = std::net::TcpListener::bind(cfg.listen)?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
+        let bind = |a: SocketAddr| -> io::Result<(std::net::TcpListener, SocketAddr)> {
+            let l = std::net::TcpListener::bind(a)?;
+            l.set_nonblocking(true)?;
+            let addr = l.local_addr()?;
+            Ok((l, addr))
+        };
+        let (listener, addr) = match cfg.listen {
+            Some(a) => bind(a).map(|(l, a)| (Some(l), Some(a)))?,
+            None => (None, None),
+        };
+        let (tls, https_addr) = match (cfg.https, &cfg.tls) {
+            (Some(a), Some(t)) => {
+                let (l, a) = bind(a)?;
+                (Some((l, https_acceptor(t))), Some(a))
+            }
+            (Some(_), None) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "HTTPS needs a certificate (--tls-cert and --tls-key)",
+                ))
+            }
+            (None, _) => (None, None),
+        };
+        if listener.is_none() && tls.is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no HTTP or HTTPS address",
+            ));
+        }
         Ok(HttpServer {
             listener,
             addr,
+            tls,
+            https_addr,
             ctx: Arc::new(Ctx {
                 backend: Backend::new(sh),
                 cfg,
@@ -136,9 +188,14 @@ impl HttpServer {
         })
     }
 
-    /// The bound address (with the real port when bound to 0).
-    pub fn local_addr(&self) -> SocketAddr {
+    /// The bound plain HTTP address (with the real port when bound to 0).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
         self.addr
+    }
+
+    /// The bound HTTPS address.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https_addr
     }
 
     /// A trigger that stops the whole server from elsewhere (signals).
@@ -149,6 +206,7 @@ impl HttpServer {
     /// Serves on a new thread.
     pub fn spawn(self) -> io::Result<HttpHandle> {
         let addr = self.addr;
+        let https_addr = self.https_addr;
         let ctx = self.ctx.clone();
         let thread = std::thread::Builder::new()
             .name("keyftpd-http".into())
@@ -159,6 +217,7 @@ impl HttpServer {
             })?;
         Ok(HttpHandle {
             addr,
+            https_addr,
             ctx,
             thread: Some(thread),
         })
@@ -174,7 +233,7 @@ impl HttpServer {
             .enable_all()
             .build()?;
         let ctx = self.ctx.clone();
-        rt.block_on(accept_loop(self.listener, self.ctx))?;
+        rt.block_on(accept_loop(self.listener, self.tls, self.ctx))?;
         // Uploads in flight see their bodies end (cut) and record partials.
         let deadline = Instant::now() + Duration::from_secs(10);
         while ctx.uploads.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
@@ -186,8 +245,35 @@ impl HttpServer {
     }
 }
 
-async fn accept_loop(std_listener: std::net::TcpListener, ctx: Arc<Ctx>) -> io::Result<()> {
-    let listener = tokio::net::TcpListener::from_std(std_listener)?;
+/// The acceptor of the HTTPS listener: the FTPS config with HTTP/1.1
+/// as its one ALPN protocol (a client offering h2 too gets HTTP/1.1).
+fn https_acceptor(tls: &Arc<rustls::ServerConfig>) -> TlsAcceptor {
+    let mut cfg = (**tls).clone();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    TlsAcceptor::from(Arc::new(cfg))
+}
+
+/// Accepts on the plain listener, or never when there is none.
+async fn accept_on(
+    l: &Option<tokio::net::TcpListener>,
+) -> io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn accept_loop(
+    plain: Option<std::net::TcpListener>,
+    tls: Option<(std::net::TcpListener, TlsAcceptor)>,
+    ctx: Arc<Ctx>,
+) -> io::Result<()> {
+    let plain = plain.map(tokio::net::TcpListener::from_std).transpose()?;
+    let (tls_listener, acceptor) = match tls {
+        Some((l, a)) => (Some(tokio::net::TcpListener::from_std(l)?), Some(a)),
+        None => (None, None),
+    };
+    // One limit over both listeners.
     let slots = Arc::new(Semaphore::new(ctx.cfg.max_conns.max(1)));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -202,48 +288,46 @@ async fn accept_loop(std_listener: std::net::TcpListener, ctx: Arc<Ctx>) -> io::
                 continue;
             }
         };
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    log::warn!("http accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let (accepted, secure) = tokio::select! {
+            r = accept_on(&plain) => (r, false),
+            r = accept_on(&tls_listener) => (r, true),
             _ = tick.tick() => {
                 if ctx.backend.stopping() { break; }
+                continue;
+            }
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                log::warn!("http accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
         let ctx = ctx.clone();
         let mut stop = stop_rx.clone();
+        let acceptor = if secure { acceptor.clone() } else { None };
         tokio::spawn(async move {
             let _permit = permit;
-            let svc_ctx = ctx.clone();
-            let svc = service_fn(move |req| {
-                let ctx = svc_ctx.clone();
-                async move { Ok::<_, std::convert::Infallible>(routing::handle(ctx, peer, req).await) }
-            });
-            let mut b = http1::Builder::new();
-            b.timer(TokioTimer::new())
-                .header_read_timeout(ctx.cfg.timeout)
-                .max_buf_size(ctx.cfg.max_header.max(8192))
-                .max_headers(128)
-                .keep_alive(true);
-            let conn = b.serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        log::debug!("http {peer}: {e}");
-                    }
-                }
-                _ = stop.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
-                }
+            let Some(acceptor) = acceptor else {
+                return serve(ctx, peer, false, TokioIo::new(stream), stop).await;
+            };
+            // The handshake is bounded: a client that never finishes it
+            // gives its slot back after the login timeout.
+            let limit = ctx.cfg.handshake_timeout;
+            let hs = tokio::time::timeout(limit, acceptor.accept(stream));
+            let done = tokio::select! {
+                r = hs => r,
+                _ = stop.changed() => return,
+            };
+            match done {
+                Ok(Ok(s)) => serve(ctx, peer, true, TokioIo::new(s), stop).await,
+                Ok(Err(e)) => log::info!("https {peer}: TLS handshake failed: {e}"),
+                Err(_) => log::info!(
+                    "https {peer}: no TLS handshake within {} s; closed",
+                    limit.as_secs_f64()
+                ),
             }
         });
     }
@@ -257,10 +341,52 @@ async fn accept_loop(std_listener: std::net::TcpListener, ctx: Arc<Ctx>) -> io::
     Ok(())
 }
 
+/// Serves HTTP/1.1 requests on one connection, plain or TLS (`secure`),
+/// until it ends or the server stops.
+async fn serve<I>(
+    ctx: Arc<Ctx>,
+    peer: SocketAddr,
+    secure: bool,
+    io: I,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let svc_ctx = ctx.clone();
+    let svc = service_fn(move |req| {
+        let ctx = svc_ctx.clone();
+        async move { Ok::<_, std::convert::Infallible>(routing::handle(ctx, peer, secure, req).await) }
+    });
+    let mut b = http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(ctx.cfg.timeout)
+        .max_buf_size(ctx.cfg.max_header.max(8192))
+        .max_headers(128)
+        .keep_alive(true);
+    let conn = b.serve_connection(io, svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                log::debug!("http {peer}: {e}");
+            }
+        }
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
+        }
+    }
+}
+
 impl HttpHandle {
-    /// The bound address.
-    pub fn local_addr(&self) -> SocketAddr {
+    /// The bound plain HTTP address.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
         self.addr
+    }
+
+    /// The bound HTTPS address.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https_addr
     }
 
     /// Waits for the HTTP face to end (after the server's stop flag).

@@ -65,14 +65,19 @@ fn is_write(m: &Method) -> bool {
     !matches!(m.as_str(), "GET" | "HEAD" | "OPTIONS" | "PROPFIND")
 }
 
-/// Answers one request.
-pub(crate) async fn handle(ctx: Arc<Ctx>, peer: SocketAddr, req: Request<Incoming>) -> Resp {
+/// Answers one request; `secure` when it came over TLS.
+pub(crate) async fn handle(
+    ctx: Arc<Ctx>,
+    peer: SocketAddr,
+    secure: bool,
+    req: Request<Incoming>,
+) -> Resp {
     let method = req.method().clone();
     let v = match url_path(req.uri().path()) {
         Ok(v) => v,
         Err(why) => return reply::text(StatusCode::BAD_REQUEST, &why),
     };
-    let who = match auth::authenticate(&ctx, peer, req.headers()).await {
+    let who = match auth::authenticate(&ctx, peer, secure, req.headers()).await {
         Ok(w) => w,
         Err(r) => return r,
     };
@@ -81,7 +86,11 @@ pub(crate) async fn handle(ctx: Arc<Ctx>, peer: SocketAddr, req: Request<Incomin
         return if has_credentials {
             reply::text(StatusCode::FORBIDDEN, "anonymous access is read-only")
         } else {
-            auth::challenge("log in to write (anonymous access is read-only)")
+            auth::ask_login(
+                &ctx,
+                secure,
+                "log in to write (anonymous access is read-only)",
+            )
         };
     }
     let tus = req.headers().contains_key("tus-resumable");
