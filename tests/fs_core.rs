@@ -213,7 +213,7 @@ fn fs_close_queues_the_upload_before_release() {
         let core = rig.core();
         let (_, o) = core.create(ROOT, name("closed"), libc::O_WRONLY).unwrap();
         core.write(o.fh, 0, b"closed by cp").unwrap();
-        core.flush(o.fh).unwrap();
+        core.flush(o.fh, 0).unwrap();
         // No release: the daemon "dies" here.
         core.shutdown();
     }
@@ -224,9 +224,9 @@ fn fs_close_queues_the_upload_before_release() {
 
     let (_, o) = core.create(ROOT, name("dup"), libc::O_WRONLY).unwrap();
     core.write(o.fh, 0, b"first").unwrap();
-    core.flush(o.fh).unwrap();
+    core.flush(o.fh, 0).unwrap();
     core.write(o.fh, 5, b" and more").unwrap();
-    core.flush(o.fh).unwrap();
+    core.flush(o.fh, 0).unwrap();
     core.release(o.fh).unwrap();
     let deadline = std::time::Instant::now() + WAIT;
     while rig.server_file("dup").as_deref() != Some(b"first and more".as_slice())
@@ -236,10 +236,28 @@ fn fs_close_queues_the_upload_before_release() {
     }
     assert_eq!(rig.server_file("dup").unwrap(), b"first and more");
 
+    // A close by another process (a child with an inherited descriptor)
+    // leaves the version to its opener, whose close queues it.
+    let (_, o) = core
+        .create_by(ROOT, name("shared"), libc::O_WRONLY, 100)
+        .unwrap();
+    core.write(o.fh, 0, b"from the opener").unwrap();
+    core.flush(o.fh, 200).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(rig.server_file("shared").is_none());
+    core.write(o.fh, 15, b", then more").unwrap();
+    core.flush(o.fh, 100).unwrap();
+    core.uploader().wait("shared", WAIT).unwrap();
+    assert_eq!(
+        rig.server_file("shared").unwrap(),
+        b"from the opener, then more"
+    );
+    core.release(o.fh).unwrap();
+
     // An empty version is left to release (a shell's `cmd > f` closes a
     // descriptor of `f` before `cmd` writes).
     let (_, o) = core.create(ROOT, name("empty"), libc::O_WRONLY).unwrap();
-    core.flush(o.fh).unwrap();
+    core.flush(o.fh, 0).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     assert!(rig.server_file("empty").is_none());
     core.write(o.fh, 0, b"late").unwrap();

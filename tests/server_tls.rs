@@ -285,3 +285,37 @@ fn tls_logins_are_capped_per_address() {
     };
     assert_eq!(t.cmd("NOOP").0, 200);
 }
+
+/// ALPN: a client offering only HTTP (a browser sent to the FTPS port) fails
+/// the handshake rather than having its request read as FTP commands; one
+/// offering "ftp", or none, gets in.
+#[test]
+fn a_client_offering_only_http_alpn_is_refused() {
+    let (dir, _) = server(&[]);
+    let (cert, key) = gen_cert(dir.path());
+    let srv = support::keyftpd::Keyftpd::start(
+        &dir.path().join("root"),
+        &["--tls-cert", &cert, "--tls-key", &key],
+    );
+    let with_alpn = |alpn: &[&[u8]]| {
+        let mut cfg = (*client_config(&cert, false)).clone();
+        cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(cfg)
+    };
+    let handshake = |cfg: &Arc<ClientConfig>| {
+        let mut c = Ctrl::connect(srv.addr);
+        assert_eq!(c.cmd("AUTH TLS").0, 234);
+        let tcp = c.w.try_clone().expect("clone");
+        drop(c);
+        tcp.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut tls = wrap(cfg, tcp);
+        tls.conn.complete_io(&mut tls.sock).map(|_| ())
+    };
+    let refused = handshake(&with_alpn(&[b"http/1.1", b"h2"]));
+    assert!(refused.is_err(), "an HTTP-only client got a TLS session");
+    handshake(&with_alpn(&[b"ftp"])).expect("ALPN ftp");
+    let mut c = TlsCtrl::open(srv.addr, &with_alpn(&[]));
+    c.login();
+    assert_eq!(c.cmd("QUIT").0, 221);
+}

@@ -5,8 +5,9 @@
 //! for writing of a file that has no version being written (copying the
 //! queued content first, or taking the server's lazily, see [`super::fill`],
 //! unless O_TRUNC), or by the first write after fsync sealed the current
-//! one. Release seals the version and submits it to the uploader; fsync
-//! seals it and waits for the upload.
+//! one. The close(2) of the opener, or else release, seals the version and
+//! submits it to the uploader (see [`Core::flush`]); fsync seals it and
+//! waits for the upload.
 
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -15,7 +16,7 @@ use super::fill::Fill;
 use super::meta::{MtimeSet, SetMeta};
 use super::reader::RemoteReader;
 use super::{errno, lock_order, Attr, Core, FsError, FsResult, Handle, Local, Opened, Status};
-use crate::spool::file::SpoolFile;
+use crate::spool::file::{Busy, SpoolFile};
 use crate::spool::journal::{JobRecord, JobState, Wanted};
 use crate::upload::UploadError;
 
@@ -97,8 +98,9 @@ impl Core {
     }
 
     /// Makes `ino` writable by one more writer (or by the same writer after
-    /// fsync sealed it): returns the spool version writes go to.
-    fn begin_write(&self, ino: u64, trunc: bool, new_writer: bool) -> FsResult<Target> {
+    /// fsync sealed it): returns the spool version writes go to, counted
+    /// busy (taken under the state lock) until the guard drops.
+    fn begin_write(&self, ino: u64, trunc: bool, new_writer: bool) -> FsResult<(Target, Busy)> {
         // A chmod of the file still pending carries over to a new version.
         let (path, source, mode) = {
             let mut st = self.lock();
@@ -116,13 +118,14 @@ impl Core {
                         l.writers += 1;
                     }
                     let t = (l.spool.clone(), l.fill.clone());
+                    let busy = l.spool.busy();
                     if trunc {
                         truncate_to(&t, 0)?;
                     }
                     // A write after `touch -d` makes the time "now" again.
                     l.mtime = SystemTime::now();
                     l.wanted.mtime = None;
-                    return Ok(t);
+                    return Ok((t, busy));
                 }
                 Some(l) if trunc => (path, Source::Empty, l.wanted.mode),
                 Some(l) => (path, Source::Copy(l.spool.clone()), l.wanted.mode),
@@ -150,9 +153,10 @@ impl Core {
                     l.writers += 1;
                 }
                 let t = (l.spool.clone(), l.fill.clone());
+                let busy = l.spool.busy();
                 drop(st);
                 let _ = self.journal.remove(id);
-                return Ok(t);
+                return Ok((t, busy));
             }
         }
         st.pending.insert(
@@ -171,10 +175,18 @@ impl Core {
         // No need to drop the parent's cached listing: the local version
         // overlays it (and `uploaded` puts the name in it), so the next
         // lookups in a `cp -r` are answered from the cache.
-        Ok(target)
+        let busy = target.0.busy();
+        Ok((target, busy))
     }
 
+    /// Opens `ino` for a caller whose process is unknown: any close of a
+    /// writer may seal it (see [`flush`](Self::flush)).
     pub fn open(&self, ino: u64, flags: i32) -> FsResult<Opened> {
+        self.open_by(ino, flags, 0)
+    }
+
+    /// Opens `ino` for process `pid` (the FUSE request's).
+    pub fn open_by(&self, ino: u64, flags: i32, pid: u32) -> FsResult<Opened> {
         let acc = flags & libc::O_ACCMODE;
         if acc == libc::O_RDONLY {
             let mut st = self.lock();
@@ -200,6 +212,7 @@ impl Core {
         let fh = self.lock().add_handle(Handle::Write {
             ino,
             append: flags & libc::O_APPEND != 0,
+            opener: pid,
         });
         Ok(Opened {
             fh,
@@ -207,11 +220,24 @@ impl Core {
         })
     }
 
+    /// Creates and opens `name` for a caller whose process is unknown
+    /// (see [`open`](Self::open)).
     pub fn create(
         &self,
         parent: u64,
         name: &std::ffi::OsStr,
         flags: i32,
+    ) -> FsResult<(Attr, Opened)> {
+        self.create_by(parent, name, flags, 0)
+    }
+
+    /// Creates and opens `name` for process `pid` (the FUSE request's).
+    pub fn create_by(
+        &self,
+        parent: u64,
+        name: &std::ffi::OsStr,
+        flags: i32,
+        pid: u32,
     ) -> FsResult<(Attr, Opened)> {
         let path = self.new_child_path(parent, name)?;
         let ino = self.lock().inodes.lookup(&path);
@@ -220,6 +246,7 @@ impl Core {
         let fh = st.add_handle(Handle::Write {
             ino,
             append: flags & libc::O_APPEND != 0,
+            opener: pid,
         });
         let attr = match st.pending.get(&ino) {
             Some(l) => self.local_attr(ino, l),
@@ -320,10 +347,10 @@ impl Core {
 
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
         let h = self.handle(fh)?;
-        let Handle::Write { ino, append } = &*h else {
+        let Handle::Write { ino, append, .. } = &*h else {
             return Err(errno(libc::EBADF));
         };
-        let t = self.begin_write(*ino, false, false)?;
+        let (t, _busy) = self.begin_write(*ino, false, false)?;
         let at = if *append { t.0.size() } else { offset };
         let n = write_to(&t, at, data)?;
         Ok(n as u32)
@@ -354,13 +381,14 @@ impl Core {
                 st.pending
                     .get(&ino)
                     .filter(|l| l.status == Status::Writing)
-                    .map(|l| (l.spool.clone(), l.fill.clone()))
+                    .map(|l| ((l.spool.clone(), l.fill.clone()), l.spool.busy()))
             };
             match writing {
-                Some(t) => truncate_to(&t, size)?,
+                Some((t, _busy)) => truncate_to(&t, size)?,
                 None => {
-                    let t = self.begin_write(ino, size == 0, true)?;
+                    let (t, busy) = self.begin_write(ino, size == 0, true)?;
                     let r = truncate_to(&t, size);
+                    drop(busy);
                     let sealed = self.end_write(ino);
                     r?;
                     sealed?;
@@ -373,31 +401,41 @@ impl Core {
         }
     }
 
-    /// close(2) of a descriptor. When its handle is the file's only writer,
-    /// the version is sealed and queued here rather than at release, which
-    /// the kernel sends after close has returned: a daemon killed in
-    /// between would otherwise keep a file `cp` reported as written in the
-    /// spool as still open, and never upload it. A write through another
-    /// descriptor of the same open file (dup, fork, a mapping) then starts
-    /// a new version, as after fsync. Left to release, as before: an empty
-    /// version (a shell's `cmd > f` closes its first descriptor of `f`
-    /// before `cmd` writes a byte, and sealing there would upload an empty
-    /// file first), and one with old server content still to fetch (close
-    /// must not wait for a download).
-    pub fn flush(&self, fh: u64) -> FsResult<()> {
+    /// close(2) of a descriptor by process `pid`. When it is the process
+    /// that opened the file's only writer, the version is sealed and
+    /// queued here rather than at release, which the kernel sends after
+    /// close has returned: a daemon killed in between would otherwise keep
+    /// a file `cp` reported as written in the spool as still open, and
+    /// never upload it. Left to release, as before:
+    /// - a close by another process (a child exiting with an inherited
+    ///   descriptor, as under `make > log`): the opener writes on;
+    /// - another writer, or a write or truncate in progress;
+    /// - an empty version (a shell's `cmd > f` closes its first
+    ///   descriptor of `f` before `cmd` writes a byte);
+    /// - old server content still to fetch, or a CRC to recompute by
+    ///   re-reading the file (close must not wait for either).
+    ///
+    /// A write through the same open file after this close (a dup'd
+    /// descriptor) starts a new version, as after fsync.
+    pub fn flush(&self, fh: u64, pid: u32) -> FsResult<()> {
         let Some(h) = self.lock().handles.get(&fh).cloned() else {
             return Ok(());
         };
-        let Handle::Write { ino, .. } = &*h else {
+        let Handle::Write { ino, opener, .. } = &*h else {
             return Ok(());
         };
+        if *opener != 0 && *opener != pid {
+            return Ok(());
+        }
         let _order = lock_order(&self.order);
         let st = self.lock();
         let seal_now = st.pending.get(ino).is_some_and(|l| {
             l.status == Status::Writing
                 && !l.unlinked
                 && l.writers <= 1
+                && !l.spool.is_busy()
                 && l.spool.size() > 0
+                && !l.spool.needs_recompute()
                 && l.fill.as_ref().is_none_or(|f| f.is_done())
         });
         if seal_now {

@@ -235,8 +235,8 @@ impl Filesystem for KeyFs {
         }
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.core.open(ino.0, flags.0) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        match self.core.open_by(ino.0, flags.0, req.pid()) {
             Ok(o) => reply.opened(FileHandle(o.fh), open_flags(o.direct_io)),
             Err(e) => reply.error(err("open", &e)),
         }
@@ -292,13 +292,13 @@ impl Filesystem for KeyFs {
 
     fn flush(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        match self.core.flush(fh.0) {
+        match self.core.flush(fh.0, req.pid()) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err("flush", &e)),
         }
@@ -432,7 +432,7 @@ impl Filesystem for KeyFs {
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         _mode: u32,
@@ -440,7 +440,7 @@ impl Filesystem for KeyFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        match self.core.create(parent.0, name, flags) {
+        match self.core.create_by(parent.0, name, flags, req.pid()) {
             Ok((a, o)) => reply.created(
                 &ATTR_TTL,
                 &to_attr(&a),

@@ -16,8 +16,8 @@
 //!   the rest before it is sealed, and never those a write or truncate
 //!   replaced. Until that version is uploaded and verified, the
 //!   file's local size and content win over the server's for stat, read and
-//!   readdir. Release seals the version (its CRC is final) and hands it to
-//!   the uploader: close never waits on the network, nor on the disk (the
+//!   readdir. The opener's close, or else release, seals the version (its
+//!   CRC is final) and hands it to the uploader: close never waits on the network, nor on the disk (the
 //!   uploader's syncer commits closed files in batches, see
 //!   [`crate::spool::syncer`]). fsync seals and waits for the verified
 //!   upload, or fails with EIO.
@@ -142,6 +142,8 @@ enum Handle {
     Write {
         ino: u64,
         append: bool,
+        /// The process that opened it (0: unknown), whose close seals.
+        opener: u32,
     },
     Spool {
         spool: Arc<SpoolFile>,

@@ -52,6 +52,12 @@ pub fn load_server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerC
         .with_single_cert(certs, key)
         .map_err(|e| format!("TLS certificate: {e}"))?;
     cfg.session_storage = Arc::new(Watched(ServerSessionMemoryCache::new(SESSION_CACHE)));
+    // "ftp" only: a browser sent to an FTPS port (offering http/1.1 or h2)
+    // fails the handshake instead of having its request read as FTP
+    // commands (the ALPACA cross-protocol attack). Clients that offer no
+    // ALPN, as most FTP clients do, are not affected; the HTTPS face sets
+    // its own.
+    cfg.alpn_protocols = vec![b"ftp".to_vec()];
     // Stateless tickets may be used many times: each data connection
     // resumes the control connection's session afresh.
     let ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| format!("TLS: {e}"))?;

@@ -21,7 +21,8 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crc32fast::Hasher;
 
@@ -50,6 +51,21 @@ pub struct SpoolFile {
     file: File,
     path: PathBuf,
     state: Mutex<State>,
+    /// Writes and truncates in progress through the file system (see
+    /// [`Busy`]).
+    busy: AtomicU32,
+}
+
+/// A write or truncate in progress in a spool file, from the moment the
+/// file system picked the file under its lock until the guard drops: the
+/// file system seals a version at close(2) only when none is (a write that
+/// lands after the CRC was taken would make the upload fail).
+pub struct Busy(Arc<SpoolFile>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl SpoolFile {
@@ -108,7 +124,19 @@ impl SpoolFile {
                 extents,
                 recompute,
             }),
+            busy: AtomicU32::new(0),
         }
+    }
+
+    /// Counts a write in progress until the guard drops.
+    pub fn busy(self: &Arc<Self>) -> Busy {
+        self.busy.fetch_add(1, Ordering::AcqRel);
+        Busy(self.clone())
+    }
+
+    /// Whether a write or truncate is in progress (see [`Busy`]).
+    pub fn is_busy(&self) -> bool {
+        self.busy.load(Ordering::Acquire) > 0
     }
 
     pub fn path(&self) -> &Path {

@@ -247,9 +247,15 @@ impl HttpServer {
 
 /// The acceptor of the HTTPS listener: the FTPS config with HTTP/1.1
 /// as its one ALPN protocol (a client offering h2 too gets HTTP/1.1).
+/// TLS sessions kept for HTTPS clients to resume.
+const HTTPS_SESSIONS: usize = 256;
+
 fn https_acceptor(tls: &Arc<rustls::ServerConfig>) -> TlsAcceptor {
     let mut cfg = (**tls).clone();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // A cache of its own: a flood of HTTPS handshakes must not evict the
+    // sessions FTPS data connections resume (else their transfers get 522).
+    cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(HTTPS_SESSIONS);
     TlsAcceptor::from(Arc::new(cfg))
 }
 
