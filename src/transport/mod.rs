@@ -26,6 +26,16 @@ pub use crate::remote::checksum::CrcMethod;
 pub use crate::remote::{ChunkSizer, Endpoint, RemoteEntry, RemoteError, Scheme, Sent};
 pub use crate::upload::resume::StoredKey;
 
+/// The longest command line assumed to pass, CRLF included: FTP servers
+/// bound it (keyftpd, vsftpd's `VSFTP_MAX_COMMAND_LINE` and IIS's
+/// `maxCommandLine` at 4096 bytes, pure-ftpd at its `MAXPATHLEN` + 32).
+pub const MAX_COMMAND_LINE: usize = 4096;
+/// The longest absolute server path any transport takes: the one that fits
+/// in every FTP command keyfs sends with it, `XCRC <path> <start> <end>\r\n`
+/// with offsets of up to 20 digits (an HTTP request line, of 8 KiB on
+/// common servers, has room for it percent-encoded only up to about this).
+pub const MAX_REMOTE_PATH: usize = MAX_COMMAND_LINE - "XCRC   \r\n".len() - 2 * 20;
+
 /// One logged-in connection.
 pub enum Conn {
     Ftp(remote::Session),
