@@ -17,7 +17,9 @@ use base64::Engine;
 
 use crate::key::Key;
 use crate::remote::session::join_root;
-use crate::transport::{Endpoint, Holding, RemoteEntry, RemoteError, Verified, VerifyError};
+use crate::transport::{
+    Applied, Endpoint, Holding, RemoteEntry, RemoteError, Verified, VerifyError,
+};
 use crate::upload::resume::StoredKey;
 
 pub use upload::HttpUpload;
@@ -257,6 +259,47 @@ impl Session {
             .call()
             .map(drop)
             .map_err(|e| transport_error(e, &format!("MOVE {from:?} {to:?}")))
+    }
+
+    /// Sets the modification time of `path` by PROPPATCH of
+    /// `{DAV:}lastmodified` in Unix seconds: the form ownCloud, Nextcloud
+    /// and keyftpd take (rclone's webdav backend sends it too). One request
+    /// for a file already on the server, whenever the time was set, where a
+    /// header on the upload (`X-OC-Mtime`) would serve only an upload.
+    /// A server that does not set it (a 207 without a 2xx for it, or no
+    /// PROPPATCH at all) keeps its own time: `Unsupported`.
+    pub fn set_mtime(&mut self, path: &str, t: SystemTime) -> Result<Applied, RemoteError> {
+        let secs = match t.duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(d) => d.as_secs() as i64,
+            Err(e) => -(e.duration().as_secs() as i64),
+        };
+        let body = format!(
+            r#"<?xml version="1.0" encoding="utf-8"?><D:propertyupdate xmlns:D="DAV:"><D:set><D:prop><D:lastmodified>{secs}</D:lastmodified></D:prop></D:set></D:propertyupdate>"#
+        );
+        let url = self.url(path)?;
+        let r = self
+            .request("PROPPATCH", &url)
+            .set("Content-Type", "application/xml; charset=utf-8")
+            .send_string(&body);
+        match r {
+            Ok(resp) => {
+                let mut text = String::new();
+                resp.into_reader().take(1 << 20).read_to_string(&mut text)?;
+                Ok(if davxml::prop_was_set(&text, "lastmodified") {
+                    Applied::Done
+                } else {
+                    Applied::Unsupported
+                })
+            }
+            Err(ureq::Error::Status(404, _)) => {
+                Err(status_error(404, &format!("PROPPATCH {path:?}")))
+            }
+            Err(ureq::Error::Status(401, _)) => {
+                Err(status_error(401, &format!("PROPPATCH {path:?}")))
+            }
+            Err(ureq::Error::Status(_, _)) => Ok(Applied::Unsupported),
+            Err(e) => Err(transport_error(e, &format!("PROPPATCH {path:?}"))),
+        }
     }
 
     /// Checks that the connection is alive.

@@ -177,10 +177,11 @@ impl Conn {
     pub fn set_mtime(&mut self, path: &str, t: SystemTime) -> Result<Applied, RemoteError> {
         match self {
             Conn::Ftp(s) => s.set_mtime(path, t),
-            Conn::Http(_) => Ok(Applied::Unsupported),
+            Conn::Http(s) => s.set_mtime(path, t),
         }
     }
 
+    /// Over HTTP no mode is kept (WebDAV has no property for it).
     pub fn chmod(&mut self, path: &str, mode: u32) -> Result<Applied, RemoteError> {
         match self {
             Conn::Ftp(s) => s.chmod(path, mode),

@@ -274,6 +274,12 @@ impl Backend {
         }
     }
 
+    /// Sets the modification time of `v` (PROPPATCH).
+    pub fn set_mtime(&self, v: &VPath, t: SystemTime) -> BResult<()> {
+        self.store().set_mtime(v, t)?;
+        Ok(())
+    }
+
     /// Creates directory `v` (its parent must exist).
     pub fn mkdir(&self, v: &VPath) -> BResult<()> {
         if v.is_root() {
