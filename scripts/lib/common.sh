@@ -227,14 +227,14 @@ kf_start_pureftpd() {
     kf_fail "pure-ftpd did not start"
 }
 
-# kf_start_rclone_webdav ROOT USER PASSWORD: a stock WebDAV server
-# (rclone serve webdav) on a free loopback port. Sets RCLONE_PID and
-# RCLONE_PORT.
+# kf_start_rclone_webdav ROOT USER PASSWORD [PORT]: a stock WebDAV server
+# (rclone serve webdav) on a free loopback port, or on PORT (to come back
+# after a crash). Sets RCLONE_PID and RCLONE_PORT.
 kf_start_rclone_webdav() {
-    local root=$1 user=$2 pass=$3 dir try port i
+    local root=$1 user=$2 pass=$3 fixed=${4:-} dir try port i
     dir=$(kf_tmpdir)
     for try in 1 2 3 4 5 6; do
-        port=$((20000 + RANDOM % 30000))
+        port=${fixed:-$((20000 + RANDOM % 30000))}
         rclone serve webdav "$root" --addr "127.0.0.1:$port" --user "$user" --pass "$pass" \
             </dev/null >"$dir/out" 2>"$dir/err" &
         RCLONE_PID=$!
@@ -249,6 +249,7 @@ kf_start_rclone_webdav() {
             sleep 0.1
         done
         kf_stop_pid "$RCLONE_PID"
+        [[ -n $fixed ]] && sleep 0.5 # a fixed port may take a moment to free up
     done
     cat "$dir/err" >&2
     kf_fail "rclone serve webdav did not start"
@@ -485,11 +486,19 @@ kf_setup_transport() {
     URL=$(kf_proxy_url "$SERVER_PORT")
 }
 
-# kf_restart_keyftpd: keyftpd again on the ports of kf_setup_transport
-# (after a kill -9).
-kf_restart_keyftpd() {
+# kf_kill9_server: kill -9 of the server kf_setup_transport started.
+kf_kill9_server() {
+    if [[ ${KF_TRANSPORT:-ftp} == webdav ]]; then kf_kill9 "$RCLONE_PID"; else kf_kill9 "$KEYFTPD_PID"; fi
+}
+
+# kf_restart_server: the server of kf_setup_transport again, on the same
+# ports (after kf_kill9_server).
+kf_restart_server() {
     local extra=()
-    [[ ${KF_TRANSPORT:-ftp} == http ]] && extra=(--http "127.0.0.1:$KEYFTPD_HTTP_PORT")
+    case ${KF_TRANSPORT:-ftp} in
+        webdav) kf_start_rclone_webdav "$ROOT" "$FTP_USER" "$KEYFS_PASSWORD" "$RCLONE_PORT"; return ;;
+        http) extra=(--http "127.0.0.1:$KEYFTPD_HTTP_PORT") ;;
+    esac
     kf_start_keyftpd "$ROOT" "$FTP_USER" "$KEYFS_PASSWORD" "$KEYFTPD_PORT" "${extra[@]}"
 }
 
