@@ -122,19 +122,29 @@ impl Rig {
         self.core_with(self.port, 2, bwlimit)
     }
 
+    /// Where a client reaches the server, over this test's transport.
+    pub fn endpoint(&self) -> Endpoint {
+        self.endpoint_at(self.port)
+    }
+
+    /// The endpoint through `port` (the server's own, or a proxy's).
+    pub fn endpoint_at(&self, port: u16) -> Endpoint {
+        Endpoint {
+            scheme: self.scheme,
+            host: "127.0.0.1".into(),
+            port,
+            user: "u".into(),
+            password: "pw".into(),
+            root: "/".into(),
+            tls: Default::default(),
+        }
+    }
+
     /// A core that talks to the server through `port` (the server's own, or
     /// a proxy's in front of it).
     pub fn core_with(&self, port: u16, workers: usize, bwlimit: Option<u64>) -> Arc<Core> {
         Core::start(FsConfig {
-            endpoint: Endpoint {
-                scheme: self.scheme,
-                host: "127.0.0.1".into(),
-                port,
-                user: "u".into(),
-                password: "pw".into(),
-                root: "/".into(),
-                tls: Default::default(),
-            },
+            endpoint: self.endpoint_at(port),
             spool_dir: self.spool.path().to_path_buf(),
             workers,
             bwlimit,
