@@ -1,7 +1,7 @@
 //! The uploader and `remote::Session` against keyftpd (KEY + XCRC): the
 //! same-name prompt, KEY NULL, resume of a same-key partial sending only the
-//! missing bytes, restart for another file's partial, and a server killed
-//! (kill -9) mid-upload.
+//! missing bytes, restart for another file's partial or a damaged one (these
+//! three over FTP and over HTTP), and a server killed (kill -9) mid-upload.
 
 #[macro_use]
 mod support;
@@ -217,6 +217,22 @@ over_both! {
         s.up.shutdown();
     }
 
+    fn same_key_damaged_partial_ends_replaced() {
+        // Same key, damaged bytes: over FTP the XCRC prefix check catches
+        // it at once; whatever the transport, the upload must not end
+        // resumed onto damaged bytes, nor retry that forever.
+        let rig = Rig::new();
+        let d = data(400_000, 5);
+        let mut bad = d[..150_000].to_vec();
+        bad[1234] ^= 0xff;
+        make_partial_on(&rig, "y.bin", crc32fast::hash(&d), &bad);
+        let spool = Spool::new();
+        let s = start(rig.endpoint(), &spool, 1, None, Policy::Safe);
+        s.up.submit(spool.job("y.bin", &d)).unwrap();
+        s.up.wait("y.bin", WAIT).expect("y");
+        assert_eq!(rig.server_file("y.bin").unwrap(), d);
+        s.up.shutdown();
+    }
 }
 
 #[test]

@@ -50,6 +50,11 @@ pub(crate) enum Fail {
     /// The server confirmed the transfer but it did not verify: retried, and
     /// made permanent by [`Strikes`] when it happens twice in a row.
     Unverified(Unverified, String),
+    /// A resumed upload did not verify while the spooled copy is intact:
+    /// the server's bytes before the offset are not ours (damaged where no
+    /// prefix checksum could tell, as over HTTP or with the checksum
+    /// refused). Retried from zero, not resumed onto them again.
+    BadPartial(String),
 }
 
 /// How a confirmed upload failed to verify.
@@ -140,6 +145,8 @@ pub(crate) fn run(shared: Arc<Shared>, stats: Arc<WireStats>) {
     while let Some(p) = shared.pick() {
         let mut backoff = Backoff::new(shared.tuning.backoff_initial, shared.tuning.backoff_max);
         let mut strikes = Strikes::default();
+        // The server's partial proved bad: the next attempt starts from 0.
+        let mut restart = false;
         loop {
             if p.abort.load(Ordering::SeqCst) {
                 conn = None;
@@ -148,12 +155,18 @@ pub(crate) fn run(shared: Arc<Shared>, stats: Arc<WireStats>) {
             }
             let mut started = false;
             shared.attempt_started(p.rec.id);
-            let res = attempt(&shared, &stats, &mut conn, &p, &mut started);
+            let res = attempt(&shared, &stats, &mut conn, &p, &mut started, &mut restart);
             if let Some((s, _)) = conn.as_mut() {
                 shared.checksums.learn(s);
             }
             let res = res.map_err(|f| match f {
                 Fail::Unverified(kind, msg) => strikes.judge(kind, msg),
+                Fail::BadPartial(msg) => {
+                    restart = true;
+                    Fail::Transient(format!(
+                        "{msg}; the server's partial is not ours: starting over"
+                    ))
+                }
                 f => f,
             });
             match res {
@@ -185,7 +198,7 @@ pub(crate) fn run(shared: Arc<Shared>, stats: Arc<WireStats>) {
                     shared.failed(&p, &msg);
                     break;
                 }
-                Err(Fail::Transient(msg) | Fail::Unverified(_, msg)) => {
+                Err(Fail::Transient(msg) | Fail::Unverified(_, msg) | Fail::BadPartial(msg)) => {
                     log::warn!("upload of {}: {msg}; retrying", p.rec.remote_path);
                     conn = None;
                     let delay = backoff.next_delay();
@@ -357,6 +370,7 @@ fn attempt(
     conn: &mut Option<(Conn, Instant)>,
     p: &Picked,
     started: &mut bool,
+    restart: &mut bool,
 ) -> Result<(), Fail> {
     let mut file = open_spool(shared, p)?;
     let s = session(shared, conn)?;
@@ -386,7 +400,10 @@ fn attempt(
     let offset = match open_upload {
         Some(_) => 0,
         None => {
-            let d = resume::decide(local, remote, shared.policy);
+            let mut d = resume::decide(local, remote, shared.policy);
+            if *restart && d.offset() > 0 {
+                d = Decision::Restart;
+            }
             log::info!("{path}: server has {remote:?}: {d:?}");
             if d == Decision::Restart && matches!(remote, Remote::Present { .. }) {
                 s.replace(path, local.crc)?;
@@ -403,6 +420,7 @@ fn attempt(
             s.send_from(path, offset, size - offset)?
         }
     };
+    *restart = false;
     stream(shared, stats, s, p, &mut file, up, offset)?;
     aborted(p)?;
     shared.verifying(p.rec.id);
@@ -417,6 +435,7 @@ fn attempt(
         Err(VerifyError::CrcMismatch(msg) | VerifyError::Mismatch(msg)) => {
             return Err(match check_spool(&mut file, p, msg) {
                 Fail::Transient(msg) if offset == 0 => Fail::Unverified(Unverified::Mismatch, msg),
+                Fail::Transient(msg) => Fail::BadPartial(msg),
                 f => f,
             })
         }
