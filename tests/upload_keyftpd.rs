@@ -235,6 +235,40 @@ over_both! {
     }
 }
 
+/// The same damaged partial where no prefix check can tell (XCRC and HASH
+/// refused): the resume onto it does not verify, the spooled copy is
+/// intact, so the next attempt starts from zero, instead of resuming onto
+/// the same bytes forever.
+#[test]
+fn damaged_partial_without_a_prefix_check_is_replaced_after_one_try() {
+    use keyfs::faultproxy::{FaultProxy, Faults};
+    let srv = InProc::start();
+    let d = data(400_000, 5);
+    let mut bad = d[..150_000].to_vec();
+    bad[1234] ^= 0xff;
+    make_partial(&srv.ep(), "z.bin", crc32fast::hash(&d), &bad);
+    let px = FaultProxy::start(
+        "127.0.0.1:0".parse().unwrap(),
+        format!("127.0.0.1:{}", srv.port).parse().unwrap(),
+        Faults {
+            refuse: vec!["XCRC".into(), "HASH".into()],
+            ..Faults::default()
+        },
+    )
+    .expect("proxy");
+    let spool = Spool::new();
+    let s = start(ep(px.addr().port()), &spool, 1, None, Policy::Safe);
+    s.up.submit(spool.job("z.bin", &d)).unwrap();
+    s.up.wait("z.bin", WAIT).expect("z");
+    assert_eq!(srv.read("z.bin"), d);
+    assert_eq!(
+        s.up.bytes_sent(),
+        250_000 + 400_000,
+        "the rest once, then the whole file"
+    );
+    s.up.shutdown();
+}
+
 #[test]
 fn replace_while_uploading_uploads_the_new_file() {
     let srv = InProc::start();
