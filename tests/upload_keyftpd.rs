@@ -218,9 +218,9 @@ over_both! {
     }
 
     fn same_key_damaged_partial_ends_replaced() {
-        // Same key, damaged bytes: over FTP the XCRC prefix check catches
-        // it at once; whatever the transport, the upload must not end
-        // resumed onto damaged bytes, nor retry that forever.
+        // Same key, damaged bytes: the prefix check (XCRC over FTP,
+        // `?crc=N` over HTTP) catches it at once: the file is sent whole,
+        // once, never resumed onto the damaged bytes.
         let rig = Rig::new();
         let d = data(400_000, 5);
         let mut bad = d[..150_000].to_vec();
@@ -231,6 +231,7 @@ over_both! {
         s.up.submit(spool.job("y.bin", &d)).unwrap();
         s.up.wait("y.bin", WAIT).expect("y");
         assert_eq!(rig.server_file("y.bin").unwrap(), d);
+        assert_eq!(s.up.bytes_sent(), 400_000, "damaged prefix restarted at once");
         s.up.shutdown();
     }
 }

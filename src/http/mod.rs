@@ -1,8 +1,10 @@
 //! The HTTP transport: WebDAV for the namespace (PROPFIND depth 1 for
-//! listings, MKCOL, DELETE, MOVE), GET with Range for reads, and for
-//! uploads a whole PUT, restarted from zero after a cut, verified by size
-//! (a stock WebDAV server such as `rclone serve webdav` has no resumable
-//! upload). Sync HTTP/1.1 (ureq), one kept-alive connection per [`Conn`].
+//! listings, MKCOL, DELETE, MOVE, PROPPATCH of the time), GET with Range
+//! for reads, and for uploads a whole PUT, restarted from zero after a cut,
+//! verified by size (a stock WebDAV server such as `rclone serve webdav`
+//! has no resumable upload); against keyftpd, its resumable POST with the
+//! key, a partial checked by `?crc=N` and verified by `?state`. Sync
+//! HTTP/1.1 (ureq), one kept-alive connection per [`Conn`].
 //!
 //! [`Conn`]: crate::transport::Conn
 
@@ -18,7 +20,7 @@ use base64::Engine;
 use crate::key::Key;
 use crate::remote::session::join_root;
 use crate::transport::{
-    Applied, Endpoint, Holding, RemoteEntry, RemoteError, Verified, VerifyError,
+    Applied, CrcMethod, Endpoint, Holding, RemoteEntry, RemoteError, Verified, VerifyError,
 };
 use crate::upload::resume::StoredKey;
 
@@ -40,6 +42,10 @@ pub struct Session {
     seed: bool,
     /// The key of the next upload (given to `probe` or `replace`).
     key: Option<Key>,
+    /// The server answers `?crc=N` (keyftpd, with `seed`); dropped when
+    /// refused, and the refusal kept for `take_refused`.
+    crc: bool,
+    refused: Vec<(CrcMethod, String)>,
 }
 
 /// Largest PROPFIND answer read (some 100000 entries).
@@ -123,10 +129,13 @@ impl Session {
             auth,
             seed: false,
             key: None,
+            crc: false,
+            refused: Vec::new(),
         };
         match s.stat("")? {
             Some(e) if e.is_dir => {
                 s.seed = s.offers_seed();
+                s.crc = s.seed;
                 Ok(s)
             }
             Some(_) => Err(status_error(409, "the mount's root: not a directory")),
@@ -334,6 +343,56 @@ impl Session {
     /// Whether uploads go by keyftpd's resumable POST, with keys.
     pub fn keeps_keys(&self) -> bool {
         self.seed
+    }
+
+    /// Whether the server offers a CRC of a prefix (keyftpd's `?crc`).
+    pub fn offers_crc(&self) -> bool {
+        self.crc
+    }
+
+    /// Stops asking for the CRC of a prefix.
+    pub fn drop_crc(&mut self) {
+        self.crc = false;
+    }
+
+    /// The refusals of `?crc` since the last call.
+    pub fn take_refused(&mut self) -> Vec<(CrcMethod, String)> {
+        std::mem::take(&mut self.refused)
+    }
+
+    /// keyftpd's CRC of the first `end` bytes of `path` (`None`: all of
+    /// it), asked as `GET path?crc=N`, to check a partial before resuming
+    /// it as FTP's XCRC does; `None` where the server offers none. Call it
+    /// only for a file the server just said exists: an answer that is not
+    /// a CRC (4xx other than 404, or another body) means the server will
+    /// not tell, so the method is dropped (and reported), as over FTP.
+    pub fn prefix_crc(&mut self, path: &str, end: Option<u64>) -> Result<Option<u32>, RemoteError> {
+        if !self.crc {
+            return Ok(None);
+        }
+        let mut url = self.url(path)? + "?crc";
+        if let Some(e) = end {
+            url.push_str(&format!("={e}"));
+        }
+        let what = format!("GET {path:?}?crc");
+        let why = match self.request("GET", &url).call() {
+            Ok(r) if r.content_type() == "application/json" => {
+                let body = r.into_string().map_err(RemoteError::Io)?;
+                match seed::parse_crc(&body) {
+                    Ok(c) => return Ok(Some(c)),
+                    Err(e) => e.to_string(),
+                }
+            }
+            Ok(r) => format!("{what}: answered {} with no CRC", r.status()),
+            Err(ureq::Error::Status(code, _)) if (400..500).contains(&code) && code != 404 => {
+                format!("HTTP {code} to {what}")
+            }
+            Err(e) => return Err(transport_error(e, &what)),
+        };
+        log::warn!("{path}: the server gives no CRC of a prefix ({why}); not asking any more");
+        self.crc = false;
+        self.refused.push((CrcMethod::HttpCrc, why));
+        Ok(None)
     }
 
     /// keyftpd advertises tus in OPTIONS; its seed flow comes with it.

@@ -235,7 +235,7 @@ impl Conn {
     pub fn prefix_crc(&mut self, path: &str, n: Option<u64>) -> Result<Option<u32>, RemoteError> {
         match self {
             Conn::Ftp(s) => s.remote_crc(path, n),
-            Conn::Http(_) => Ok(None),
+            Conn::Http(s) => s.prefix_crc(path, n),
         }
     }
 
@@ -315,7 +315,13 @@ impl Conn {
                 }
                 v
             }
-            Conn::Http(_) => Vec::new(),
+            Conn::Http(s) => {
+                if s.offers_crc() {
+                    vec![CrcMethod::HttpCrc]
+                } else {
+                    Vec::new()
+                }
+            }
         }
     }
 
@@ -323,7 +329,11 @@ impl Conn {
     pub fn drop_crc_method(&mut self, m: CrcMethod) {
         match self {
             Conn::Ftp(s) => s.drop_crc_method(m),
-            Conn::Http(_) => {}
+            Conn::Http(s) => {
+                if m == CrcMethod::HttpCrc {
+                    s.drop_crc();
+                }
+            }
         }
     }
 
@@ -331,7 +341,7 @@ impl Conn {
     pub fn take_refused(&mut self) -> Vec<(CrcMethod, String)> {
         match self {
             Conn::Ftp(s) => s.take_refused(),
-            Conn::Http(_) => Vec::new(),
+            Conn::Http(s) => s.take_refused(),
         }
     }
 }
