@@ -426,6 +426,10 @@ impl Session {
         if self.seed {
             match self.state(path)? {
                 Some(st) if st.is_nothing() => return Ok(Holding::Nothing { open: None }),
+                // A file with no key (put by a plain client): the POST
+                // continues only a partial of the same key, so whatever is
+                // there is replaced from zero, as on a stock server.
+                Some(st) if st.key().is_none() => return Ok(Holding::Nothing { open: None }),
                 Some(st) => {
                     return Ok(Holding::Partial {
                         size: st.size,
