@@ -48,6 +48,11 @@ pub struct Session {
     refused: Vec<(CrcMethod, String)>,
 }
 
+/// The pause between two state queries about a partial of ours, and how
+/// long to wait at most for its size to settle (see `settled_state`).
+const SETTLE: Duration = Duration::from_millis(150);
+const SETTLE_MAX: Duration = Duration::from_secs(5);
+
 /// Largest PROPFIND answer read (some 100000 entries).
 const LISTING_MAX: u64 = 64 << 20;
 
@@ -431,10 +436,15 @@ impl Session {
                 // there is replaced from zero, as on a stock server.
                 Some(st) if st.key().is_none() => return Ok(Holding::Nothing { open: None }),
                 Some(st) => {
+                    let st = if st.key() == Some(key) && !st.complete {
+                        self.settled_state(path, st)?
+                    } else {
+                        st
+                    };
                     return Ok(Holding::Partial {
                         size: st.size,
                         key: st.key().map_or(StoredKey::None, StoredKey::Some),
-                    })
+                    });
                 }
                 None => {
                     log::info!("the server answers no upload state; uploading by PUT");
@@ -446,6 +456,31 @@ impl Session {
         // whole PUT, so there is nothing to resume from (even with
         // --resume=trust-size).
         Ok(Holding::Nothing { open: None })
+    }
+
+    /// A partial of ours that may still be growing: right after a cut the
+    /// server may still be writing what it received (FTP's probe waits for
+    /// that under the file's lock; the state query takes none). A resume
+    /// at a size that then grows is refused (409) only once the server has
+    /// read the form, by when megabytes of body are in the socket buffers;
+    /// so the state is asked again until two answers, `SETTLE` apart,
+    /// agree (at most `SETTLE_MAX`).
+    fn settled_state(
+        &mut self,
+        path: &str,
+        mut st: seed::State,
+    ) -> Result<seed::State, RemoteError> {
+        let deadline = std::time::Instant::now() + SETTLE_MAX;
+        loop {
+            std::thread::sleep(SETTLE);
+            let Some(again) = self.state(path)? else {
+                return Ok(st);
+            };
+            if again == st || std::time::Instant::now() > deadline {
+                return Ok(again);
+            }
+            st = again;
+        }
     }
 
     /// The next upload of `path` starts from zero (a POST from 0 or a PUT
