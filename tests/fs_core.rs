@@ -12,6 +12,7 @@ use std::time::Duration;
 use keyfs::fs::{inode::ROOT, Core, Kind};
 
 #[path = "support/core_rig.rs"]
+#[macro_use]
 mod core_rig;
 use core_rig::{data, Rig, WAIT};
 
@@ -19,309 +20,252 @@ fn name(s: &str) -> &OsStr {
     OsStr::new(s)
 }
 
-#[test]
-fn fs_write_is_visible_at_once_and_uploads_identical() {
-    let rig = Rig::new();
-    let core = rig.core();
-    let body = data(3 << 20, 1);
-    let (attr, o) = core.create(ROOT, name("movie.ts"), libc::O_WRONLY).unwrap();
-    assert_eq!(attr.size, 0);
-    assert!(o.direct_io);
-    // Out of order: second half first, in 1 MiB pieces.
-    for off in [2usize << 20, 1 << 20, 0] {
-        let n = core
-            .write(o.fh, off as u64, &body[off..off + (1 << 20)])
-            .unwrap();
-        assert_eq!(n, 1 << 20);
-    }
-    let a = core.lookup(ROOT, name("movie.ts")).unwrap();
-    assert_eq!((a.size, a.kind), (3 << 20, Kind::File));
-    assert_eq!(core.read(o.fh, 100, 10).unwrap(), &body[100..110]);
-    core.release(o.fh).unwrap();
-    // Still listed and readable from the spool while (or after) uploading.
-    let d = core.opendir(ROOT).unwrap();
-    let names: Vec<String> = core
-        .readdir(d, 0)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.name)
-        .collect();
-    core.releasedir(d);
-    assert!(names.contains(&"movie.ts".to_string()), "{names:?}");
-    core.uploader().wait("movie.ts", WAIT).unwrap();
-    assert_eq!(rig.server_file("movie.ts").unwrap(), body);
-    core.shutdown();
-}
-
-#[test]
-fn fs_fsync_waits_for_the_verified_upload() {
-    let rig = Rig::new();
-    let core = rig.core();
-    let (_, o) = core.create(ROOT, name("f.txt"), libc::O_WRONLY).unwrap();
-    core.write(o.fh, 0, b"durable").unwrap();
-    core.fsync(o.fh).unwrap();
-    assert_eq!(rig.server_file("f.txt").unwrap(), b"durable");
-    // Writing after fsync starts a new version; close uploads it.
-    core.write(o.fh, 7, b"+more").unwrap();
-    core.fsync(o.fh).unwrap();
-    assert_eq!(rig.server_file("f.txt").unwrap(), b"durable+more");
-    core.release(o.fh).unwrap();
-    core.shutdown();
-}
-
-#[test]
-fn fs_remote_reads_stream_and_seek() {
-    let rig = Rig::new();
-    let body = data(5 << 20, 2);
-    std::fs::write(rig.root.path().join("big.bin"), &body).unwrap();
-    let core = rig.core();
-    let a = core.lookup(ROOT, name("big.bin")).unwrap();
-    assert_eq!(a.size, 5 << 20);
-    let o = core.open(a.ino, libc::O_RDONLY).unwrap();
-    let mut got = Vec::new();
-    let mut off = 0u64;
-    loop {
-        let chunk = core.read(o.fh, off, 128 * 1024).unwrap();
-        if chunk.is_empty() {
-            break;
+over_both! {
+    fn fs_write_is_visible_at_once_and_uploads_identical() {
+        let rig = Rig::new();
+        let core = rig.core();
+        let body = data(3 << 20, 1);
+        let (attr, o) = core.create(ROOT, name("movie.ts"), libc::O_WRONLY).unwrap();
+        assert_eq!(attr.size, 0);
+        assert!(o.direct_io);
+        // Out of order: second half first, in 1 MiB pieces.
+        for off in [2usize << 20, 1 << 20, 0] {
+            let n = core
+                .write(o.fh, off as u64, &body[off..off + (1 << 20)])
+                .unwrap();
+            assert_eq!(n, 1 << 20);
         }
-        off += chunk.len() as u64;
-        got.extend_from_slice(&chunk);
-    }
-    assert_eq!(got.len(), body.len());
-    assert!(got == body);
-    // Seeks: backwards, far forward, slightly out of order.
-    for at in [1000u64, 4 << 20, (4 << 20) - 5000, 17, (2 << 20) + 3] {
-        let c = core.read(o.fh, at, 4096).unwrap();
-        assert_eq!(c, &body[at as usize..at as usize + 4096], "at {at}");
-    }
-    core.release(o.fh).unwrap();
-    core.shutdown();
-}
-
-#[test]
-fn fs_append_to_remote_file_fetches_it_first() {
-    let rig = Rig::new();
-    std::fs::write(rig.root.path().join("log.txt"), b"line1\n").unwrap();
-    let core = rig.core();
-    let a = core.lookup(ROOT, name("log.txt")).unwrap();
-    let o = core.open(a.ino, libc::O_WRONLY | libc::O_APPEND).unwrap();
-    core.write(o.fh, 0, b"line2\n").unwrap();
-    assert_eq!(core.getattr(a.ino).unwrap().size, 12);
-    core.release(o.fh).unwrap();
-    core.uploader().wait("log.txt", WAIT).unwrap();
-    assert_eq!(rig.server_file("log.txt").unwrap(), b"line1\nline2\n");
-    // Truncate of a remote file goes through a new version too.
-    core.setattr(a.ino, Some(3), None).unwrap();
-    core.uploader().wait("log.txt", WAIT).unwrap();
-    assert_eq!(rig.server_file("log.txt").unwrap(), b"lin");
-    core.shutdown();
-}
-
-#[test]
-fn fs_namespace_ops_and_errnos() {
-    let rig = Rig::new();
-    let core = rig.core();
-    let e = core.lookup(ROOT, name("nope")).unwrap_err();
-    assert_eq!(e.errno(), libc::ENOENT);
-    assert_eq!(
-        core.lookup(ROOT, name("a\r\nDELE x")).unwrap_err().errno(),
-        libc::EINVAL
-    );
-    let d = core.mkdir(ROOT, name("dir")).unwrap();
-    assert_eq!(d.kind, Kind::Dir);
-    assert!(rig.root.path().join("dir").is_dir());
-    assert_eq!(
-        core.mkdir(ROOT, name("dir")).unwrap_err().errno(),
-        libc::EEXIST
-    );
-    std::fs::write(rig.root.path().join("dir/x"), b"x").unwrap();
-    assert_eq!(
-        core.rmdir(ROOT, name("dir")).unwrap_err().errno(),
-        libc::ENOTEMPTY
-    );
-    core.rename(d.ino, name("x"), ROOT, name("y"), 0).unwrap();
-    assert_eq!(rig.server_file("y").unwrap(), b"x");
-    core.unlink(ROOT, name("y")).unwrap();
-    assert!(rig.server_file("y").is_none());
-    core.rmdir(ROOT, name("dir")).unwrap();
-    assert!(!rig.root.path().join("dir").exists());
-    assert_eq!(
-        core.unlink(ROOT, name("y")).unwrap_err().errno(),
-        libc::ENOENT
-    );
-    core.shutdown();
-}
-
-#[test]
-fn fs_unlink_and_rename_of_pending_files() {
-    let rig = Rig::new();
-    let core = rig.core();
-    let (_, o) = core.create(ROOT, name("tmp"), libc::O_WRONLY).unwrap();
-    core.write(o.fh, 0, b"abc").unwrap();
-    core.release(o.fh).unwrap();
-    core.rename(ROOT, name("tmp"), ROOT, name("final"), 0)
-        .unwrap();
-    assert_eq!(core.lookup(ROOT, name("final")).unwrap().size, 3);
-    core.uploader().wait("final", WAIT).unwrap();
-    // A partial left at the old name by an upload in flight is dropped.
-    let deadline = std::time::Instant::now() + WAIT;
-    while core.lookup(ROOT, name("tmp")).is_ok() {
-        assert!(std::time::Instant::now() < deadline, "tmp still visible");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(rig.server_file("final").unwrap(), b"abc");
-    let (_, o) = core.create(ROOT, name("gone"), libc::O_WRONLY).unwrap();
-    core.write(o.fh, 0, b"zzz").unwrap();
-    core.release(o.fh).unwrap();
-    core.unlink(ROOT, name("gone")).unwrap();
-    assert_eq!(
-        core.lookup(ROOT, name("gone")).unwrap_err().errno(),
-        libc::ENOENT
-    );
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(rig.server_file("gone").is_none());
-    core.shutdown();
-}
-
-#[test]
-fn fs_file_open_at_crash_is_kept_and_reported() {
-    let rig = Rig::new();
-    {
-        let core = rig.core();
-        let (_, o) = core.create(ROOT, name("half"), libc::O_WRONLY).unwrap();
-        core.write(o.fh, 0, b"half-written").unwrap();
-        // No release: the daemon "dies" here.
-        core.shutdown();
-    }
-    let core = rig.core();
-    assert_eq!(core.kept_open.len(), 1);
-    assert_eq!(core.kept_open[0].remote_path, "half");
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(rig.server_file("half").is_none());
-    core.shutdown();
-}
-
-/// close(2) (flush) of a file's only writer queues its upload, so a daemon
-/// killed before the kernel's asynchronous release still uploads the file
-/// at the next mount; a later write through the same open file (a dup'd
-/// descriptor) starts a new version that release queues in turn.
-#[test]
-fn fs_close_queues_the_upload_before_release() {
-    let rig = Rig::new();
-    {
-        let core = rig.core();
-        let (_, o) = core.create(ROOT, name("closed"), libc::O_WRONLY).unwrap();
-        core.write(o.fh, 0, b"closed by cp").unwrap();
-        core.flush(o.fh, 0).unwrap();
-        // No release: the daemon "dies" here.
-        core.shutdown();
-    }
-    let core = rig.core();
-    assert!(core.kept_open.is_empty(), "{:?}", core.kept_open);
-    core.uploader().wait("closed", WAIT).unwrap();
-    assert_eq!(rig.server_file("closed").unwrap(), b"closed by cp");
-
-    let (_, o) = core.create(ROOT, name("dup"), libc::O_WRONLY).unwrap();
-    core.write(o.fh, 0, b"first").unwrap();
-    core.flush(o.fh, 0).unwrap();
-    core.write(o.fh, 5, b" and more").unwrap();
-    core.flush(o.fh, 0).unwrap();
-    core.release(o.fh).unwrap();
-    let deadline = std::time::Instant::now() + WAIT;
-    while rig.server_file("dup").as_deref() != Some(b"first and more".as_slice())
-        && std::time::Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert_eq!(rig.server_file("dup").unwrap(), b"first and more");
-
-    // A close by another process (a child with an inherited descriptor)
-    // leaves the version to its opener, whose close queues it.
-    let (_, o) = core
-        .create_by(ROOT, name("shared"), libc::O_WRONLY, 100)
-        .unwrap();
-    core.write(o.fh, 0, b"from the opener").unwrap();
-    core.flush(o.fh, 200).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(rig.server_file("shared").is_none());
-    core.write(o.fh, 15, b", then more").unwrap();
-    core.flush(o.fh, 100).unwrap();
-    core.uploader().wait("shared", WAIT).unwrap();
-    assert_eq!(
-        rig.server_file("shared").unwrap(),
-        b"from the opener, then more"
-    );
-    core.release(o.fh).unwrap();
-
-    // An empty version is left to release (a shell's `cmd > f` closes a
-    // descriptor of `f` before `cmd` writes).
-    let (_, o) = core.create(ROOT, name("empty"), libc::O_WRONLY).unwrap();
-    core.flush(o.fh, 0).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(rig.server_file("empty").is_none());
-    core.write(o.fh, 0, b"late").unwrap();
-    core.release(o.fh).unwrap();
-    core.uploader().wait("empty", WAIT).unwrap();
-    assert_eq!(rig.server_file("empty").unwrap(), b"late");
-    core.shutdown();
-}
-
-/// Close writes no fsync and, for a file closed at once, no `Open` record
-/// either; a file still open past the syncer's linger has its `Open`
-/// record on disk without any shutdown (what a kill -9 would find); the
-/// closed files' records are made durable in batches.
-#[test]
-fn fs_open_record_deferred_and_closes_group_committed() {
-    use keyfs::spool::journal::{JobState, Journal};
-    let rig = Rig::new();
-    let core = rig.core();
-    let (_, long) = core.create(ROOT, name("long"), libc::O_WRONLY).unwrap();
-    core.write(long.fh, 0, b"still writing").unwrap();
-    for i in 0..30 {
-        let (_, o) = core
-            .create(ROOT, name(&format!("s{i}")), libc::O_WRONLY)
-            .unwrap();
-        core.write(o.fh, 0, format!("small {i}").as_bytes())
-            .unwrap();
+        let a = core.lookup(ROOT, name("movie.ts")).unwrap();
+        assert_eq!((a.size, a.kind), (3 << 20, Kind::File));
+        assert_eq!(core.read(o.fh, 100, 10).unwrap(), &body[100..110]);
         core.release(o.fh).unwrap();
-    }
-    // Read the journal from disk, as a restarted daemon (or `keyfs status`) would.
-    let on_disk = || {
-        Journal::open_for_reading(rig.spool.path())
+        // Still listed and readable from the spool while (or after) uploading.
+        let d = core.opendir(ROOT).unwrap();
+        let names: Vec<String> = core
+            .readdir(d, 0)
             .unwrap()
-            .load_all()
-            .unwrap()
-    };
-    let deadline = std::time::Instant::now() + WAIT;
-    while !on_disk().iter().any(|r| r.remote_path == "long") && std::time::Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(10));
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        core.releasedir(d);
+        assert!(names.contains(&"movie.ts".to_string()), "{names:?}");
+        core.uploader().wait("movie.ts", WAIT).unwrap();
+        assert_eq!(rig.server_file("movie.ts").unwrap(), body);
+        core.shutdown();
     }
-    let recs = on_disk();
-    let long_rec = recs
-        .iter()
-        .find(|r| r.remote_path == "long")
-        .expect("Open record of `long`");
-    assert_eq!(long_rec.state, JobState::Open);
-    assert!(recs
-        .iter()
-        .all(|r| r.state != JobState::Open || r.remote_path == "long"));
-    for i in 0..30 {
-        core.uploader().wait(&format!("s{i}"), WAIT).unwrap();
+}
+
+over_both! {
+    fn fs_fsync_waits_for_the_verified_upload() {
+        let rig = Rig::new();
+        let core = rig.core();
+        let (_, o) = core.create(ROOT, name("f.txt"), libc::O_WRONLY).unwrap();
+        core.write(o.fh, 0, b"durable").unwrap();
+        core.fsync(o.fh).unwrap();
+        assert_eq!(rig.server_file("f.txt").unwrap(), b"durable");
+        // Writing after fsync starts a new version; close uploads it.
+        core.write(o.fh, 7, b"+more").unwrap();
+        core.fsync(o.fh).unwrap();
+        assert_eq!(rig.server_file("f.txt").unwrap(), b"durable+more");
+        core.release(o.fh).unwrap();
+        core.shutdown();
+    }
+}
+
+over_both! {
+    fn fs_remote_reads_stream_and_seek() {
+        let rig = Rig::new();
+        let body = data(5 << 20, 2);
+        std::fs::write(rig.root.path().join("big.bin"), &body).unwrap();
+        let core = rig.core();
+        let a = core.lookup(ROOT, name("big.bin")).unwrap();
+        assert_eq!(a.size, 5 << 20);
+        let o = core.open(a.ino, libc::O_RDONLY).unwrap();
+        let mut got = Vec::new();
+        let mut off = 0u64;
+        loop {
+            let chunk = core.read(o.fh, off, 128 * 1024).unwrap();
+            if chunk.is_empty() {
+                break;
+            }
+            off += chunk.len() as u64;
+            got.extend_from_slice(&chunk);
+        }
+        assert_eq!(got.len(), body.len());
+        assert!(got == body);
+        // Seeks: backwards, far forward, slightly out of order.
+        for at in [1000u64, 4 << 20, (4 << 20) - 5000, 17, (2 << 20) + 3] {
+            let c = core.read(o.fh, at, 4096).unwrap();
+            assert_eq!(c, &body[at as usize..at as usize + 4096], "at {at}");
+        }
+        core.release(o.fh).unwrap();
+        core.shutdown();
+    }
+}
+
+over_both! {
+    fn fs_append_to_remote_file_fetches_it_first() {
+        let rig = Rig::new();
+        std::fs::write(rig.root.path().join("log.txt"), b"line1\n").unwrap();
+        let core = rig.core();
+        let a = core.lookup(ROOT, name("log.txt")).unwrap();
+        let o = core.open(a.ino, libc::O_WRONLY | libc::O_APPEND).unwrap();
+        core.write(o.fh, 0, b"line2\n").unwrap();
+        assert_eq!(core.getattr(a.ino).unwrap().size, 12);
+        core.release(o.fh).unwrap();
+        core.uploader().wait("log.txt", WAIT).unwrap();
+        assert_eq!(rig.server_file("log.txt").unwrap(), b"line1\nline2\n");
+        // Truncate of a remote file goes through a new version too.
+        core.setattr(a.ino, Some(3), None).unwrap();
+        core.uploader().wait("log.txt", WAIT).unwrap();
+        assert_eq!(rig.server_file("log.txt").unwrap(), b"lin");
+        core.shutdown();
+    }
+}
+
+over_both! {
+    fn fs_namespace_ops_and_errnos() {
+        let rig = Rig::new();
+        let core = rig.core();
+        let e = core.lookup(ROOT, name("nope")).unwrap_err();
+        assert_eq!(e.errno(), libc::ENOENT);
         assert_eq!(
-            rig.server_file(&format!("s{i}")).unwrap(),
-            format!("small {i}").as_bytes()
+            core.lookup(ROOT, name("a\r\nDELE x")).unwrap_err().errno(),
+            libc::EINVAL
         );
+        let d = core.mkdir(ROOT, name("dir")).unwrap();
+        assert_eq!(d.kind, Kind::Dir);
+        assert!(rig.root.path().join("dir").is_dir());
+        assert_eq!(
+            core.mkdir(ROOT, name("dir")).unwrap_err().errno(),
+            libc::EEXIST
+        );
+        std::fs::write(rig.root.path().join("dir/x"), b"x").unwrap();
+        assert_eq!(
+            core.rmdir(ROOT, name("dir")).unwrap_err().errno(),
+            libc::ENOTEMPTY
+        );
+        core.rename(d.ino, name("x"), ROOT, name("y"), 0).unwrap();
+        assert_eq!(rig.server_file("y").unwrap(), b"x");
+        core.unlink(ROOT, name("y")).unwrap();
+        assert!(rig.server_file("y").is_none());
+        core.rmdir(ROOT, name("dir")).unwrap();
+        assert!(!rig.root.path().join("dir").exists());
+        assert_eq!(
+            core.unlink(ROOT, name("y")).unwrap_err().errno(),
+            libc::ENOENT
+        );
+        core.shutdown();
     }
-    assert!(core.uploader().flush_durable(WAIT));
-    let st = core.uploader().sync_stats();
-    assert_eq!(st.synced + st.skipped, 30, "{st:?}");
-    assert!(st.dir_syncs <= st.batches && st.errors == 0, "{st:?}");
-    core.release(long.fh).unwrap();
-    core.uploader().wait("long", WAIT).unwrap();
-    assert_eq!(rig.server_file("long").unwrap(), b"still writing");
-    core.shutdown();
+}
+
+over_both! {
+    fn fs_unlink_and_rename_of_pending_files() {
+        let rig = Rig::new();
+        let core = rig.core();
+        let (_, o) = core.create(ROOT, name("tmp"), libc::O_WRONLY).unwrap();
+        core.write(o.fh, 0, b"abc").unwrap();
+        core.release(o.fh).unwrap();
+        core.rename(ROOT, name("tmp"), ROOT, name("final"), 0)
+            .unwrap();
+        assert_eq!(core.lookup(ROOT, name("final")).unwrap().size, 3);
+        core.uploader().wait("final", WAIT).unwrap();
+        // A partial left at the old name by an upload in flight is dropped.
+        let deadline = std::time::Instant::now() + WAIT;
+        while core.lookup(ROOT, name("tmp")).is_ok() {
+            assert!(std::time::Instant::now() < deadline, "tmp still visible");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(rig.server_file("final").unwrap(), b"abc");
+        let (_, o) = core.create(ROOT, name("gone"), libc::O_WRONLY).unwrap();
+        core.write(o.fh, 0, b"zzz").unwrap();
+        core.release(o.fh).unwrap();
+        core.unlink(ROOT, name("gone")).unwrap();
+        assert_eq!(
+            core.lookup(ROOT, name("gone")).unwrap_err().errno(),
+            libc::ENOENT
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(rig.server_file("gone").is_none());
+        core.shutdown();
+    }
+}
+
+over_both! {
+    fn fs_file_open_at_crash_is_kept_and_reported() {
+        let rig = Rig::new();
+        {
+            let core = rig.core();
+            let (_, o) = core.create(ROOT, name("half"), libc::O_WRONLY).unwrap();
+            core.write(o.fh, 0, b"half-written").unwrap();
+            // No release: the daemon "dies" here.
+            core.shutdown();
+        }
+        let core = rig.core();
+        assert_eq!(core.kept_open.len(), 1);
+        assert_eq!(core.kept_open[0].remote_path, "half");
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(rig.server_file("half").is_none());
+        core.shutdown();
+    }
+}
+
+over_both! {
+    /// Close writes no fsync and, for a file closed at once, no `Open` record
+    /// either; a file still open past the syncer's linger has its `Open`
+    /// record on disk without any shutdown (what a kill -9 would find); the
+    /// closed files' records are made durable in batches.
+    fn fs_open_record_deferred_and_closes_group_committed() {
+        use keyfs::spool::journal::{JobState, Journal};
+        let rig = Rig::new();
+        let core = rig.core();
+        let (_, long) = core.create(ROOT, name("long"), libc::O_WRONLY).unwrap();
+        core.write(long.fh, 0, b"still writing").unwrap();
+        for i in 0..30 {
+            let (_, o) = core
+                .create(ROOT, name(&format!("s{i}")), libc::O_WRONLY)
+                .unwrap();
+            core.write(o.fh, 0, format!("small {i}").as_bytes())
+                .unwrap();
+            core.release(o.fh).unwrap();
+        }
+        // Read the journal from disk, as a restarted daemon (or `keyfs status`) would.
+        let on_disk = || {
+            Journal::open_for_reading(rig.spool.path())
+                .unwrap()
+                .load_all()
+                .unwrap()
+        };
+        let deadline = std::time::Instant::now() + WAIT;
+        while !on_disk().iter().any(|r| r.remote_path == "long") && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let recs = on_disk();
+        let long_rec = recs
+            .iter()
+            .find(|r| r.remote_path == "long")
+            .expect("Open record of `long`");
+        assert_eq!(long_rec.state, JobState::Open);
+        assert!(recs
+            .iter()
+            .all(|r| r.state != JobState::Open || r.remote_path == "long"));
+        for i in 0..30 {
+            core.uploader().wait(&format!("s{i}"), WAIT).unwrap();
+            assert_eq!(
+                rig.server_file(&format!("s{i}")).unwrap(),
+                format!("small {i}").as_bytes()
+            );
+        }
+        assert!(core.uploader().flush_durable(WAIT));
+        let st = core.uploader().sync_stats();
+        assert_eq!(st.synced + st.skipped, 30, "{st:?}");
+        assert!(st.dir_syncs <= st.batches && st.errors == 0, "{st:?}");
+        core.release(long.fh).unwrap();
+        core.uploader().wait("long", WAIT).unwrap();
+        assert_eq!(rig.server_file("long").unwrap(), b"still writing");
+        core.shutdown();
+    }
 }
 
 /// Writes `body` to a new file `n` and closes it (queued for upload).
@@ -347,102 +291,105 @@ fn wait_in_flight(core: &Core, path: &str) {
     }
 }
 
-#[test]
-fn fs_rename_pending_file_replaces_older_server_copy() {
-    let rig = Rig::new();
-    std::fs::write(rig.root.path().join("a"), b"old version").unwrap();
-    // 1 MiB at 256 KiB/s: the rename lands while the upload of `a` runs.
-    let core = rig.core_bw(Some(256 * 1024));
-    let body = data(1 << 20, 7);
-    put(&core, "a", &body);
-    wait_in_flight(&core, "a");
-    core.rename(ROOT, name("a"), ROOT, name("b"), 0).unwrap();
-    // At once: no `a` on the server (neither the old copy nor the partial).
-    assert!(rig.server_file("a").is_none(), "a still on the server");
-    assert_eq!(
-        core.lookup(ROOT, name("a")).unwrap_err().errno(),
-        libc::ENOENT
-    );
-    assert_eq!(core.lookup(ROOT, name("b")).unwrap().size, 1 << 20);
-    core.uploader().wait("b", WAIT).unwrap();
-    assert!(rig.server_file("b").unwrap() == body);
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(rig.server_file("a").is_none(), "a came back");
-    assert_eq!(
-        core.lookup(ROOT, name("a")).unwrap_err().errno(),
-        libc::ENOENT
-    );
-    // Not in flight: a queued file over an older server copy, renamed.
-    std::fs::write(rig.root.path().join("c"), b"old c").unwrap();
-    put(&core, "c", b"new c");
-    core.rename(ROOT, name("c"), ROOT, name("d"), 0).unwrap();
-    core.uploader().wait("d", WAIT).unwrap();
-    assert_eq!(rig.server_file("d").unwrap(), b"new c");
-    assert!(rig.server_file("c").is_none());
-    core.shutdown();
-}
-
-#[test]
-fn fs_unlink_pending_file_removes_older_server_copy() {
-    let rig = Rig::new();
-    std::fs::write(rig.root.path().join("g"), b"old version").unwrap();
-    std::fs::write(rig.root.path().join("h"), b"old h").unwrap();
-    let core = rig.core_bw(Some(256 * 1024));
-    put(&core, "g", &data(1 << 20, 8));
-    wait_in_flight(&core, "g");
-    core.unlink(ROOT, name("g")).unwrap();
-    // The upload in flight stopped and its partial went with the old copy.
-    assert!(rig.server_file("g").is_none(), "g still on the server");
-    // Queued, not started (the only other worker is free, so make it wait
-    // behind nothing: it may or may not have started; both must end empty).
-    put(&core, "h", b"new h");
-    core.unlink(ROOT, name("h")).unwrap();
-    assert!(rig.server_file("h").is_none());
-    std::thread::sleep(Duration::from_millis(500));
-    for n in ["g", "h"] {
-        assert!(rig.server_file(n).is_none(), "{n} came back");
+over_both! {
+    fn fs_rename_pending_file_replaces_older_server_copy() {
+        let rig = Rig::new();
+        std::fs::write(rig.root.path().join("a"), b"old version").unwrap();
+        // 1 MiB at 256 KiB/s: the rename lands while the upload of `a` runs.
+        let core = rig.core_bw(Some(256 * 1024));
+        let body = data(1 << 20, 7);
+        put(&core, "a", &body);
+        wait_in_flight(&core, "a");
+        core.rename(ROOT, name("a"), ROOT, name("b"), 0).unwrap();
+        // At once: no `a` on the server (neither the old copy nor the partial).
+        assert!(rig.server_file("a").is_none(), "a still on the server");
         assert_eq!(
-            core.lookup(ROOT, name(n)).unwrap_err().errno(),
+            core.lookup(ROOT, name("a")).unwrap_err().errno(),
             libc::ENOENT
         );
-    }
-    assert!(core.uploader().status().is_empty());
-    core.shutdown();
-}
-
-#[test]
-fn fs_rename_while_open_for_writing_follows_the_new_name() {
-    let rig = Rig::new();
-    std::fs::write(rig.root.path().join("w1"), b"older w1").unwrap();
-    {
-        let core = rig.core();
-        let (_, o) = core.create(ROOT, name("w1"), libc::O_WRONLY).unwrap();
-        core.write(o.fh, 0, b"first ").unwrap();
-        core.rename(ROOT, name("w1"), ROOT, name("w2"), 0).unwrap();
-        assert!(rig.server_file("w1").is_none(), "old w1 kept");
-        core.write(o.fh, 6, b"second").unwrap();
-        assert_eq!(core.lookup(ROOT, name("w2")).unwrap().size, 12);
-        core.release(o.fh).unwrap();
-        core.uploader().wait("w2", WAIT).unwrap();
-        assert_eq!(rig.server_file("w2").unwrap(), b"first second");
-        assert!(rig.server_file("w1").is_none());
-
-        // Open, renamed, then the daemon "dies": the report names the new path.
-        let (_, o) = core.create(ROOT, name("x1"), libc::O_WRONLY).unwrap();
-        core.write(o.fh, 0, b"half").unwrap();
-        core.rename(ROOT, name("x1"), ROOT, name("x2"), 0).unwrap();
+        assert_eq!(core.lookup(ROOT, name("b")).unwrap().size, 1 << 20);
+        core.uploader().wait("b", WAIT).unwrap();
+        assert!(rig.server_file("b").unwrap() == body);
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(rig.server_file("a").is_none(), "a came back");
+        assert_eq!(
+            core.lookup(ROOT, name("a")).unwrap_err().errno(),
+            libc::ENOENT
+        );
+        // Not in flight: a queued file over an older server copy, renamed.
+        std::fs::write(rig.root.path().join("c"), b"old c").unwrap();
+        put(&core, "c", b"new c");
+        core.rename(ROOT, name("c"), ROOT, name("d"), 0).unwrap();
+        core.uploader().wait("d", WAIT).unwrap();
+        assert_eq!(rig.server_file("d").unwrap(), b"new c");
+        assert!(rig.server_file("c").is_none());
         core.shutdown();
     }
-    let core = rig.core();
-    let kept: Vec<&str> = core
-        .kept_open
-        .iter()
-        .map(|r| r.remote_path.as_str())
-        .collect();
-    assert_eq!(kept, ["x2"]);
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(rig.server_file("x1").is_none() && rig.server_file("x2").is_none());
-    core.shutdown();
+}
+
+over_both! {
+    fn fs_unlink_pending_file_removes_older_server_copy() {
+        let rig = Rig::new();
+        std::fs::write(rig.root.path().join("g"), b"old version").unwrap();
+        std::fs::write(rig.root.path().join("h"), b"old h").unwrap();
+        let core = rig.core_bw(Some(256 * 1024));
+        put(&core, "g", &data(1 << 20, 8));
+        wait_in_flight(&core, "g");
+        core.unlink(ROOT, name("g")).unwrap();
+        // The upload in flight stopped and its partial went with the old copy.
+        assert!(rig.server_file("g").is_none(), "g still on the server");
+        // Queued, not started (the only other worker is free, so make it wait
+        // behind nothing: it may or may not have started; both must end empty).
+        put(&core, "h", b"new h");
+        core.unlink(ROOT, name("h")).unwrap();
+        assert!(rig.server_file("h").is_none());
+        std::thread::sleep(Duration::from_millis(500));
+        for n in ["g", "h"] {
+            assert!(rig.server_file(n).is_none(), "{n} came back");
+            assert_eq!(
+                core.lookup(ROOT, name(n)).unwrap_err().errno(),
+                libc::ENOENT
+            );
+        }
+        assert!(core.uploader().status().is_empty());
+        core.shutdown();
+    }
+}
+
+over_both! {
+    fn fs_rename_while_open_for_writing_follows_the_new_name() {
+        let rig = Rig::new();
+        std::fs::write(rig.root.path().join("w1"), b"older w1").unwrap();
+        {
+            let core = rig.core();
+            let (_, o) = core.create(ROOT, name("w1"), libc::O_WRONLY).unwrap();
+            core.write(o.fh, 0, b"first ").unwrap();
+            core.rename(ROOT, name("w1"), ROOT, name("w2"), 0).unwrap();
+            assert!(rig.server_file("w1").is_none(), "old w1 kept");
+            core.write(o.fh, 6, b"second").unwrap();
+            assert_eq!(core.lookup(ROOT, name("w2")).unwrap().size, 12);
+            core.release(o.fh).unwrap();
+            core.uploader().wait("w2", WAIT).unwrap();
+            assert_eq!(rig.server_file("w2").unwrap(), b"first second");
+            assert!(rig.server_file("w1").is_none());
+
+            // Open, renamed, then the daemon "dies": the report names the new path.
+            let (_, o) = core.create(ROOT, name("x1"), libc::O_WRONLY).unwrap();
+            core.write(o.fh, 0, b"half").unwrap();
+            core.rename(ROOT, name("x1"), ROOT, name("x2"), 0).unwrap();
+            core.shutdown();
+        }
+        let core = rig.core();
+        let kept: Vec<&str> = core
+            .kept_open
+            .iter()
+            .map(|r| r.remote_path.as_str())
+            .collect();
+        assert_eq!(kept, ["x2"]);
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(rig.server_file("x1").is_none() && rig.server_file("x2").is_none());
+        core.shutdown();
+    }
 }
 
 /// Every byte of `n` read through the core (`None` when it does not exist).
@@ -450,82 +397,84 @@ fn read_all(core: &Core, n: &str) -> Option<Vec<u8>> {
     read_path(core, n)
 }
 
-/// Shrunk from the model test (`write r; rename r q` over an older `q`):
-/// the uploader commits a verified upload (drops its record and data)
-/// before it tells the fs, and a rename in between saw the version still
-/// queued: it renamed the job (writing its record back), deleted the fresh
-/// upload at the old name, and then forgot the version when the late
-/// completion arrived, so `q` read the older server copy.
-#[test]
-fn fs_rename_meets_an_upload_committed_but_not_yet_reported() {
-    let rig = Rig::new();
-    std::fs::write(rig.root.path().join("q"), b"older q").unwrap();
-    let core = rig.core();
-    let body = data(2242, 9);
-    {
-        let _held = core.hold_upload_completions();
-        put(&core, "r", &body);
-        // Committed: the uploader dropped the spooled data of `r`.
-        let spooled = rig.spool.path().join("data");
-        let deadline = std::time::Instant::now() + WAIT;
-        while std::fs::read_dir(&spooled).unwrap().next().is_some() {
-            assert!(std::time::Instant::now() < deadline, "r never committed");
-            std::thread::sleep(Duration::from_millis(10));
+over_both! {
+    /// Shrunk from the model test (`write r; rename r q` over an older `q`):
+    /// the uploader commits a verified upload (drops its record and data)
+    /// before it tells the fs, and a rename in between saw the version still
+    /// queued: it renamed the job (writing its record back), deleted the fresh
+    /// upload at the old name, and then forgot the version when the late
+    /// completion arrived, so `q` read the older server copy.
+    fn fs_rename_meets_an_upload_committed_but_not_yet_reported() {
+        let rig = Rig::new();
+        std::fs::write(rig.root.path().join("q"), b"older q").unwrap();
+        let core = rig.core();
+        let body = data(2242, 9);
+        {
+            let _held = core.hold_upload_completions();
+            put(&core, "r", &body);
+            // Committed: the uploader dropped the spooled data of `r`.
+            let spooled = rig.spool.path().join("data");
+            let deadline = std::time::Instant::now() + WAIT;
+            while std::fs::read_dir(&spooled).unwrap().next().is_some() {
+                assert!(std::time::Instant::now() < deadline, "r never committed");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert!(rig.server_file("r").unwrap() == body);
+            core.rename(ROOT, name("r"), ROOT, name("q"), 0).unwrap();
+            assert!(read_all(&core, "q").unwrap() == body);
+            assert_eq!(read_all(&core, "r"), None);
         }
-        assert!(rig.server_file("r").unwrap() == body);
-        core.rename(ROOT, name("r"), ROOT, name("q"), 0).unwrap();
+        core.uploader().wait("q", WAIT).unwrap();
         assert!(read_all(&core, "q").unwrap() == body);
         assert_eq!(read_all(&core, "r"), None);
+        assert!(rig.server_file("q").unwrap() == body);
+        assert!(rig.server_file("r").is_none());
+        // The late completion of the old job lets go of it.
+        let deadline = std::time::Instant::now() + WAIT;
+        while !core.uploader().status().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "a job stays pending");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        core.shutdown();
+        // No record came back: the next mount has nothing to upload or delete.
+        let core = rig.core();
+        assert!(core.uploader().status().is_empty());
+        assert!(core.kept_open.is_empty());
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(rig.server_file("q").unwrap() == body);
+        core.shutdown();
     }
-    core.uploader().wait("q", WAIT).unwrap();
-    assert!(read_all(&core, "q").unwrap() == body);
-    assert_eq!(read_all(&core, "r"), None);
-    assert!(rig.server_file("q").unwrap() == body);
-    assert!(rig.server_file("r").is_none());
-    // The late completion of the old job lets go of it.
-    let deadline = std::time::Instant::now() + WAIT;
-    while !core.uploader().status().is_empty() {
-        assert!(std::time::Instant::now() < deadline, "a job stays pending");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    core.shutdown();
-    // No record came back: the next mount has nothing to upload or delete.
-    let core = rig.core();
-    assert!(core.uploader().status().is_empty());
-    assert!(core.kept_open.is_empty());
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(rig.server_file("q").unwrap() == body);
-    core.shutdown();
 }
 
-/// A rename that meets an upload in flight, or one not yet started, moves
-/// the queued version as a fresh job: the data stays, nothing is left at
-/// the old name and no record survives the upload.
-#[test]
-fn fs_rename_requeues_a_queued_version_under_the_new_name() {
-    let rig = Rig::new();
-    let core = rig.core_bw(Some(256 * 1024));
-    let big = data(512 * 1024, 10);
-    put(&core, "a", &big);
-    wait_in_flight(&core, "a");
-    core.rename(ROOT, name("a"), ROOT, name("b"), 0).unwrap();
-    put(&core, "c", b"small c");
-    core.rename(ROOT, name("c"), ROOT, name("d"), 0).unwrap();
-    assert!(read_all(&core, "b").unwrap() == big);
-    assert_eq!(read_all(&core, "d").unwrap(), b"small c");
-    for n in ["b", "d"] {
-        core.uploader().wait(n, WAIT).unwrap();
+over_both! {
+    /// A rename that meets an upload in flight, or one not yet started, moves
+    /// the queued version as a fresh job: the data stays, nothing is left at
+    /// the old name and no record survives the upload.
+    fn fs_rename_requeues_a_queued_version_under_the_new_name() {
+        let rig = Rig::new();
+        let core = rig.core_bw(Some(256 * 1024));
+        let big = data(512 * 1024, 10);
+        put(&core, "a", &big);
+        wait_in_flight(&core, "a");
+        core.rename(ROOT, name("a"), ROOT, name("b"), 0).unwrap();
+        put(&core, "c", b"small c");
+        core.rename(ROOT, name("c"), ROOT, name("d"), 0).unwrap();
+        assert!(read_all(&core, "b").unwrap() == big);
+        assert_eq!(read_all(&core, "d").unwrap(), b"small c");
+        for n in ["b", "d"] {
+            core.uploader().wait(n, WAIT).unwrap();
+        }
+        assert!(rig.server_file("b").unwrap() == big);
+        assert_eq!(rig.server_file("d").unwrap(), b"small c");
+        for n in ["a", "c"] {
+            assert!(rig.server_file(n).is_none(), "{n} left on the server");
+            assert_eq!(read_all(&core, n), None);
+        }
+        assert!(core.uploader().status().is_empty());
+        let spooled = rig.spool.path().join("data");
+        assert_eq!(std::fs::read_dir(&spooled).unwrap().count(), 0);
+        core.shutdown();
     }
-    assert!(rig.server_file("b").unwrap() == big);
-    assert_eq!(rig.server_file("d").unwrap(), b"small c");
-    for n in ["a", "c"] {
-        assert!(rig.server_file(n).is_none(), "{n} left on the server");
-        assert_eq!(read_all(&core, n), None);
-    }
-    assert!(core.uploader().status().is_empty());
-    let spooled = rig.spool.path().join("data");
-    assert_eq!(std::fs::read_dir(&spooled).unwrap().count(), 0);
-    core.shutdown();
 }
 
 mod model {
@@ -658,6 +607,49 @@ mod model {
         }
     }
 
+    /// Runs `ops` on a fresh core over the transport of this test and
+    /// checks the mount and then the server against the model.
+    fn check(ops: &[Op]) -> Result<(), TestCaseError> {
+        let rig = Rig::new();
+        let core = rig.core();
+        let mut m = BTreeMap::new();
+        for op in ops {
+            apply(&core, &mut m, op);
+            for n in NAMES {
+                let got = read_all(&core, n);
+                prop_assert_eq!(
+                    got.as_ref(),
+                    m.get(n),
+                    "{} after {:?} over {:?}",
+                    n,
+                    op,
+                    rig.scheme
+                );
+            }
+        }
+        for n in NAMES {
+            core.uploader().wait(n, WAIT).unwrap();
+        }
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let ok = NAMES
+                .iter()
+                .all(|n| rig.server_file(n).as_ref() == m.get(*n));
+            if ok {
+                break;
+            }
+            prop_assert!(
+                std::time::Instant::now() < deadline,
+                "server differs from model {:?} over {:?}",
+                m.keys(),
+                rig.scheme
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        core.shutdown();
+        Ok(())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
         // Seeds it found are kept in fs_core.proptest-regressions (rename
@@ -666,45 +658,34 @@ mod model {
         // landed upload).
         #[test]
         fn fs_random_ops_match_the_model(ops in proptest::collection::vec(op(), 1..14)) {
-            let rig = Rig::new();
-            let core = rig.core();
-            let mut m = BTreeMap::new();
-            for op in &ops {
-                apply(&core, &mut m, op);
-                for n in NAMES {
-                    let got = read_all(&core, n);
-                    prop_assert_eq!(got.as_ref(), m.get(n), "{} after {:?}", n, op);
-                }
-            }
-            for n in NAMES {
-                core.uploader().wait(n, WAIT).unwrap();
-            }
-            let deadline = std::time::Instant::now() + WAIT;
-            loop {
-                let ok = NAMES.iter().all(|n| rig.server_file(n).as_ref() == m.get(*n));
-                if ok {
-                    break;
-                }
-                prop_assert!(std::time::Instant::now() < deadline, "server differs from model {:?}", m.keys());
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            core.shutdown();
+            check(&ops)?;
+        }
+    }
+
+    proptest! {
+        // Fewer cases over HTTP: the same core, another transport.
+        #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+        #[test]
+        fn fs_random_ops_match_the_model_over_http(ops in proptest::collection::vec(op(), 1..14)) {
+            crate::core_rig::set_transport(keyfs::remote::Scheme::Http);
+            check(&ops)?;
         }
     }
 }
 
-/// Shrunk from the model test: `mv x x` of a missing name is ENOENT.
-#[test]
-fn fs_rename_missing_onto_itself_is_enoent() {
-    let rig = Rig::new();
-    let core = rig.core();
-    let e = core
-        .rename(ROOT, name("r"), ROOT, name("r"), 0)
-        .unwrap_err();
-    assert_eq!(e.errno(), libc::ENOENT);
-    put(&core, "r", b"x");
-    core.rename(ROOT, name("r"), ROOT, name("r"), 0).unwrap();
-    core.shutdown();
+over_both! {
+    /// Shrunk from the model test: `mv x x` of a missing name is ENOENT.
+    fn fs_rename_missing_onto_itself_is_enoent() {
+        let rig = Rig::new();
+        let core = rig.core();
+        let e = core
+            .rename(ROOT, name("r"), ROOT, name("r"), 0)
+            .unwrap_err();
+        assert_eq!(e.errno(), libc::ENOENT);
+        put(&core, "r", b"x");
+        core.rename(ROOT, name("r"), ROOT, name("r"), 0).unwrap();
+        core.shutdown();
+    }
 }
 
 /// Writes `body` to a new file `n` in directory `parent` and closes it.
@@ -805,76 +786,78 @@ fn check_dir_renamed(rig: &Rig, core: Arc<Core>, files: &[(&str, Vec<u8>)]) {
     core.shutdown();
 }
 
-/// `mv d e` while the files under `d` upload (one in flight at 256 KiB/s,
-/// the others queued): every file lands complete under `e`, once, and
-/// nothing is left under `d`.
-#[test]
-fn fs_rename_directory_with_pending_uploads() {
-    let rig = Rig::new();
-    let core = rig.core_bw(Some(256 * 1024));
-    let d = core.mkdir(ROOT, name("d")).unwrap().ino;
-    let files: Vec<(&str, Vec<u8>)> = ["f1", "f2", "f3"]
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (*n, data(512 * 1024, 20 + i as u32)))
-        .collect();
-    for (n, body) in &files {
-        put_in(&core, d, n, body);
-    }
-    wait_in_flight(&core, "d/f1");
-    // Nothing has finished yet: each file is in flight or queued.
-    assert_eq!(core.uploader().status().len(), files.len());
-    core.rename(ROOT, name("d"), ROOT, name("e"), 0).unwrap();
-    assert_eq!(
-        core.lookup(ROOT, name("d")).unwrap_err().errno(),
-        libc::ENOENT
-    );
-    for (n, body) in &files {
-        assert!(
-            read_path(&core, &format!("e/{n}")).unwrap() == *body,
-            "e/{n}"
-        );
-    }
-    check_dir_renamed(&rig, core, &files);
-}
-
-/// `mv d e` right after the upload of `d/f1` committed but before the fs
-/// heard of it (held by `hold_upload_completions`): `f1` is on the server
-/// under `d` and moves with the directory; the others follow as jobs.
-#[test]
-fn fs_rename_directory_right_after_an_upload_finished() {
-    let rig = Rig::new();
-    let core = rig.core_bw(Some(256 * 1024));
-    let d = core.mkdir(ROOT, name("d")).unwrap().ino;
-    let files: Vec<(&str, Vec<u8>)> = [("f1", 4096usize), ("f2", 512 * 1024), ("f3", 512 * 1024)]
-        .iter()
-        .enumerate()
-        .map(|(i, (n, len))| (*n, data(*len, 30 + i as u32)))
-        .collect();
-    {
-        let _held = core.hold_upload_completions();
-        put_in(&core, d, "f1", &files[0].1);
-        // Committed: f1 complete on the server, its spooled data dropped.
-        let spooled = rig.spool.path().join("data");
-        let deadline = std::time::Instant::now() + WAIT;
-        while std::fs::read_dir(&spooled).unwrap().next().is_some()
-            || rig.server_file("d/f1").as_ref() != Some(&files[0].1)
-        {
-            assert!(std::time::Instant::now() < deadline, "f1 never committed");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        for (n, body) in &files[1..] {
+over_both! {
+    /// `mv d e` while the files under `d` upload (one in flight at 256 KiB/s,
+    /// the others queued): every file lands complete under `e`, once, and
+    /// nothing is left under `d`.
+    fn fs_rename_directory_with_pending_uploads() {
+        let rig = Rig::new();
+        let core = rig.core_bw(Some(256 * 1024));
+        let d = core.mkdir(ROOT, name("d")).unwrap().ino;
+        let files: Vec<(&str, Vec<u8>)> = ["f1", "f2", "f3"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (*n, data(512 * 1024, 20 + i as u32)))
+            .collect();
+        for (n, body) in &files {
             put_in(&core, d, n, body);
         }
-        wait_in_flight(&core, "d/f2");
+        wait_in_flight(&core, "d/f1");
+        // Nothing has finished yet: each file is in flight or queued.
+        assert_eq!(core.uploader().status().len(), files.len());
         core.rename(ROOT, name("d"), ROOT, name("e"), 0).unwrap();
+        assert_eq!(
+            core.lookup(ROOT, name("d")).unwrap_err().errno(),
+            libc::ENOENT
+        );
         for (n, body) in &files {
             assert!(
                 read_path(&core, &format!("e/{n}")).unwrap() == *body,
                 "e/{n}"
             );
-            assert_eq!(read_path(&core, &format!("d/{n}")), None);
         }
+        check_dir_renamed(&rig, core, &files);
     }
-    check_dir_renamed(&rig, core, &files);
+}
+
+over_both! {
+    /// `mv d e` right after the upload of `d/f1` committed but before the fs
+    /// heard of it (held by `hold_upload_completions`): `f1` is on the server
+    /// under `d` and moves with the directory; the others follow as jobs.
+    fn fs_rename_directory_right_after_an_upload_finished() {
+        let rig = Rig::new();
+        let core = rig.core_bw(Some(256 * 1024));
+        let d = core.mkdir(ROOT, name("d")).unwrap().ino;
+        let files: Vec<(&str, Vec<u8>)> = [("f1", 4096usize), ("f2", 512 * 1024), ("f3", 512 * 1024)]
+            .iter()
+            .enumerate()
+            .map(|(i, (n, len))| (*n, data(*len, 30 + i as u32)))
+            .collect();
+        {
+            let _held = core.hold_upload_completions();
+            put_in(&core, d, "f1", &files[0].1);
+            // Committed: f1 complete on the server, its spooled data dropped.
+            let spooled = rig.spool.path().join("data");
+            let deadline = std::time::Instant::now() + WAIT;
+            while std::fs::read_dir(&spooled).unwrap().next().is_some()
+                || rig.server_file("d/f1").as_ref() != Some(&files[0].1)
+            {
+                assert!(std::time::Instant::now() < deadline, "f1 never committed");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            for (n, body) in &files[1..] {
+                put_in(&core, d, n, body);
+            }
+            wait_in_flight(&core, "d/f2");
+            core.rename(ROOT, name("d"), ROOT, name("e"), 0).unwrap();
+            for (n, body) in &files {
+                assert!(
+                    read_path(&core, &format!("e/{n}")).unwrap() == *body,
+                    "e/{n}"
+                );
+                assert_eq!(read_path(&core, &format!("d/{n}")), None);
+            }
+        }
+        check_dir_renamed(&rig, core, &files);
+    }
 }

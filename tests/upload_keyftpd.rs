@@ -1,8 +1,9 @@
 //! The uploader and `remote::Session` against keyftpd (KEY + XCRC): the
 //! same-name prompt, KEY NULL, resume of a same-key partial sending only the
-//! missing bytes, restart for another file's partial, and a server killed
-//! (kill -9) mid-upload.
+//! missing bytes, restart for another file's partial or a damaged one (these
+//! three over FTP and over HTTP), and a server killed (kill -9) mid-upload.
 
+#[macro_use]
 mod support;
 
 use std::io::{BufRead, BufReader, Write};
@@ -13,7 +14,9 @@ use std::time::Duration;
 use keyfs::key::Key;
 use keyfs::remote::{Endpoint, Session, StoreStart};
 use keyfs::server::{Server, ServerConfig, ServerHandle};
+use keyfs::transport::{Conn, Holding};
 use keyfs::upload::resume::Policy;
+use support::core_rig::{self, Rig};
 use support::jobs::{data, eventually, sent_more_than, start, Spool, PATIENCE};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -169,49 +172,101 @@ fn wait_without_a_time_limit() {
     s.up.shutdown();
 }
 
-#[test]
-fn same_key_partial_resumes_sending_only_the_rest() {
-    let srv = InProc::start();
-    let d = data(1_000_000, 3);
-    make_partial(&srv.ep(), "r.bin", crc32fast::hash(&d), &d[..377_777]);
-    let spool = Spool::new();
-    let s = start(srv.ep(), &spool, 1, None, Policy::Safe);
-    s.up.submit(spool.job("r.bin", &d)).unwrap();
-    s.up.wait("r.bin", WAIT).expect("uploaded");
-    assert_eq!(srv.read("r.bin"), d);
-    assert_eq!(
-        s.up.bytes_sent(),
-        1_000_000 - 377_777,
-        "only the missing part"
-    );
-    s.up.shutdown();
+/// Leaves a partial upload on the server over the rig's transport: an
+/// upload keyed `key` (KEY + STOR, or the seed POST) of `prefix` only.
+fn make_partial_on(rig: &Rig, path: &str, key: u32, prefix: &[u8]) {
+    let mut c = Conn::connect(&rig.endpoint(), Duration::from_secs(5)).expect("connect");
+    let mut up = match c.probe(path, Key(key)).expect("probe") {
+        Holding::Nothing { open: Some(up) } => up,
+        Holding::Nothing { open: None } => c.send_from(path, 0, prefix.len() as u64).expect("send"),
+        Holding::Partial { .. } => panic!("no partial expected yet"),
+    };
+    up.write_all(prefix).unwrap();
+    c.finish_send(up).expect("sent");
 }
 
+over_both! {
+    fn same_key_partial_resumes_sending_only_the_rest() {
+        let rig = Rig::new();
+        let d = data(1_000_000, 3);
+        make_partial_on(&rig, "r.bin", crc32fast::hash(&d), &d[..377_777]);
+        let spool = Spool::new();
+        let s = start(rig.endpoint(), &spool, 1, None, Policy::Safe);
+        s.up.submit(spool.job("r.bin", &d)).unwrap();
+        s.up.wait("r.bin", WAIT).expect("uploaded");
+        assert_eq!(rig.server_file("r.bin").unwrap(), d);
+        assert_eq!(
+            s.up.bytes_sent(),
+            1_000_000 - 377_777,
+            "only the missing part"
+        );
+        s.up.shutdown();
+    }
+
+    fn other_files_partial_restarts_never_mixed() {
+        let rig = Rig::new();
+        let other = data(600_000, 4);
+        let d = data(400_000, 5);
+        make_partial_on(&rig, "x.bin", crc32fast::hash(&other), &other[..200_000]);
+        let spool = Spool::new();
+        let s = start(rig.endpoint(), &spool, 1, None, Policy::Safe);
+        s.up.submit(spool.job("x.bin", &d)).unwrap();
+        s.up.wait("x.bin", WAIT).expect("x");
+        assert_eq!(rig.server_file("x.bin").unwrap(), d);
+        assert_eq!(s.up.bytes_sent(), 400_000, "restarted from zero");
+        s.up.shutdown();
+    }
+
+    fn same_key_damaged_partial_ends_replaced() {
+        // Same key, damaged bytes: the prefix check (XCRC over FTP,
+        // `?crc=N` over HTTP) catches it at once: the file is sent whole,
+        // once, never resumed onto the damaged bytes.
+        let rig = Rig::new();
+        let d = data(400_000, 5);
+        let mut bad = d[..150_000].to_vec();
+        bad[1234] ^= 0xff;
+        make_partial_on(&rig, "y.bin", crc32fast::hash(&d), &bad);
+        let spool = Spool::new();
+        let s = start(rig.endpoint(), &spool, 1, None, Policy::Safe);
+        s.up.submit(spool.job("y.bin", &d)).unwrap();
+        s.up.wait("y.bin", WAIT).expect("y");
+        assert_eq!(rig.server_file("y.bin").unwrap(), d);
+        assert_eq!(s.up.bytes_sent(), 400_000, "damaged prefix restarted at once");
+        s.up.shutdown();
+    }
+}
+
+/// The same damaged partial where no prefix check can tell (XCRC and HASH
+/// refused): the resume onto it does not verify, the spooled copy is
+/// intact, so the next attempt starts from zero, instead of resuming onto
+/// the same bytes forever.
 #[test]
-fn other_files_partial_restarts_never_mixed() {
+fn damaged_partial_without_a_prefix_check_is_replaced_after_one_try() {
+    use keyfs::faultproxy::{FaultProxy, Faults};
     let srv = InProc::start();
-    let other = data(600_000, 4);
     let d = data(400_000, 5);
-    make_partial(
-        &srv.ep(),
-        "x.bin",
-        crc32fast::hash(&other),
-        &other[..200_000],
-    );
-    // Same key, damaged bytes: the XCRC prefix check catches it.
     let mut bad = d[..150_000].to_vec();
     bad[1234] ^= 0xff;
-    make_partial(&srv.ep(), "y.bin", crc32fast::hash(&d), &bad);
+    make_partial(&srv.ep(), "z.bin", crc32fast::hash(&d), &bad);
+    let px = FaultProxy::start(
+        "127.0.0.1:0".parse().unwrap(),
+        format!("127.0.0.1:{}", srv.port).parse().unwrap(),
+        Faults {
+            refuse: vec!["XCRC".into(), "HASH".into()],
+            ..Faults::default()
+        },
+    )
+    .expect("proxy");
     let spool = Spool::new();
-    let s = start(srv.ep(), &spool, 1, None, Policy::Safe);
-    s.up.submit(spool.job("x.bin", &d)).unwrap();
-    s.up.wait("x.bin", WAIT).expect("x");
-    assert_eq!(srv.read("x.bin"), d);
-    assert_eq!(s.up.bytes_sent(), 400_000, "restarted from zero");
-    s.up.submit(spool.job("y.bin", &d)).unwrap();
-    s.up.wait("y.bin", WAIT).expect("y");
-    assert_eq!(srv.read("y.bin"), d);
-    assert_eq!(s.up.bytes_sent(), 800_000, "damaged prefix restarted");
+    let s = start(ep(px.addr().port()), &spool, 1, None, Policy::Safe);
+    s.up.submit(spool.job("z.bin", &d)).unwrap();
+    s.up.wait("z.bin", WAIT).expect("z");
+    assert_eq!(srv.read("z.bin"), d);
+    assert_eq!(
+        s.up.bytes_sent(),
+        250_000 + 400_000,
+        "the rest once, then the whole file"
+    );
     s.up.shutdown();
 }
 

@@ -16,7 +16,9 @@ KF_BIN=${KF_BIN:-${CARGO_TARGET_DIR:-$KF_ROOT/target}/debug}
 KF_STATE=${KF_STATE:-}
 KF_TIMEOUT=${KF_TIMEOUT:-60}
 
-kf_log() { printf '[%s] %s\n' "${KF_NAME:-$(basename "$0")}" "$*" >&2; }
+# Log lines (and so every failure) name the transport a scenario runs
+# over (KF_TRANSPORT, set by kf_each_transport).
+kf_log() { printf '[%s%s] %s\n' "${KF_NAME:-$(basename "$0")}" "${KF_TRANSPORT:+ over $KF_TRANSPORT}" "$*" >&2; }
 kf_fail() { kf_log "FAIL: $*"; exit 1; }
 
 # Runs CMD... and fails the test with MSG when it fails: kf_check MSG CMD...
@@ -225,14 +227,14 @@ kf_start_pureftpd() {
     kf_fail "pure-ftpd did not start"
 }
 
-# kf_start_rclone_webdav ROOT USER PASSWORD: a stock WebDAV server
-# (rclone serve webdav) on a free loopback port. Sets RCLONE_PID and
-# RCLONE_PORT.
+# kf_start_rclone_webdav ROOT USER PASSWORD [PORT]: a stock WebDAV server
+# (rclone serve webdav) on a free loopback port, or on PORT (to come back
+# after a crash). Sets RCLONE_PID and RCLONE_PORT.
 kf_start_rclone_webdav() {
-    local root=$1 user=$2 pass=$3 dir try port i
+    local root=$1 user=$2 pass=$3 fixed=${4:-} dir try port i
     dir=$(kf_tmpdir)
     for try in 1 2 3 4 5 6; do
-        port=$((20000 + RANDOM % 30000))
+        port=${fixed:-$((20000 + RANDOM % 30000))}
         rclone serve webdav "$root" --addr "127.0.0.1:$port" --user "$user" --pass "$pass" \
             </dev/null >"$dir/out" 2>"$dir/err" &
         RCLONE_PID=$!
@@ -247,6 +249,7 @@ kf_start_rclone_webdav() {
             sleep 0.1
         done
         kf_stop_pid "$RCLONE_PID"
+        [[ -n $fixed ]] && sleep 0.5 # a fixed port may take a moment to free up
     done
     cat "$dir/err" >&2
     kf_fail "rclone serve webdav did not start"
@@ -413,8 +416,101 @@ kf_setup_server() {
     URL="ftp://$FTP_USER@127.0.0.1:${!port_var}/"
 }
 
-# kf_proxy_url PORT: the keyfs URL going through ftpfault on PORT.
-kf_proxy_url() { printf 'ftp://%s@127.0.0.1:%s/\n' "$FTP_USER" "$1"; }
+# kf_proxy_url PORT: the keyfs URL going through ftpfault on PORT (in the
+# scheme of KF_TRANSPORT).
+kf_proxy_url() { printf '%s://%s@127.0.0.1:%s/\n' "$(kf_scheme)" "$FTP_USER" "$1"; }
+
+# ---- transports -------------------------------------------------------------
+# A scenario runs over each transport keyfs has:
+#   ftp     keyftpd's FTP face (KEY, XCRC, MFMT)
+#   http    keyftpd's HTTP face (WebDAV, and the resumable `?state` + POST)
+#   webdav  a stock WebDAV server (rclone serve webdav: no resume, no keys)
+
+# The URL scheme of KF_TRANSPORT.
+kf_scheme() { [[ ${KF_TRANSPORT:-ftp} == ftp ]] && echo ftp || echo http; }
+
+# kf_each_transport FN [TRANSPORT...]: runs FN once per transport (default
+# ftp and http; KF_TRANSPORTS="http" in the environment keeps only those),
+# each in a subshell with KF_TRANSPORT set and its own registry, cleaned up
+# when it ends. Fails at the end naming each transport that failed.
+kf_each_transport() {
+    local fn=$1 t rc failed=() list=("${@:2}")
+    ((${#list[@]})) || list=(ftp http)
+    for t in "${list[@]}"; do
+        [[ -z ${KF_TRANSPORTS:-} || " $KF_TRANSPORTS " == *" $t "* ]] || continue
+        set +e
+        (
+            set -e
+            KF_TRANSPORT=$t KF_STATE=$KF_STATE/$t KF_STATE_OWNED=0
+            kf_state
+            trap kf_cleanup EXIT
+            trap 'exit 130' INT
+            trap 'exit 143' TERM
+            kf_log "---- scenario over $t"
+            "$fn"
+        )
+        rc=$?
+        set -e
+        ((rc == 0)) && kf_log "ok over $t" || failed+=("$t")
+    done
+    ((${#failed[@]} == 0)) || kf_fail "failed over: ${failed[*]}"
+}
+
+# kf_setup_transport: kf_setup_keyftpd for KF_TRANSPORT: keyftpd (with
+# --http 127.0.0.1:0 for http, then KEYFTPD_HTTP_PORT is set), or rclone
+# serve webdav for webdav. Sets WORK, ROOT, FTP_USER, KEYFS_PASSWORD,
+# SERVER_PORT (the port keyfs talks to) and URL.
+kf_setup_transport() {
+    WORK=$(kf_tmpdir)
+    ROOT=$WORK/root
+    mkdir -p "$ROOT"
+    FTP_USER=tester
+    KEYFS_PASSWORD=$(kf_password)
+    export KEYFS_PASSWORD
+    case ${KF_TRANSPORT:-ftp} in
+        ftp)
+            kf_start_keyftpd "$ROOT" "$FTP_USER" "$KEYFS_PASSWORD"
+            SERVER_PORT=$KEYFTPD_PORT
+            ;;
+        http)
+            kf_start_keyftpd "$ROOT" "$FTP_USER" "$KEYFS_PASSWORD" 0 --http 127.0.0.1:0
+            KEYFTPD_HTTP_PORT=$(kf_keyftpd_http_port) || kf_fail "keyftpd did not say its HTTP port"
+            SERVER_PORT=$KEYFTPD_HTTP_PORT
+            ;;
+        webdav)
+            kf_start_rclone_webdav "$ROOT" "$FTP_USER" "$KEYFS_PASSWORD"
+            SERVER_PORT=$RCLONE_PORT
+            ;;
+        *) kf_fail "unknown transport ${KF_TRANSPORT}" ;;
+    esac
+    URL=$(kf_proxy_url "$SERVER_PORT")
+}
+
+# kf_kill9_server: kill -9 of the server kf_setup_transport started.
+kf_kill9_server() {
+    if [[ ${KF_TRANSPORT:-ftp} == webdav ]]; then kf_kill9 "$RCLONE_PID"; else kf_kill9 "$KEYFTPD_PID"; fi
+}
+
+# kf_restart_server: the server of kf_setup_transport again, on the same
+# ports (after kf_kill9_server).
+kf_restart_server() {
+    local extra=()
+    case ${KF_TRANSPORT:-ftp} in
+        webdav) kf_start_rclone_webdav "$ROOT" "$FTP_USER" "$KEYFS_PASSWORD" "$RCLONE_PORT"; return ;;
+        http) extra=(--http "127.0.0.1:$KEYFTPD_HTTP_PORT") ;;
+    esac
+    kf_start_keyftpd "$ROOT" "$FTP_USER" "$KEYFS_PASSWORD" "$KEYFTPD_PORT" "${extra[@]}"
+}
+
+# kf_start_proxy [ftpfault options...]: ftpfault in front of SERVER_PORT
+# (relaying plain TCP for the HTTP transports). Sets FTPFAULT_* and
+# PROXY_URL.
+kf_start_proxy() {
+    local tcp=()
+    [[ ${KF_TRANSPORT:-ftp} == ftp ]] || tcp=(--tcp)
+    kf_start_ftpfault "$SERVER_PORT" "${tcp[@]}" "$@"
+    PROXY_URL=$(kf_proxy_url "$FTPFAULT_PORT")
+}
 
 # kf_assert_le A B MSG: fails unless A <= B (integers).
 kf_assert_le() { (($1 <= $2)) || kf_fail "$3 ($1 > $2)"; }

@@ -1,5 +1,6 @@
 //! Server connections used by the filesystem (the uploader has its own):
-//! one dedicated *namespace* connection for listings and MKD/RMD/DELE/RNFR,
+//! one dedicated *namespace* connection for listings and mkdir, rmdir,
+//! delete and rename,
 //! reconnected on a network failure, and a small pool of connections for
 //! downloads (reads of remote files, fetches into the spool).
 //!

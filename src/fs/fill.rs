@@ -236,7 +236,7 @@ fn fetch_run(
         session.finish_read(dl).map_err(to_io)?;
         conns.give_back(session);
     }
-    // Otherwise the stream and the session are dropped: a RETR stopped
+    // Otherwise the stream and the session are dropped: a read stopped
     // early leaves the connection in an unknown state.
     Ok(())
 }

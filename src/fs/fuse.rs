@@ -406,7 +406,8 @@ impl Filesystem for KeyFs {
         _size: u32,
         reply: fuser::ReplyXattr,
     ) {
-        // No extended attributes on FTP; ENOSYS makes the kernel stop asking.
+        // No transport keeps extended attributes; ENOSYS makes the kernel
+        // stop asking.
         reply.error(Errno::ENOSYS);
     }
 

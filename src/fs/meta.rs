@@ -3,17 +3,21 @@
 //! What is kept (see the README's table):
 //! - **mtime** (`touch -d`, `cp -p`, `rsync -t`): shown at once; for a file
 //!   still in the spool it goes with its upload job (journal) and is set by
-//!   `MFMT` after the verified upload; for a file only on the server, by
-//!   `MFMT` at once. The server keeps whole seconds. A server without MFMT
-//!   keeps its own time (the upload's), and the call still succeeds, as on
-//!   rclone mount.
-//! - **mode** (`chmod`): the same way, by `SITE CHMOD`; the server's mode
-//!   shows where its listing has one (pure-ftpd). Without SITE CHMOD the
-//!   call succeeds and the mode stays the server's (rclone mount's rule:
-//!   `cp -p` and `rsync -p` keep working).
-//! - **owner** (`chown`): FTP has no way to give a file away; a chown to
+//!   the transport's [`Conn::set_mtime`] after the verified upload; for a
+//!   file only on the server, at once. The server keeps whole seconds. A
+//!   server that cannot set times keeps its own (the upload's), and the
+//!   call still succeeds, as on rclone mount.
+//! - **mode** (`chmod`): the same way, by [`Conn::chmod`]; the server's
+//!   mode shows where its listing has one. A server that keeps no modes
+//!   leaves the call succeeding and the mode the server's (rclone mount's
+//!   rule: `cp -p` and `rsync -p` keep working).
+//! - **owner** (`chown`): no transport can give a file away; a chown to
 //!   the owner the mount shows (a no-op) succeeds, any other fails with
 //!   EPERM, as for an unprivileged user (and as sshfs without idmap).
+
+//!
+//! [`Conn::set_mtime`]: crate::transport::Conn::set_mtime
+//! [`Conn::chmod`]: crate::transport::Conn::chmod
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -59,9 +63,9 @@ impl Core {
 
     /// Sets the mtime and mode of `ino`: on its local version (and its
     /// upload job), or on the server. For a file on the server, returns its
-    /// attributes as the server now shows them (by MLST): a listing may
-    /// not show it (pure-ftpd lists no dot files, such as `rsync`'s
-    /// temporary ones).
+    /// attributes as the server now shows them (a stat of the one entry):
+    /// a listing may not show it (some servers list no dot files, such as
+    /// `rsync`'s temporary ones).
     pub(super) fn apply_meta(&self, ino: u64, m: &SetMeta) -> FsResult<Option<Attr>> {
         if m.mtime.is_none() && m.mode.is_none() {
             return Ok(None);
@@ -134,7 +138,8 @@ impl Core {
         let Some(mut e) = found else {
             return Ok(None);
         };
-        // What MLST said stands; a cached entry gets what was just set.
+        // What the server's stat said stands; a cached entry gets what was
+        // just set.
         if let (true, Some(t)) = (timed, time) {
             if !from_server || e.mtime.is_none() {
                 e.mtime = Some(whole_seconds(t));

@@ -5,8 +5,8 @@
 //! # How the core works
 //! - **Namespace** ([`namespace`]): lookups and listings come from the
 //!   server over a dedicated connection ([`conn`]), cached for
-//!   [`ATTR_TTL`]; MKD/RMD/DELE/RNFR+RNTO map onto mkdir/rmdir/unlink/rename
-//!   and server replies map onto errno values.
+//!   [`ATTR_TTL`]; mkdir/rmdir/unlink/rename are the transport's
+//!   namespace calls, and its errors carry their errno values.
 //! - **Local files** ([`files`]): create, or open for writing, makes a new
 //!   *version* of the file in the spool ([`crate::spool::file`]), recorded in
 //!   the journal as `Open` if still open 20 ms later (the syncer writes the
@@ -21,8 +21,8 @@
 //!   uploader's syncer commits closed files in batches, see
 //!   [`crate::spool::syncer`]). fsync seals and waits for the verified
 //!   upload, or fails with EIO.
-//! - **Remote reads** ([`reader`]): REST+RETR at the offset, one streaming
-//!   data connection per open handle, received ahead (a few MiB) by its
+//! - **Remote reads** ([`reader`]): a ranged read from the offset, one
+//!   streaming transfer per open handle, received ahead (a few MiB) by its
 //!   own thread while the replies go out, reconnecting only on a seek or
 //!   a cut. The adapter runs the reads, and directory listings, on small thread pools
 //!   ([`pool`]) that reply from there, so the FUSE request threads never
@@ -420,8 +420,8 @@ impl Core {
         } else {
             self.file_attr(ino, e.size, mtime)
         };
-        // The server's mode where its listing shows one (pure-ftpd's MLSD
-        // `UNIX.mode`, LIST), so a chmod by SITE CHMOD shows.
+        // The server's mode where its listing shows one, so a chmod kept
+        // by the server shows.
         if let Some(m) = e.mode {
             a.perm = m as u16;
         }

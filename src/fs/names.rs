@@ -1,30 +1,25 @@
 //! What the server can name, and what its refusals mean.
 //!
-//! **Lengths.** Every path travels in an FTP command line, and servers
-//! bound those: keyftpd, vsftpd (`VSFTP_MAX_COMMAND_LINE`) and IIS
-//! (`maxCommandLine`) at 4096 bytes, pure-ftpd at its `MAXPATHLEN` + 32.
-//! A file whose remote path would not fit in the longest command keyfs
-//! sends for it (`XCRC <path> <start> <end>`) could be written into the
-//! spool but never uploaded (`500 Command line too long`, for good), so
-//! create, mkdir, rename and open for writing refuse it at once with
-//! ENAMETOOLONG. A name longer than 255 bytes (NAME_MAX) is refused too.
+//! **Lengths.** Every path travels in a request to the server, and
+//! servers bound those ([`MAX_REMOTE_PATH`], set by the transports). A
+//! file whose remote path would not fit could be written into the spool
+//! but never uploaded (refused for good), so create, mkdir, rename and
+//! open for writing refuse it at once with ENAMETOOLONG. A name longer
+//! than 255 bytes (NAME_MAX) is refused too.
 //!
-//! **550.** RFC 959 gives one code, 550, to "file unavailable (e.g., file
-//! not found, no access)", and servers word it freely: vsftpd answers a
-//! refused MKD with `550 Create directory operation failed.`. When the
-//! text names no cause, [`refine`] decides per operation from what the
-//! namespace looks like afterwards: a missing source is ENOENT, a name
-//! that exists EEXIST, a directory where a file was meant EISDIR (and the
-//! reverse ENOTDIR), a non-empty directory ENOTEMPTY, and anything else the
-//! server simply refused: EACCES.
+//! **Vague refusals.** A server may refuse without saying why (see
+//! [`RemoteError::is_vague_refusal`]), e.g. answers a refused mkdir only
+//! that it failed. Then [`refine`] decides per
+//! operation from what the namespace looks like afterwards: a missing
+//! source is ENOENT, a name that exists EEXIST, a directory where a file
+//! was meant EISDIR (and the reverse ENOTDIR), a non-empty directory
+//! ENOTEMPTY, and anything else the server simply refused: EACCES.
+//!
+//! [`RemoteError::is_vague_refusal`]: crate::transport::RemoteError::is_vague_refusal
 
 use super::{errno, FsError, FsResult};
 
-/// The longest command line assumed to pass, CRLF included.
-pub const MAX_COMMAND_LINE: usize = 4096;
-/// The longest absolute server path that fits in every command keyfs
-/// sends with it: `XCRC <path> <start> <end>\r\n`, offsets of up to 20 digits.
-pub const MAX_REMOTE_PATH: usize = MAX_COMMAND_LINE - "XCRC   \r\n".len() - 2 * 20;
+pub use crate::transport::MAX_REMOTE_PATH;
 /// The longest name of one entry (NAME_MAX).
 pub const MAX_NAME: usize = 255;
 
@@ -40,7 +35,7 @@ pub fn check_remote_len(root: &str, rel: &str) -> FsResult<()> {
     Ok(())
 }
 
-/// The namespace operations whose 550 is refined.
+/// The namespace operations whose vague refusals are refined.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
     Mkdir,
@@ -60,18 +55,15 @@ pub enum Found {
     },
 }
 
-/// True for a 550 (or 553) whose text the generic mapping could not place
-/// (it gave ENOENT for want of a better word).
+/// True for a refusal whose cause the server did not say.
 pub fn needs_refining(e: &FsError) -> bool {
     match e {
-        FsError::Remote(r) => {
-            matches!(r.code(), Some(550) | Some(553)) && e.errno() == libc::ENOENT
-        }
+        FsError::Remote(r) => r.is_vague_refusal(),
         _ => false,
     }
 }
 
-/// The errno of an unexplained 550 to `op` on `target`, given what is at
+/// The errno of a vague refusal of `op` on `target`, given what is at
 /// `target` and whether its parent directory exists. For a rename,
 /// `target` is the source and `parent` that of the destination.
 pub fn refine(op: Op, target: Found, parent: bool) -> i32 {
@@ -95,14 +87,6 @@ pub fn refine(op: Op, target: Found, parent: bool) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::RemoteError;
-
-    fn reply(code: u16, text: &str) -> FsError {
-        FsError::Remote(RemoteError::Reply {
-            code,
-            text: text.into(),
-        })
-    }
 
     #[test]
     fn lengths() {
@@ -117,16 +101,10 @@ mod tests {
     }
 
     #[test]
-    fn vsftpd_refused_mkdir_is_eacces() {
-        let e = reply(550, "Create directory operation failed.");
-        assert!(needs_refining(&e));
+    fn refused_mkdir_is_eacces() {
         assert_eq!(refine(Op::Mkdir, Found::Missing, true), libc::EACCES);
         assert_eq!(refine(Op::Mkdir, Found::Missing, false), libc::ENOENT);
         assert_eq!(refine(Op::Mkdir, Found::File, true), libc::EEXIST);
-        // A text that says why is not second-guessed.
-        assert!(!needs_refining(&reply(550, "Permission denied.")));
-        assert!(!needs_refining(&reply(550, "File exists")));
-        assert!(!needs_refining(&reply(421, "bye")));
     }
 
     #[test]

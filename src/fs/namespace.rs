@@ -20,7 +20,7 @@ const DIR_CACHE_MAX: usize = 256;
 const IDLE_WAIT: Duration = Duration::from_secs(15);
 
 /// Checks a name from the kernel: no separators, no CR/LF (they would
-/// smuggle FTP commands), not `.`/`..`, and UTF-8.
+/// smuggle commands or headers into a request), not `.`/`..`, and UTF-8.
 pub fn check_name(name: &std::ffi::OsStr) -> FsResult<&str> {
     let s = name.to_str().ok_or(errno(libc::EINVAL))?;
     if s.is_empty() || s == "." || s == ".." || s.contains(['/', '\r', '\n', '\0']) {
@@ -36,7 +36,7 @@ impl Core {
     /// Deletes the server's copy of `path` after its pending file was
     /// removed or renamed in the mount: first waits until no upload runs
     /// to `path` (a stopped upload finishes its chunk and lets go; until
-    /// then keyftpd refuses DELE with 450), so no upload in flight can
+    /// then keyftpd answers the delete "busy"), so no upload in flight can
     /// leave the old name behind.
     fn drop_server_copy(&self, path: &str) {
         if !self.uploader.wait_idle(path, IDLE_WAIT) {
@@ -106,10 +106,10 @@ impl Core {
         Ok(true)
     }
 
-    /// Runs a namespace command again while the server answers 450 (file
-    /// busy): the STOR of an upload we just stopped holds the name on the
-    /// server until that session has seen its data connection close, a
-    /// little after our worker has let go. Bounded by [`IDLE_WAIT`].
+    /// Runs a namespace command again while the server answers "busy":
+    /// an upload we just stopped holds the name on the server until the
+    /// server has seen its transfer end, a little after our worker has let
+    /// go. Bounded by [`IDLE_WAIT`].
     fn while_busy(
         &self,
         mut f: impl FnMut() -> Result<(), crate::transport::RemoteError>,
@@ -192,7 +192,7 @@ impl Core {
         dir.is_empty() || matches!(self.found(dir, false), Ok(Found::Dir { .. }))
     }
 
-    /// `e` from `op` on `path`, with an unexplained 550 replaced by what
+    /// `e` from `op` on `path`, with a vague refusal replaced by what
     /// the namespace shows it meant (see [`names`]). `dest` is the
     /// destination of a rename.
     fn refined(&self, op: Op, e: FsError, path: &str, dest: Option<&str>) -> FsError {
@@ -549,8 +549,8 @@ impl Core {
         }
         if on_server {
             // The stopped upload of the file this replaces must let go of
-            // `to` before the server copy moves there: a STOR it already
-            // sent truncates `to` when the server opens it.
+            // `to` before the server copy moves there: an upload from zero
+            // it already started truncates `to` when the server opens it.
             if replaced && !self.uploader.wait_idle(&to, IDLE_WAIT) {
                 log::warn!("{to}: the stopped upload did not let go in time");
             }
@@ -617,7 +617,8 @@ impl Core {
         }
         if uploaded_meanwhile {
             // A stopped upload of the file this replaces must let go of
-            // `to` first: its STOR truncates `to` when it opens it.
+            // `to` first: its upload from zero truncates `to` when the
+            // server opens it.
             if replaced && !self.uploader.wait_idle(&to, IDLE_WAIT) {
                 log::warn!("{to}: the stopped upload did not let go in time");
             }

@@ -1,5 +1,6 @@
-//! Streaming reads of a remote file: one `REST offset` + `RETR` data
-//! connection per open handle, received ahead by a *producer* thread while
+//! Streaming reads of a remote file: one ranged read from the offset
+//! ([`Conn::open_read`]) per open handle, received ahead by a *producer*
+//! thread while
 //! the FUSE requests are answered from what already arrived.
 //!
 //! Why a thread: a read costs two copies, the socket receive and the FUSE
@@ -506,7 +507,8 @@ fn produce(exit: Exit, conns: Conns) {
                         }
                     }
                     // A cut that looked like an end: ask again from here
-                    // (at the real end the server sends nothing and 226).
+                    // (at the real end the server sends nothing and says
+                    // the transfer is complete).
                     Err(e) => {
                         fails += 1;
                         if fails > RETRIES {

@@ -26,6 +26,23 @@ fn child<'a, 'i>(n: roxmltree::Node<'a, 'i>, name: &str) -> Option<roxmltree::No
     })
 }
 
+/// Whether a PROPPATCH answer says property `{DAV:}name` was set: a
+/// `propstat` naming it with a 2xx status.
+pub fn prop_was_set(body: &str, name: &str) -> bool {
+    let Ok(doc) = roxmltree::Document::parse(body) else {
+        return false;
+    };
+    doc.descendants()
+        .filter(|n| n.is_element() && n.tag_name().name() == "propstat")
+        .any(|ps| {
+            let ok = child(ps, "status")
+                .and_then(|s| s.text())
+                .and_then(|s| s.split_whitespace().nth(1))
+                .is_some_and(|code| code.starts_with('2'));
+            ok && child(ps, name).is_some()
+        })
+}
+
 /// The entries of a PROPFIND answer about `abs` (absolute, no trailing
 /// `/`). With `this`, the entry for `abs` itself (named by its last
 /// segment); otherwise its children.
@@ -88,6 +105,16 @@ pub fn entries(body: &str, abs: &str, this: bool) -> Result<Vec<RemoteEntry>, Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proppatch_answers() {
+        let set = r#"<D:multistatus xmlns:D="DAV:"><D:response><D:href>/f</D:href><D:propstat><D:prop><P:lastmodified xmlns:P="DAV:"/></D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response></D:multistatus>"#;
+        assert!(prop_was_set(set, "lastmodified"));
+        // golang.org/x/net/webdav (rclone serve webdav) without dead properties.
+        let refused = r#"<D:multistatus xmlns:D="DAV:"><D:response><D:href>/f</D:href><D:propstat><D:prop><lastmodified xmlns="DAV:"/></D:prop><D:status>HTTP/1.1 403 Forbidden</D:status></D:propstat></D:response></D:multistatus>"#;
+        assert!(!prop_was_set(refused, "lastmodified"));
+        assert!(!prop_was_set("<html>", "lastmodified"));
+    }
 
     const RCLONE: &str = r#"<?xml version="1.0" encoding="UTF-8"?><D:multistatus xmlns:D="DAV:">
 <D:response><D:href>/d/</D:href><D:propstat><D:prop><D:resourcetype><D:collection xmlns:D="DAV:"/></D:resourcetype><D:getlastmodified>Wed, 02 Dec 2026 03:00:00 GMT</D:getlastmodified></D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>

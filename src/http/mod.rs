@@ -1,8 +1,10 @@
 //! The HTTP transport: WebDAV for the namespace (PROPFIND depth 1 for
-//! listings, MKCOL, DELETE, MOVE), GET with Range for reads, and for
-//! uploads a whole PUT, restarted from zero after a cut, verified by size
-//! (a stock WebDAV server such as `rclone serve webdav` has no resumable
-//! upload). Sync HTTP/1.1 (ureq), one kept-alive connection per [`Conn`].
+//! listings, MKCOL, DELETE, MOVE, PROPPATCH of the time), GET with Range
+//! for reads, and for uploads a whole PUT, restarted from zero after a cut,
+//! verified by size (a stock WebDAV server such as `rclone serve webdav`
+//! has no resumable upload); against keyftpd, its resumable POST with the
+//! key, a partial checked by `?crc=N` and verified by `?state`. Sync
+//! HTTP/1.1 (ureq), one kept-alive connection per [`Conn`].
 //!
 //! `https://` is the same over TLS, with the rustls client config FTPS
 //! uses (the system roots and `--ca-file`, or `--pin-sha256`). ureq
@@ -25,7 +27,9 @@ use base64::Engine;
 use crate::key::Key;
 use crate::remote::session::join_root;
 use crate::remote::tls;
-use crate::transport::{Endpoint, Holding, RemoteEntry, RemoteError, Verified, VerifyError};
+use crate::transport::{
+    Applied, CrcMethod, Endpoint, Holding, RemoteEntry, RemoteError, Verified, VerifyError,
+};
 use crate::upload::resume::StoredKey;
 
 pub use upload::HttpUpload;
@@ -48,7 +52,16 @@ pub struct Session {
     seed: bool,
     /// The key of the next upload (given to `probe` or `replace`).
     key: Option<Key>,
+    /// The server answers `?crc=N` (keyftpd, with `seed`); dropped when
+    /// refused, and the refusal kept for `take_refused`.
+    crc: bool,
+    refused: Vec<(CrcMethod, String)>,
 }
+
+/// The pause between two state queries about a partial of ours, and how
+/// long to wait at most for its size to settle (see `settled_state`).
+const SETTLE: Duration = Duration::from_millis(150);
+const SETTLE_MAX: Duration = Duration::from_secs(5);
 
 /// Largest PROPFIND answer read (some 100000 entries).
 const LISTING_MAX: u64 = 64 << 20;
@@ -188,10 +201,13 @@ impl Session {
             auth,
             seed: false,
             key: None,
+            crc: false,
+            refused: Vec::new(),
         };
         match s.stat("")? {
             Some(e) if e.is_dir => {
                 s.seed = s.offers_seed();
+                s.crc = s.seed;
                 Ok(s)
             }
             Some(_) => Err(status_error(409, "the mount's root: not a directory")),
@@ -326,6 +342,47 @@ impl Session {
             .map_err(|e| self.peer.error(e, &format!("MOVE {from:?} {to:?}")))
     }
 
+    /// Sets the modification time of `path` by PROPPATCH of
+    /// `{DAV:}lastmodified` in Unix seconds: the form ownCloud, Nextcloud
+    /// and keyftpd take (rclone's webdav backend sends it too). One request
+    /// for a file already on the server, whenever the time was set, where a
+    /// header on the upload (`X-OC-Mtime`) would serve only an upload.
+    /// A server that does not set it (a 207 without a 2xx for it, or no
+    /// PROPPATCH at all) keeps its own time: `Unsupported`.
+    pub fn set_mtime(&mut self, path: &str, t: SystemTime) -> Result<Applied, RemoteError> {
+        let secs = match t.duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(d) => d.as_secs() as i64,
+            Err(e) => -(e.duration().as_secs() as i64),
+        };
+        let body = format!(
+            r#"<?xml version="1.0" encoding="utf-8"?><D:propertyupdate xmlns:D="DAV:"><D:set><D:prop><D:lastmodified>{secs}</D:lastmodified></D:prop></D:set></D:propertyupdate>"#
+        );
+        let url = self.url(path)?;
+        let r = self
+            .request("PROPPATCH", &url)
+            .set("Content-Type", "application/xml; charset=utf-8")
+            .send_string(&body);
+        match r {
+            Ok(resp) => {
+                let mut text = String::new();
+                resp.into_reader().take(1 << 20).read_to_string(&mut text)?;
+                Ok(if davxml::prop_was_set(&text, "lastmodified") {
+                    Applied::Done
+                } else {
+                    Applied::Unsupported
+                })
+            }
+            Err(ureq::Error::Status(404, _)) => {
+                Err(status_error(404, &format!("PROPPATCH {path:?}")))
+            }
+            Err(ureq::Error::Status(401, _)) => {
+                Err(status_error(401, &format!("PROPPATCH {path:?}")))
+            }
+            Err(ureq::Error::Status(_, _)) => Ok(Applied::Unsupported),
+            Err(e) => Err(self.peer.error(e, &format!("PROPPATCH {path:?}"))),
+        }
+    }
+
     /// Checks that the connection is alive.
     pub fn noop(&mut self) -> Result<(), RemoteError> {
         self.stat("").map(drop)
@@ -360,6 +417,56 @@ impl Session {
         self.seed
     }
 
+    /// Whether the server offers a CRC of a prefix (keyftpd's `?crc`).
+    pub fn offers_crc(&self) -> bool {
+        self.crc
+    }
+
+    /// Stops asking for the CRC of a prefix.
+    pub fn drop_crc(&mut self) {
+        self.crc = false;
+    }
+
+    /// The refusals of `?crc` since the last call.
+    pub fn take_refused(&mut self) -> Vec<(CrcMethod, String)> {
+        std::mem::take(&mut self.refused)
+    }
+
+    /// keyftpd's CRC of the first `end` bytes of `path` (`None`: all of
+    /// it), asked as `GET path?crc=N`, to check a partial before resuming
+    /// it as FTP's XCRC does; `None` where the server offers none. Call it
+    /// only for a file the server just said exists: an answer that is not
+    /// a CRC (4xx other than 404, or another body) means the server will
+    /// not tell, so the method is dropped (and reported), as over FTP.
+    pub fn prefix_crc(&mut self, path: &str, end: Option<u64>) -> Result<Option<u32>, RemoteError> {
+        if !self.crc {
+            return Ok(None);
+        }
+        let mut url = self.url(path)? + "?crc";
+        if let Some(e) = end {
+            url.push_str(&format!("={e}"));
+        }
+        let what = format!("GET {path:?}?crc");
+        let why = match self.request("GET", &url).call() {
+            Ok(r) if r.content_type() == "application/json" => {
+                let body = r.into_string().map_err(RemoteError::Io)?;
+                match seed::parse_crc(&body) {
+                    Ok(c) => return Ok(Some(c)),
+                    Err(e) => e.to_string(),
+                }
+            }
+            Ok(r) => format!("{what}: answered {} with no CRC", r.status()),
+            Err(ureq::Error::Status(code, _)) if (400..500).contains(&code) && code != 404 => {
+                format!("HTTP {code} to {what}")
+            }
+            Err(e) => return Err(self.peer.error(e, &what)),
+        };
+        log::warn!("{path}: the server gives no CRC of a prefix ({why}); not asking any more");
+        self.crc = false;
+        self.refused.push((CrcMethod::HttpCrc, why));
+        Ok(None)
+    }
+
     /// keyftpd advertises tus in OPTIONS; its seed flow comes with it.
     fn offers_seed(&self) -> bool {
         let Ok(url) = self.url("") else { return false };
@@ -391,11 +498,20 @@ impl Session {
         if self.seed {
             match self.state(path)? {
                 Some(st) if st.is_nothing() => return Ok(Holding::Nothing { open: None }),
+                // A file with no key (put by a plain client): the POST
+                // continues only a partial of the same key, so whatever is
+                // there is replaced from zero, as on a stock server.
+                Some(st) if st.key().is_none() => return Ok(Holding::Nothing { open: None }),
                 Some(st) => {
+                    let st = if st.key() == Some(key) && !st.complete {
+                        self.settled_state(path, st)?
+                    } else {
+                        st
+                    };
                     return Ok(Holding::Partial {
                         size: st.size,
                         key: st.key().map_or(StoredKey::None, StoredKey::Some),
-                    })
+                    });
                 }
                 None => {
                     log::info!("the server answers no upload state; uploading by PUT");
@@ -407,6 +523,31 @@ impl Session {
         // whole PUT, so there is nothing to resume from (even with
         // --resume=trust-size).
         Ok(Holding::Nothing { open: None })
+    }
+
+    /// A partial of ours that may still be growing: right after a cut the
+    /// server may still be writing what it received (FTP's probe waits for
+    /// that under the file's lock; the state query takes none). A resume
+    /// at a size that then grows is refused (409) only once the server has
+    /// read the form, by when megabytes of body are in the socket buffers;
+    /// so the state is asked again until two answers, `SETTLE` apart,
+    /// agree (at most `SETTLE_MAX`).
+    fn settled_state(
+        &mut self,
+        path: &str,
+        mut st: seed::State,
+    ) -> Result<seed::State, RemoteError> {
+        let deadline = std::time::Instant::now() + SETTLE_MAX;
+        loop {
+            std::thread::sleep(SETTLE);
+            let Some(again) = self.state(path)? else {
+                return Ok(st);
+            };
+            if again == st || std::time::Instant::now() > deadline {
+                return Ok(again);
+            }
+            st = again;
+        }
     }
 
     /// The next upload of `path` starts from zero (a POST from 0 or a PUT

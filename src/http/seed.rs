@@ -32,6 +32,23 @@ impl State {
     }
 }
 
+/// The answer to `GET /PATH?crc=N` (keyftpd): `{"end": N, "crc": "0x.."}`.
+#[derive(Deserialize)]
+struct CrcAnswer {
+    crc: String,
+}
+
+pub fn parse_crc(body: &str) -> Result<u32, RemoteError> {
+    let a: CrcAnswer = serde_json::from_str(body.trim())
+        .map_err(|e| RemoteError::Protocol(format!("crc answer: {e}")))?;
+    let hex = a
+        .crc
+        .strip_prefix("0x")
+        .or_else(|| a.crc.strip_prefix("0X"));
+    hex.and_then(|h| u32::from_str_radix(h, 16).ok())
+        .ok_or_else(|| RemoteError::Protocol(format!("crc answer: {:?} is no CRC", a.crc)))
+}
+
 pub fn parse_state(body: &str) -> Result<State, RemoteError> {
     serde_json::from_str(body.trim())
         .map_err(|e| RemoteError::Protocol(format!("state answer: {e}")))
@@ -68,6 +85,20 @@ mod tests {
         let n = parse_state("{\"size\":0,\"key\":null,\"complete\":false}\n").unwrap();
         assert!(n.is_nothing());
         assert!(parse_state("<html>").is_err());
+    }
+
+    #[test]
+    fn crcs() {
+        assert_eq!(
+            parse_crc(r#"{"end": 7, "crc": "0x0000ABCD"}"#).unwrap(),
+            0xABCD
+        );
+        assert_eq!(
+            parse_crc("{\"end\": null, \"crc\": \"0xFFFFFFFF\"}\n").unwrap(),
+            u32::MAX
+        );
+        assert!(parse_crc(r#"{"crc": "ABCD"}"#).is_err());
+        assert!(parse_crc("<html>").is_err());
     }
 
     #[test]

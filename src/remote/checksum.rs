@@ -151,6 +151,7 @@ impl Session {
         match m {
             CrcMethod::Xcrc => self.features.xcrc = false,
             CrcMethod::HashCrc32 => self.features.hash_crc32 = false,
+            CrcMethod::HttpCrc => {}
         }
     }
 
@@ -174,6 +175,8 @@ impl Session {
             let r = match m {
                 CrcMethod::Xcrc => self.xcrc(path, end.map(|e| (0, e))),
                 CrcMethod::HashCrc32 => self.hash_crc32(path, end),
+                // Never offered over FTP (see `crc_method`).
+                CrcMethod::HttpCrc => return Ok(None),
             };
             match r {
                 Ok(c) => return Ok(Some(c)),
@@ -200,6 +203,8 @@ pub enum CrcMethod {
     Xcrc,
     /// `HASH` with `OPTS HASH CRC32` (draft-bryan-ftpext-hash).
     HashCrc32,
+    /// `GET /PATH?crc=N` on keyftpd's HTTP face (the HTTP transport's).
+    HttpCrc,
 }
 
 impl CrcMethod {
@@ -207,6 +212,7 @@ impl CrcMethod {
         match self {
             CrcMethod::Xcrc => "XCRC",
             CrcMethod::HashCrc32 => "HASH CRC32",
+            CrcMethod::HttpCrc => "GET ?crc",
         }
     }
 }

@@ -117,6 +117,16 @@ mod tests {
     }
 
     #[test]
+    fn vague_refusals() {
+        // vsftpd's refused MKD names no cause: the fs core refines it.
+        assert!(reply(550, "Create directory operation failed.").is_vague_refusal());
+        // A text that says why is not second-guessed.
+        assert!(!reply(550, "Permission denied.").is_vague_refusal());
+        assert!(!reply(550, "File exists").is_vague_refusal());
+        assert!(!reply(421, "bye").is_vague_refusal());
+    }
+
+    #[test]
     fn errnos() {
         assert_eq!(
             to_errno(&reply(550, "No such file or directory")),

@@ -153,6 +153,14 @@ impl RemoteError {
     pub fn server_answered(&self) -> bool {
         matches!(self, RemoteError::Status { .. }) || self.code().is_some()
     }
+    /// A refusal whose reply names no cause: FTP's 550 (or 553), "file
+    /// unavailable (e.g., file not found, no access)" (RFC 959), worded
+    /// freely by servers, which the generic mapping gave ENOENT for want of
+    /// a better word. The caller decides from what the namespace looks
+    /// like afterwards. An HTTP status always says what it means.
+    pub fn is_vague_refusal(&self) -> bool {
+        matches!(self.code(), Some(550) | Some(553)) && self.to_errno() == libc::ENOENT
+    }
     /// The reply code, when the server answered.
     pub fn code(&self) -> Option<u16> {
         match self {

@@ -34,6 +34,10 @@ pub enum FactsVerdict {
     Mismatch(String),
     /// The server has no such file.
     Gone(String),
+    /// Our size and our key, recorded partial: the server's CRC of the
+    /// bytes it wrote is not the key (keyftpd records the state by CRC
+    /// before its 226), so they are not the bytes we hold.
+    CrcMismatch(String),
     /// Not enough facts to tell: ask SIZE and XCRC/HASH.
     Unknown,
 }
@@ -49,6 +53,15 @@ pub fn judge_facts(m: &MlstKey, size: u64, crc: u32) -> FactsVerdict {
         MlstKey::Unavailable => return FactsVerdict::Unknown,
         MlstKey::Facts(f) => f,
     };
+    if f.is_file
+        && f.keystate.as_deref() == Some("partial")
+        && (f.size, f.key) == (Some(size), Some(crc))
+    {
+        return FactsVerdict::CrcMismatch(format!(
+            "server holds {size} bytes with our key {crc:08X} but recorded partial: \
+             their CRC is not the key"
+        ));
+    }
     if !f.is_file || f.keystate.as_deref() != Some("complete") {
         return FactsVerdict::Unknown;
     }
@@ -79,6 +92,7 @@ pub fn verify_remote(
             }
             FactsVerdict::Mismatch(msg) => return Err(VerifyError::Mismatch(msg)),
             FactsVerdict::Gone(msg) => return Err(VerifyError::Gone(msg)),
+            FactsVerdict::CrcMismatch(msg) => return Err(VerifyError::CrcMismatch(msg)),
             FactsVerdict::Unknown => {
                 log::debug!("{path}: MLST key facts inconclusive ({m:?}); asking SIZE and CRC")
             }
@@ -139,8 +153,14 @@ mod tests {
             judge_facts(&MlstKey::Absent, 10, 7),
             FactsVerdict::Gone(_)
         ));
+        // Our size and key, recorded partial: the bytes are not ours.
+        assert!(matches!(
+            judge_facts(&f(Some(10), "partial", Some(7)), 10, 7),
+            FactsVerdict::CrcMismatch(_)
+        ));
         for inconclusive in [
-            f(Some(10), "partial", Some(7)),
+            f(Some(9), "partial", Some(7)),
+            f(Some(10), "partial", Some(8)),
             f(Some(10), "complete", None),
             f(None, "complete", Some(7)),
             MlstKey::Unavailable,

@@ -26,6 +26,16 @@ pub use crate::remote::checksum::CrcMethod;
 pub use crate::remote::{ChunkSizer, Endpoint, RemoteEntry, RemoteError, Scheme, Sent};
 pub use crate::upload::resume::StoredKey;
 
+/// The longest command line assumed to pass, CRLF included: FTP servers
+/// bound it (keyftpd, vsftpd's `VSFTP_MAX_COMMAND_LINE` and IIS's
+/// `maxCommandLine` at 4096 bytes, pure-ftpd at its `MAXPATHLEN` + 32).
+pub const MAX_COMMAND_LINE: usize = 4096;
+/// The longest absolute server path any transport takes: the one that fits
+/// in every FTP command keyfs sends with it, `XCRC <path> <start> <end>\r\n`
+/// with offsets of up to 20 digits (an HTTP request line, of 8 KiB on
+/// common servers, has room for it percent-encoded only up to about this).
+pub const MAX_REMOTE_PATH: usize = MAX_COMMAND_LINE - "XCRC   \r\n".len() - 2 * 20;
+
 /// One logged-in connection.
 pub enum Conn {
     Ftp(remote::Session),
@@ -167,10 +177,11 @@ impl Conn {
     pub fn set_mtime(&mut self, path: &str, t: SystemTime) -> Result<Applied, RemoteError> {
         match self {
             Conn::Ftp(s) => s.set_mtime(path, t),
-            Conn::Http(_) => Ok(Applied::Unsupported),
+            Conn::Http(s) => s.set_mtime(path, t),
         }
     }
 
+    /// Over HTTP no mode is kept (WebDAV has no property for it).
     pub fn chmod(&mut self, path: &str, mode: u32) -> Result<Applied, RemoteError> {
         match self {
             Conn::Ftp(s) => s.chmod(path, mode),
@@ -224,7 +235,7 @@ impl Conn {
     pub fn prefix_crc(&mut self, path: &str, n: Option<u64>) -> Result<Option<u32>, RemoteError> {
         match self {
             Conn::Ftp(s) => s.remote_crc(path, n),
-            Conn::Http(_) => Ok(None),
+            Conn::Http(s) => s.prefix_crc(path, n),
         }
     }
 
@@ -304,7 +315,13 @@ impl Conn {
                 }
                 v
             }
-            Conn::Http(_) => Vec::new(),
+            Conn::Http(s) => {
+                if s.offers_crc() {
+                    vec![CrcMethod::HttpCrc]
+                } else {
+                    Vec::new()
+                }
+            }
         }
     }
 
@@ -312,7 +329,11 @@ impl Conn {
     pub fn drop_crc_method(&mut self, m: CrcMethod) {
         match self {
             Conn::Ftp(s) => s.drop_crc_method(m),
-            Conn::Http(_) => {}
+            Conn::Http(s) => {
+                if m == CrcMethod::HttpCrc {
+                    s.drop_crc();
+                }
+            }
         }
     }
 
@@ -320,7 +341,7 @@ impl Conn {
     pub fn take_refused(&mut self) -> Vec<(CrcMethod, String)> {
         match self {
             Conn::Ftp(s) => s.take_refused(),
-            Conn::Http(_) => Vec::new(),
+            Conn::Http(s) => s.take_refused(),
         }
     }
 }

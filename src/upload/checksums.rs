@@ -1,6 +1,7 @@
-//! Which checksum command the uploader asks the server for, across all
-//! its workers and reconnections: what the server offers (FEAT), minus
-//! what it refused. A refusal seen by one session (see
+//! Which checksum method the uploader asks the server for, across all
+//! its workers and reconnections: what the server offers (as the
+//! transport found out), minus what it refused. A refusal seen by one
+//! connection (see
 //! [`Conn::prefix_crc`]) is remembered here for the mount's lifetime,
 //! so no later session asks again, and `keyfs status` can say which
 //! method verifies uploads and why.
@@ -11,10 +12,11 @@ use crate::transport::{Conn, CrcMethod};
 
 #[derive(Default)]
 struct Inner {
-    /// What the server listed in FEAT (known after the first session).
+    /// What the server offers (known after the first connection).
     offered: Option<Vec<CrcMethod>>,
-    /// The server has KEY: uploads are verified by its MLST key facts, the
-    /// checksum command serves partials (and facts that are missing).
+    /// The server keeps keys: uploads are verified against its stored key
+    /// (how, as the transport names it), the checksum method serves
+    /// partials (and keys that are missing).
     key: Option<&'static str>,
     refused: Vec<(CrcMethod, String)>,
 }
@@ -77,7 +79,7 @@ impl Checksums {
             .find(|m| !g.refused.iter().any(|(r, _)| r == *m));
         let mut method = match (usable, offered.is_empty()) {
             (Some(m), _) => m.name().to_string(),
-            (None, true) => "size only (the server offers no XCRC or HASH)".to_string(),
+            (None, true) => "size only (the server offers no checksum)".to_string(),
             (None, false) => "size only".to_string(),
         };
         if let Some(how) = g.key {
@@ -104,12 +106,15 @@ mod tests {
     use super::*;
 
     fn with(offered: Option<Vec<CrcMethod>>, key: bool, refused: &[CrcMethod]) -> Checksums {
-        let key = key.then_some("MLST x.key facts");
+        let key = key.then_some("the stored key");
         Checksums {
             inner: Mutex::new(Inner {
                 offered,
                 key,
-                refused: refused.iter().map(|m| (*m, "550 no".to_string())).collect(),
+                refused: refused
+                    .iter()
+                    .map(|m| (*m, "refused".to_string()))
+                    .collect(),
             }),
         }
     }
@@ -125,19 +130,19 @@ mod tests {
         );
         assert_eq!(
             note(with(Some(vec![Xcrc, HashCrc32]), false, &[Xcrc])).as_deref(),
-            Some("checksum: HASH CRC32 (fallback: XCRC refused: 550 no)")
+            Some("checksum: HASH CRC32 (fallback: XCRC refused: refused)")
         );
         assert_eq!(
             note(with(Some(vec![Xcrc]), false, &[Xcrc])).as_deref(),
-            Some("checksum: size only (fallback: XCRC refused: 550 no)")
+            Some("checksum: size only (fallback: XCRC refused: refused)")
         );
         assert_eq!(
             note(with(Some(vec![]), false, &[])).as_deref(),
-            Some("checksum: size only (the server offers no XCRC or HASH)")
+            Some("checksum: size only (the server offers no checksum)")
         );
         assert_eq!(
             note(with(Some(vec![Xcrc, HashCrc32]), true, &[])).as_deref(),
-            Some("checksum: KEY (MLST x.key facts); for partials XCRC")
+            Some("checksum: KEY (the stored key); for partials XCRC")
         );
     }
 }

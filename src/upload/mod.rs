@@ -1,8 +1,8 @@
 //! The background uploader: N workers, each with its own server connection
 //! ([`crate::transport::Conn`]), take queued jobs, ask what the server holds
 //! for the path, decide (resume or restart), send from the offset with the
-//! key, verify size and key/CRC, then drop the spooled copy. Over FTP that
-//! is the KEY / same-name prompt / KEY NULL / REST+STOR flow.
+//! key, verify size and key/CRC, then drop the spooled copy. How each step
+//! goes on the wire is the transport's ([`crate::transport`]).
 //!
 //! The signatures in this file are the contract the fs uses. The parts:
 //! - [`resume`]: the pure resume decision;
@@ -58,7 +58,8 @@ pub struct Tuning {
     /// Connect, reply and data socket timeout.
     pub io_timeout: Duration,
     /// Timeout for replies that make the server read a whole file (the
-    /// reply after an upload, XCRC): a dead server is noticed after this.
+    /// reply after an upload, a checksum): a dead server is noticed after
+    /// this.
     pub slow_reply_timeout: Duration,
     /// First reconnect delay; doubles up to `backoff_max` (with jitter).
     pub backoff_initial: Duration,
@@ -233,7 +234,7 @@ impl Uploader {
     }
     /// The program set the mtime or mode of the file of pending job `id`:
     /// recorded with the job and applied on the server after its verified
-    /// upload (MFMT, SITE CHMOD). False when the job is no longer pending
+    /// upload. False when the job is no longer pending
     /// (uploaded meanwhile, or cancelled): the caller sets them itself.
     pub fn set_wanted(&self, id: u64, wanted: crate::spool::journal::Wanted) -> bool {
         self.shared.set_wanted(id, wanted)
@@ -263,15 +264,16 @@ impl Uploader {
     pub fn status(&self) -> Vec<JobStatus> {
         self.shared.status()
     }
-    /// Payload bytes sent on data connections since start (all workers):
+    /// Payload bytes of uploads sent since start (all workers):
     /// what a resume saved shows here.
     pub fn bytes_sent(&self) -> u64 {
         self.shared
             .bytes_sent
             .load(std::sync::atomic::Ordering::Relaxed)
     }
-    /// Which checksum command verifies uploads, and what the server refused
-    /// (`checksum: HASH CRC32 (fallback: XCRC refused: ...)`); `None` until
+    /// Which checksum method verifies uploads, and what the server refused
+    /// (e.g. `checksum: HASH CRC32 (fallback: XCRC refused: ...)`);
+    /// `None` until
     /// a worker has connected.
     pub fn checksum_note(&self) -> Option<String> {
         self.shared.checksums.note()

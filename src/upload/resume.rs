@@ -3,8 +3,9 @@
 //! the uploader does next. See `../shared/DESIGN.md` and the README.
 //!
 //! The patent (CN102420875A) compares only keys. We add a prefix check where
-//! the server can compute one (XCRC or HASH): it also catches a partial whose
-//! bytes were damaged, and it lets a stock server without KEY resume safely.
+//! the server can compute one (its checksum of a prefix): it also catches a
+//! partial whose bytes were damaged, and it lets a stock server that keeps
+//! no keys resume safely.
 
 use crate::key::Key;
 
@@ -26,7 +27,7 @@ pub enum StoredKey {
     Some(Key),
 }
 
-/// The server's CRC of `[0, N)` and ours, when the server offers XCRC/HASH.
+/// The server's CRC of `[0, N)` and ours, when the server offers one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PrefixCheck {
     pub server: u32,
@@ -58,10 +59,12 @@ pub enum Policy {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
-    /// Upload from `offset` (0: a fresh upload; N: REST N + STOR, or APPE).
+    /// Upload from `offset` (0: a fresh upload; N: continue the server's
+    /// partial at byte N).
     /// `offset == size` means the whole file is there: only verify it.
     Resume { offset: u64 },
-    /// The same-name file is another file or damaged: DELE it, upload from 0.
+    /// The same-name file is another file or damaged: replace it, upload
+    /// from 0.
     Restart,
 }
 

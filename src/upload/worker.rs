@@ -17,11 +17,12 @@
 //! its CRC no longer matches its record (data lost in a power cut after the
 //! record was written), no retry can help, and the job fails with the spool
 //! kept. If it is intact, the job is retried; a second full upload in a
-//! row that does not verify either (or a server that twice answers 550
-//! right after its 226, or twice refuses the check) fails the job too
-//! ([`Strikes`]). A checksum command the server lists but refuses is not a
-//! failure: the session falls back (XCRC, HASH, size only; see
-//! [`Conn::prefix_crc`]) and the uploader remembers it ([`super::checksums`]).
+//! row that does not verify either (or a server that twice has no file
+//! right after it confirmed the transfer, or twice refuses the check)
+//! fails the job too ([`Strikes`]). A checksum method the server lists but
+//! refuses is not a failure: the connection falls back to the next one, or
+//! to the size only (see [`Conn::prefix_crc`]), and the uploader
+//! remembers it ([`super::checksums`]).
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -40,13 +41,20 @@ use crate::transport::{Conn, Holding, RemoteError, Upload, Verified, VerifyError
 pub(crate) enum Fail {
     /// Cancelled, replaced, renamed or shutting down.
     Aborted,
-    /// Retry after a backoff (cut connection, timeout, 4xx, bad verify).
+    /// Retry after a backoff (cut connection, timeout, a transient
+    /// refusal, bad verify).
     Transient(String),
-    /// A retry cannot help (553, 550 permission, 530, spool data gone).
+    /// A retry cannot help (a name or permission refused, a failed login,
+    /// spool data gone).
     Permanent(String),
-    /// The transfer went through (226) but did not verify: retried, and
+    /// The server confirmed the transfer but it did not verify: retried, and
     /// made permanent by [`Strikes`] when it happens twice in a row.
     Unverified(Unverified, String),
+    /// A resumed upload did not verify while the spooled copy is intact:
+    /// the server's bytes before the offset are not ours (damaged where no
+    /// prefix checksum could tell, as over HTTP or with the checksum
+    /// refused). Retried from zero, not resumed onto them again.
+    BadPartial(String),
 }
 
 /// How a confirmed upload failed to verify.
@@ -55,16 +63,16 @@ pub(crate) enum Unverified {
     /// A full upload (from byte 0) whose server size, key or CRC differs
     /// from ours, with the spooled copy re-read and intact.
     Mismatch,
-    /// The server has no file (MLST/SIZE 550) right after its 226.
+    /// The server has no file right after it confirmed the transfer.
     Gone,
-    /// The server refused the check itself (a 5xx to SIZE or MLST).
+    /// The server refused the check itself (the stat or size query).
     Refused,
 }
 
 /// The verification failures of one job, across its attempts. One
 /// mismatch may be bytes damaged on the way; the same failure again on the
 /// next confirmed upload means a server that will never agree (say, one
-/// whose XCRC is another CRC variant, or that moves files away on
+/// whose checksum is another CRC variant, or that moves files away on
 /// arrival): re-sending the whole file every backoff, forever, would only
 /// burn the uplink. Other failures in between (a cut connection) do not
 /// break the run: they are not confirmed uploads.
@@ -120,7 +128,7 @@ const IDLE_CHECK: Duration = Duration::from_secs(5);
 /// The longest one `sendfile` call may take: an abort (rm, mv, shutdown)
 /// waits at most about this long for the worker to notice it.
 const SENDFILE_BUDGET: Duration = Duration::from_millis(250);
-/// A data connection that takes no byte for this long is dropped and the
+/// An upload that takes no byte for this long is dropped and the
 /// upload retried (at most `io_timeout`). On a live link, however slow, the
 /// socket buffer drains steadily; 15 s of nothing is a dead path, and each
 /// second waited here is a second added to the recovery after an outage.
@@ -137,6 +145,8 @@ pub(crate) fn run(shared: Arc<Shared>, stats: Arc<WireStats>) {
     while let Some(p) = shared.pick() {
         let mut backoff = Backoff::new(shared.tuning.backoff_initial, shared.tuning.backoff_max);
         let mut strikes = Strikes::default();
+        // The server's partial proved bad: the next attempt starts from 0.
+        let mut restart = false;
         loop {
             if p.abort.load(Ordering::SeqCst) {
                 conn = None;
@@ -145,12 +155,18 @@ pub(crate) fn run(shared: Arc<Shared>, stats: Arc<WireStats>) {
             }
             let mut started = false;
             shared.attempt_started(p.rec.id);
-            let res = attempt(&shared, &stats, &mut conn, &p, &mut started);
+            let res = attempt(&shared, &stats, &mut conn, &p, &mut started, &mut restart);
             if let Some((s, _)) = conn.as_mut() {
                 shared.checksums.learn(s);
             }
             let res = res.map_err(|f| match f {
                 Fail::Unverified(kind, msg) => strikes.judge(kind, msg),
+                Fail::BadPartial(msg) => {
+                    restart = true;
+                    Fail::Transient(format!(
+                        "{msg}; the server's partial is not ours: starting over"
+                    ))
+                }
                 f => f,
             });
             match res {
@@ -182,7 +198,7 @@ pub(crate) fn run(shared: Arc<Shared>, stats: Arc<WireStats>) {
                     shared.failed(&p, &msg);
                     break;
                 }
-                Err(Fail::Transient(msg) | Fail::Unverified(_, msg)) => {
+                Err(Fail::Transient(msg) | Fail::Unverified(_, msg) | Fail::BadPartial(msg)) => {
                     log::warn!("upload of {}: {msg}; retrying", p.rec.remote_path);
                     conn = None;
                     let delay = backoff.next_delay();
@@ -200,7 +216,7 @@ pub(crate) fn run(shared: Arc<Shared>, stats: Arc<WireStats>) {
     }
 }
 
-/// Sets the mtime (MFMT) and mode (SITE CHMOD) the program gave the file,
+/// Sets the mtime and mode the program gave the file,
 /// on the verified server copy. Best effort: the bytes are safe whatever
 /// happens here; a server without the command keeps its own time or mode
 /// (see the README, "what is kept"), a refusal or a lost connection is
@@ -239,12 +255,12 @@ fn set_attrs(
     use crate::transport::Applied;
     if let Some(m) = wanted.mode {
         if s.chmod(path, m)? == Applied::Unsupported {
-            log::debug!("{path}: the server has no SITE CHMOD; mode {m:o} not kept");
+            log::debug!("{path}: the server keeps no modes; mode {m:o} not kept");
         }
     }
     if let Some(t) = wanted.mtime {
         if s.set_mtime(path, t)? == Applied::Unsupported {
-            log::debug!("{path}: the server has no MFMT; its mtime is the upload time");
+            log::debug!("{path}: the server cannot set times; its mtime is the upload time");
         }
     }
     Ok(())
@@ -354,6 +370,7 @@ fn attempt(
     conn: &mut Option<(Conn, Instant)>,
     p: &Picked,
     started: &mut bool,
+    restart: &mut bool,
 ) -> Result<(), Fail> {
     let mut file = open_spool(shared, p)?;
     let s = session(shared, conn)?;
@@ -383,7 +400,10 @@ fn attempt(
     let offset = match open_upload {
         Some(_) => 0,
         None => {
-            let d = resume::decide(local, remote, shared.policy);
+            let mut d = resume::decide(local, remote, shared.policy);
+            if *restart && d.offset() > 0 {
+                d = Decision::Restart;
+            }
             log::info!("{path}: server has {remote:?}: {d:?}");
             if d == Decision::Restart && matches!(remote, Remote::Present { .. }) {
                 s.replace(path, local.crc)?;
@@ -400,6 +420,7 @@ fn attempt(
             s.send_from(path, offset, size - offset)?
         }
     };
+    *restart = false;
     stream(shared, stats, s, p, &mut file, up, offset)?;
     aborted(p)?;
     shared.verifying(p.rec.id);
@@ -414,13 +435,14 @@ fn attempt(
         Err(VerifyError::CrcMismatch(msg) | VerifyError::Mismatch(msg)) => {
             return Err(match check_spool(&mut file, p, msg) {
                 Fail::Transient(msg) if offset == 0 => Fail::Unverified(Unverified::Mismatch, msg),
+                Fail::Transient(msg) => Fail::BadPartial(msg),
                 f => f,
             })
         }
         Err(VerifyError::Gone(msg)) => return Err(Fail::Unverified(Unverified::Gone, msg)),
-        // A refused check right after the server's 226 (a checksum refusal
-        // falls back inside `verify`; this is SIZE or MLST): counted, so
-        // the whole file is not sent again forever.
+        // A refused check right after the server confirmed the transfer (a
+        // checksum refusal falls back inside `verify`; this is the stat or
+        // size query): counted, so the whole file is not sent again forever.
         Err(VerifyError::Remote(e)) if e.is_refusal() => {
             return Err(Fail::Unverified(Unverified::Refused, e.to_string()))
         }
@@ -497,7 +519,7 @@ fn send_all(
                         last_progress = Instant::now();
                         shared.progress(p.rec.id, pos);
                     } else if last_progress.elapsed() >= shared.tuning.io_timeout.min(STALL) {
-                        return Err(Fail::Transient("data connection stalled".into()));
+                        return Err(Fail::Transient("upload stalled".into()));
                     }
                     if sent.eof {
                         break; // the spool file ended early: checked below
@@ -510,7 +532,7 @@ fn send_all(
                     stats
                         .sendfile_bytes
                         .fetch_add(pos - before, Ordering::Relaxed);
-                    return Err(Fail::Transient(format!("data connection: {e}")));
+                    return Err(Fail::Transient(format!("upload: {e}")));
                 }
             }
         }
@@ -561,7 +583,7 @@ fn copy_buffered(
             l.acquire(n);
         }
         if let Err(e) = up.write_all(&buf[..n]) {
-            return Err(Fail::Transient(format!("data connection: {e}")));
+            return Err(Fail::Transient(format!("upload: {e}")));
         }
         pos += n as u64;
         shared.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
@@ -602,7 +624,7 @@ mod tests {
         let mut s = Strikes::default();
         assert_eq!(kind(&s.judge(Unverified::Gone, "g".into())), "transient");
         assert_eq!(kind(&s.judge(Unverified::Gone, "g".into())), "permanent");
-        // A check the server refuses after its 226 (a 5xx to SIZE or MLST).
+        // A check the server refuses after it confirmed the transfer.
         let mut s = Strikes::default();
         assert_eq!(kind(&s.judge(Unverified::Refused, "r".into())), "transient");
         assert_eq!(kind(&s.judge(Unverified::Refused, "r".into())), "permanent");

@@ -1,15 +1,67 @@
 //! A filesystem core (no FUSE) against a real in-process keyftpd on
 //! 127.0.0.1:0, for the `fs_*` tests that drive `keyfs::fs::Core` directly.
-//! Included with `#[path]` so a test compiles only this helper.
+//! Included with `#[path]` (and `#[macro_use]` for [`over_both!`]) so a
+//! test compiles only this helper.
+//!
+//! The core talks FTP to keyftpd, or HTTP to its HTTP face on the same
+//! root: [`over_both!`] turns each `fn name() {..}` into the tests
+//! `name::ftp` and `name::http`, and [`Rig::new`] serves the transport of
+//! the test that calls it.
 #![allow(dead_code)] // each test file uses its own subset
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Duration;
 
 use keyfs::fs::{Core, FsConfig};
-use keyfs::remote::Endpoint;
+use keyfs::remote::{Endpoint, Scheme};
+use keyfs::server::http::{HttpConfig, HttpHandle, HttpServer};
 use keyfs::server::{Server, ServerConfig, ServerHandle};
 use keyfs::upload::resume::Policy;
+
+thread_local! {
+    /// The transport of the test running on this thread (each test has
+    /// its own thread); FTP unless [`over_both!`] says otherwise.
+    static TRANSPORT: Cell<Scheme> = const { Cell::new(Scheme::Ftp) };
+}
+
+/// From now on [`Rig::new`] on this thread serves `scheme`.
+pub fn set_transport(scheme: Scheme) {
+    TRANSPORT.with(|t| t.set(scheme));
+}
+
+/// Runs `f` with [`Rig::new`] serving `scheme`.
+pub fn with_transport(scheme: Scheme, f: impl FnOnce()) {
+    set_transport(scheme);
+    f();
+}
+
+/// The transport of this test (for messages).
+pub fn transport() -> Scheme {
+    TRANSPORT.with(|t| t.get())
+}
+
+/// Each `fn name() { .. }` becomes two tests, `name::ftp` and
+/// `name::http`, running the same body over each transport.
+#[macro_export]
+macro_rules! over_both {
+    ($( $(#[$m:meta])* fn $name:ident() $body:block )*) => { $(
+        $(#[$m])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            fn scenario() $body
+            #[test]
+            fn ftp() {
+                $crate::core_rig::with_transport(keyfs::remote::Scheme::Ftp, scenario)
+            }
+            #[test]
+            fn http() {
+                $crate::core_rig::with_transport(keyfs::remote::Scheme::Http, scenario)
+            }
+        }
+    )* };
+}
 
 /// How long a test waits for an upload or a state change.
 pub const WAIT: Duration = Duration::from_secs(30);
@@ -20,7 +72,11 @@ pub struct Rig {
     /// The core's spool directory.
     pub spool: tempfile::TempDir,
     server: Option<ServerHandle>,
+    http: Option<HttpHandle>,
+    /// The port the core talks to: keyftpd's FTP port, or its HTTP port
+    /// for a test over HTTP.
     pub port: u16,
+    pub scheme: Scheme,
 }
 
 impl Rig {
@@ -29,12 +85,24 @@ impl Rig {
         let cfg = ServerConfig::new(root.path().to_path_buf(), "127.0.0.1:0".parse().unwrap())
             .with_user("u", "pw");
         let server = Server::bind(cfg).expect("bind keyftpd");
-        let port = server.local_addr().port();
+        let scheme = transport();
+        let (port, http) = match scheme {
+            Scheme::Ftp => (server.local_addr().port(), None),
+            Scheme::Http => {
+                let h =
+                    HttpServer::beside(&server, HttpConfig::new("127.0.0.1:0".parse().unwrap()))
+                        .expect("bind keyftpd's HTTP face");
+                let port = h.local_addr().port();
+                (port, Some(h.spawn().expect("start keyftpd's HTTP face")))
+            }
+        };
         Rig {
             root,
             spool: tempfile::tempdir().unwrap(),
             server: Some(server.spawn()),
+            http,
             port,
+            scheme,
         }
     }
 
@@ -54,19 +122,29 @@ impl Rig {
         self.core_with(self.port, 2, bwlimit)
     }
 
+    /// Where a client reaches the server, over this test's transport.
+    pub fn endpoint(&self) -> Endpoint {
+        self.endpoint_at(self.port)
+    }
+
+    /// The endpoint through `port` (the server's own, or a proxy's).
+    pub fn endpoint_at(&self, port: u16) -> Endpoint {
+        Endpoint {
+            scheme: self.scheme,
+            host: "127.0.0.1".into(),
+            port,
+            user: "u".into(),
+            password: "pw".into(),
+            root: "/".into(),
+            tls: Default::default(),
+        }
+    }
+
     /// A core that talks to the server through `port` (the server's own, or
     /// a proxy's in front of it).
     pub fn core_with(&self, port: u16, workers: usize, bwlimit: Option<u64>) -> Arc<Core> {
         Core::start(FsConfig {
-            endpoint: Endpoint {
-                scheme: Default::default(),
-                host: "127.0.0.1".into(),
-                port,
-                user: "u".into(),
-                password: "pw".into(),
-                root: "/".into(),
-                tls: Default::default(),
-            },
+            endpoint: self.endpoint_at(port),
             spool_dir: self.spool.path().to_path_buf(),
             workers,
             bwlimit,
@@ -84,6 +162,10 @@ impl Drop for Rig {
     fn drop(&mut self) {
         if let Some(h) = self.server.take() {
             h.shutdown();
+        }
+        // The stop flag is shared: the HTTP face ends with the FTP one.
+        if let Some(h) = self.http.take() {
+            h.join();
         }
     }
 }

@@ -274,6 +274,18 @@ impl Backend {
         }
     }
 
+    /// CRC-32 of the first `end` bytes of file `v` (all of it: `None`);
+    /// a range past the end is a store `Conflict`.
+    pub fn crc(&self, v: &VPath, end: Option<u64>) -> BResult<u32> {
+        Ok(self.store().crc(v, end.map(|e| (0, e)))?)
+    }
+
+    /// Sets the modification time of `v` (PROPPATCH).
+    pub fn set_mtime(&self, v: &VPath, t: SystemTime) -> BResult<()> {
+        self.store().set_mtime(v, t)?;
+        Ok(())
+    }
+
     /// Creates directory `v` (its parent must exist).
     pub fn mkdir(&self, v: &VPath) -> BResult<()> {
         if v.is_root() {

@@ -1,6 +1,7 @@
 //! From a request to its handler: decode and confine the path, log in,
 //! refuse writes to anonymous users, then dispatch on the method (and on
-//! `?state`, `Tus-Resumable` and `Accept: text/html` where they matter).
+//! `?state`, `?crc`, `Tus-Resumable` and `Accept: text/html` where they
+//! matter).
 //!
 //! URL paths are percent-decoded, then checked as FTP paths are
 //! ([`VPath::resolve`]: no NUL, no control bytes, no over-long names, not
@@ -111,6 +112,9 @@ async fn dispatch(ctx: &Arc<Ctx>, v: &VPath, req: Request<Incoming>, who: &Who) 
             let head = req.method() == Method::HEAD;
             if has_query(&req, "state") {
                 return seed::state(ctx, v).await;
+            }
+            if has_query(&req, "crc") {
+                return seed::crc(ctx, v, req.uri().query().unwrap_or("")).await;
             }
             if tus && head {
                 return tus::head(ctx, v).await;

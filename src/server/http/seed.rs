@@ -6,6 +6,11 @@
 //! A body cut off mid-way keeps every byte the parser handed over (it
 //! holds back at most the length of the part delimiter, which those bytes
 //! may be the start of) and leaves the file partial.
+//!
+//! Beyond the seed, `GET /PATH?crc=N` answers the CRC-32 of the first N
+//! bytes (`?crc`: the whole file) as `{"end": N, "crc": "0x1A2B3C4D"}`, so
+//! a client can check a same-key partial before resuming it (FTP's XCRC);
+//! N past the end: 416.
 
 use std::sync::Arc;
 
@@ -15,12 +20,13 @@ use hyper::{Request, StatusCode};
 use multer::{Constraints, Multipart, SizeLimit};
 
 use super::auth::Who;
-use super::backend::{Begin, UpState};
+use super::backend::{BackendError, Begin, UpState};
 use super::body::{self, Stop, StopCell};
 use super::reply::{self, Resp};
 use super::Ctx;
 use crate::key::{parse_hex_key, Key};
 use crate::server::paths::VPath;
+use crate::server::store::ErrorKind;
 
 /// Largest non-file field.
 const FIELD_MAX: u64 = 1024;
@@ -32,6 +38,51 @@ pub(crate) async fn state(ctx: &Arc<Ctx>, v: &VPath) -> Resp {
     match tokio::task::spawn_blocking(move || be.state(&v2)).await {
         Ok(Ok(st)) => reply::state(StatusCode::OK, &st),
         Ok(Err(e)) => reply::backend_error("state", e),
+        Err(e) => reply::text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+/// The `crc` query's end: `None` for the whole file, else a byte count.
+pub(crate) fn crc_end(query: &str) -> Result<Option<u64>, &'static str> {
+    let v = query
+        .split('&')
+        .find_map(|p| match p.split_once('=') {
+            Some(("crc", v)) => Some(v),
+            None if p == "crc" => Some(""),
+            _ => None,
+        })
+        .unwrap_or("");
+    if v.is_empty() {
+        return Ok(None);
+    }
+    parse_offset(v).map(Some)
+}
+
+/// `GET /PATH?crc[=N]`.
+pub(crate) async fn crc(ctx: &Arc<Ctx>, v: &VPath, query: &str) -> Resp {
+    let end = match crc_end(query) {
+        Ok(e) => e,
+        Err(why) => return reply::text(StatusCode::BAD_REQUEST, why),
+    };
+    let be = ctx.backend.clone();
+    let v2 = v.clone();
+    match tokio::task::spawn_blocking(move || be.crc(&v2, end)).await {
+        Ok(Ok(c)) => {
+            let end = match end {
+                Some(e) => e.to_string(),
+                None => "null".into(),
+            };
+            reply::with(
+                StatusCode::OK,
+                "application/json",
+                format!("{{\"end\": {end}, \"crc\": \"0x{c:08X}\"}}\n"),
+            )
+        }
+        Ok(Err(BackendError::Store(e))) if e.kind == ErrorKind::Conflict => reply::text(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "crc: past the end of the file",
+        ),
+        Ok(Err(e)) => reply::backend_error("crc", e),
         Err(e) => reply::text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
 }
@@ -211,5 +262,15 @@ mod tests {
         assert!(parse_key("1A2B3C4D").is_err());
         assert!(parse_key("0x123456789").is_err());
         assert!(parse_key("0xZZ").is_err());
+    }
+
+    #[test]
+    fn crc_queries() {
+        assert_eq!(crc_end("crc"), Ok(None));
+        assert_eq!(crc_end("crc="), Ok(None));
+        assert_eq!(crc_end("crc=150000"), Ok(Some(150_000)));
+        assert_eq!(crc_end("x=1&crc=7"), Ok(Some(7)));
+        assert!(crc_end("crc=-1").is_err());
+        assert!(crc_end("crc=0x10").is_err());
     }
 }

@@ -6,6 +6,9 @@
 //! `urn:x-keyfs:` namespace `key` (`0x` + 8 hex digits, when a key is
 //! stored) and `state` (`partial` or `complete`, when keyftpd has a record).
 //! MOVE carries the key metadata; COPY copies it; DELETE drops it.
+//! PROPPATCH sets the modification time and nothing else ([`proppatch`]).
+
+mod proppatch;
 
 use std::sync::Arc;
 
@@ -176,18 +179,33 @@ pub(crate) async fn propfind(ctx: &Arc<Ctx>, v: &VPath, req: Request<Incoming>) 
     )
 }
 
-/// PROPPATCH: no property can be set; each is refused (403 in a 207).
+/// PROPPATCH: the modification time can be set (see [`proppatch::plan`]);
+/// every other property is refused (403), and then, the request being
+/// all or nothing (RFC 4918 9.2), nothing is set (424 for the time).
 pub(crate) async fn proppatch(ctx: &Arc<Ctx>, v: &VPath, req: Request<Incoming>) -> Resp {
-    if let Err(r) = small_body(ctx, req.into_body()).await {
-        return r;
-    }
+    let body = match small_body(ctx, req.into_body()).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let me = match stat(ctx, v).await {
         Ok(e) => e,
         Err(r) => return r,
     };
+    let plan = match proppatch::plan(&body) {
+        Ok(p) => p,
+        Err(why) => return reply::text(StatusCode::BAD_REQUEST, &why),
+    };
+    if let (Some(t), true) = (plan.mtime, plan.refused.is_empty()) {
+        let be = ctx.backend.clone();
+        let v2 = v.clone();
+        if let Err(e) = blocking(move || be.set_mtime(&v2, t)).await {
+            return reply::backend_error("PROPPATCH", e);
+        }
+    }
     let out = format!(
-        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:multistatus xmlns:D=\"DAV:\">\n<D:response><D:href>{}</D:href><D:propstat><D:prop/><D:status>HTTP/1.1 403 Forbidden</D:status></D:propstat></D:response>\n</D:multistatus>\n",
-        xml_escape(&href(v, me.dir))
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:multistatus xmlns:D=\"DAV:\">\n<D:response><D:href>{}</D:href>{}</D:response>\n</D:multistatus>\n",
+        xml_escape(&href(v, me.dir)),
+        plan.propstats()
     );
     reply::with(
         StatusCode::MULTI_STATUS,
