@@ -112,7 +112,7 @@ doc_chart() {
     local n
     n=$(wc -l <"$dat")
     if timeout 60 gnuplot -e "
-        set terminal pngcairo size $((300 + n * 70)),600 font 'sans,10';
+        set terminal pngcairo size $((300 + n * 85)),600 font 'sans,10';
         set output '$2';
         set title 'keyfs and keyftpd relative to the alternatives, each bar from one run (higher is better; bar above its mark = target met)$( ((smoke)) && echo ' [SMOKE RUN: meaningless]')';
         set style data histograms; set style fill solid 0.8 border -1; set boxwidth 0.6;

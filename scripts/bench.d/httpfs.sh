@@ -160,6 +160,6 @@ httpfs_report() {
     echo
     local e
     for e in "${HF_CHART[@]}"; do
-        chart_line "http:// vs ftp://\\n${e%%:*}" "$(inv "${e##*:}")" "$(inv 1.10)"
+        chart_line "keyfs http\\nvs ftp: ${e%%:*}" "$(inv "${e##*:}")" "$(inv 1.10)"
     done
 }

@@ -95,6 +95,6 @@ outage_report() {
     done
     echo "Target (scripts/tests/keyfs_outage_recovery.sh, 5 s outage of an 8 MiB upload): keyfs verified < 15 s after the link's return. Here: $(verdict "$k" '<=' 15)."
     echo
-    chart_line "outage recovery\\nvs rclone" "$(inv "$(pratio outage_keyfs_time outage_rclone_time)")" NaN
-    chart_line "outage recovery\\nvs lftp loop" "$(inv "$(pratio outage_keyfs_time outage_lftp_time)")" NaN
+    chart_line "outage\\nvs rclone" "$(inv "$(pratio outage_keyfs_time outage_rclone_time)")" NaN
+    chart_line "outage\\nvs lftp loop" "$(inv "$(pratio outage_keyfs_time outage_lftp_time)")" NaN
 }
