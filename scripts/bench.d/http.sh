@@ -145,21 +145,25 @@ http_report() {
     echo
     echo "keyftpd's HTTP upload vs rclone serve webdav's: speed $(pratio http_up_rclone http_up_put) (PUT), $(pratio http_up_rclone http_up_post) (POST); download $(pratio http_down_rclone http_down_http)."
     echo
-    echo "**Memory per concurrent HTTP upload.** A fresh keyftpd per wave; N curl uploads of a $(numfmt --to=iec "${cbytes:-0}") file at once (PUT, or the multipart POST with key); peak RSS (VmHWM) of keyftpd after the wave. Per upload: (peak - idle) / N. Bound: <= $HTTP_RSS_PER_UPLOAD_MAX MiB per upload."
+    echo "**Memory per concurrent HTTP upload.** A fresh keyftpd per wave; N curl uploads of a $(numfmt --to=iec "${cbytes:-0}") file at once (PUT, or the multipart POST with key); peak RSS (VmHWM) of keyftpd after the wave. Share per upload: (peak - idle) / N; added per upload: the growth from the wave before over the uploads added. Bound: <= $HTTP_RSS_PER_UPLOAD_MAX MiB per upload at the largest wave."
     echo
-    echo "| method | concurrent uploads | idle RSS | peak RSS | per upload | wave time (s) |"
-    echo "|---|---|---|---|---|---|"
+    echo "| method | concurrent uploads | idle RSS | peak RSS | share per upload | added per upload | wave time (s) |"
+    echo "|---|---|---|---|---|---|---|"
+    local pn pp add
     for how in PUT POST; do
+        pn="" pp=""
         for n in $HTTP_CONC; do
             read -r idle peak t <<<"${NOTE[httprss_${how}_$n]:-- - -}"
             per=$(awk -v i="$idle" -v p="$peak" -v n="$n" 'BEGIN { if (p == "-") print "-"; else printf "%.2f", (p - i) / 1024 / n }')
-            echo "| $how | $n | $(kib_mib "$idle") MiB | $(kib_mib "$peak") MiB | $per MiB | $t |"
-            [[ $per != - ]] && worst=$(awk -v a="$worst" -v b="$per" 'BEGIN { print (b > a ? b : a) }')
+            add=$(awk -v a="$pp" -v p="$peak" -v m="$pn" -v n="$n" 'BEGIN { if (a == "" || p == "-" || a == "-") print "-"; else printf "%.2f", (p - a) / 1024 / (n - m) }')
+            echo "| $how | $n | $(kib_mib "$idle") MiB | $(kib_mib "$peak") MiB | $per MiB | $add MiB | $t |"
+            pn=$n pp=$peak
         done
+        [[ $per != - ]] && worst=$(awk -v a="$worst" -v b="$per" 'BEGIN { print (b > a ? b : a) }')
     done
     echo
     v=$(verdict "$worst" '<=' "$HTTP_RSS_PER_UPLOAD_MAX")
-    echo "Largest share per upload: $worst MiB (bound <= $HTTP_RSS_PER_UPLOAD_MAX MiB: $v)."
+    echo "Largest share per upload at ${HTTP_CONC##* } uploads: $worst MiB (bound <= $HTTP_RSS_PER_UPLOAD_MAX MiB: $v)."
     echo
     chart_line "HTTP PUT\\nvs FTP" "$r_put" 0.9
     chart_line "HTTP POST\\nvs FTP" "$r_post" 0.9

@@ -143,10 +143,10 @@ httpfs_report() {
         HF_CHART+=("$4:$r1")
     }
     HF_CHART=()
-    hfrow "\`cp\` returns" cp s "cp returns"
-    hfrow "until verified on the server" e2e s "end to end"
+    hfrow "\`cp\` returns" cp s "cp"
+    hfrow "until verified on the server" e2e s "e2e"
     hfrow "sequential read (time)" read s "read"
-    hfrow "$small x 4 KiB until on the server" small s "small files"
+    hfrow "$small x 4 KiB until on the server" small s "small"
     for k in rsswrite rssall; do
         local label="peak RSS, copies" a b c d r1 r2 r3
         [[ $k == rssall ]] && label="peak RSS, whole section"
