@@ -155,8 +155,8 @@ http_report() {
         for n in $HTTP_CONC; do
             read -r idle peak t <<<"${NOTE[httprss_${how}_$n]:-- - -}"
             per=$(awk -v i="$idle" -v p="$peak" -v n="$n" 'BEGIN { if (p == "-") print "-"; else printf "%.2f", (p - i) / 1024 / n }')
-            add=$(awk -v a="$pp" -v p="$peak" -v m="$pn" -v n="$n" 'BEGIN { if (a == "" || p == "-" || a == "-") print "-"; else printf "%.2f", (p - a) / 1024 / (n - m) }')
-            echo "| $how | $n | $(kib_mib "$idle") MiB | $(kib_mib "$peak") MiB | $per MiB | $add MiB | $t |"
+            add=$(awk -v a="$pp" -v p="$peak" -v m="$pn" -v n="$n" 'BEGIN { if (a == "" || p == "-" || a == "-") print "-"; else printf "%.2f MiB", (p - a) / 1024 / (n - m) }')
+            echo "| $how | $n | $(kib_mib "$idle") MiB | $(kib_mib "$peak") MiB | $per MiB | $add | $t |"
             pn=$n pp=$peak
         done
         [[ $per != - ]] && worst=$(awk -v a="$worst" -v b="$per" 'BEGIN { print (b > a ? b : a) }')
