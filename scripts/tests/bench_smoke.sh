@@ -9,4 +9,7 @@ out=$(kf_tmpdir)/BENCH.md
 KF_STATE=$KF_STATE/bench "$KF_ROOT/scripts/bench" --smoke --out "$out" >/dev/null || kf_fail "scripts/bench --smoke failed"
 grep -q '^| write:' "$out" || kf_fail "no results table in the report"
 grep -q '^| keyfs |' "$out" || kf_fail "no resume table in the report"
+grep -q '^| upload, keyftpd HTTP PUT |' "$out" || kf_fail "no HTTP table in the report"
+grep -q '^| until verified on the server |' "$out" || kf_fail "no keyfs over http:// table in the report"
+grep -q '^| lftp loop |' "$out" || kf_fail "no outage table in the report"
 kf_log "ok"

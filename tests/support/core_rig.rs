@@ -92,7 +92,7 @@ impl Rig {
                 let h =
                     HttpServer::beside(&server, HttpConfig::new("127.0.0.1:0".parse().unwrap()))
                         .expect("bind keyftpd's HTTP face");
-                let port = h.local_addr().port();
+                let port = h.local_addr().expect("a plain HTTP listener").port();
                 (port, Some(h.spawn().expect("start keyftpd's HTTP face")))
             }
         };
