@@ -255,12 +255,12 @@ kf_start_rclone_webdav() {
     kf_fail "rclone serve webdav did not start"
 }
 
-# kf_keyftpd_http_port: the HTTP port the last kf_start_keyftpd (with
-# --http 127.0.0.1:0) reported on stdout.
+# kf_keyftpd_http_port [https]: the HTTP (or HTTPS) port the last
+# kf_start_keyftpd (with --http/--https 127.0.0.1:0) reported on stdout.
 kf_keyftpd_http_port() {
-    local i p
+    local i p face=${1:-http}
     for ((i = 0; i < 100; i++)); do
-        p=$(sed -n 's/^http listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "${KEYFTPD_LOG%/err}/out")
+        p=$(sed -n "s/^$face listening on 127\.0\.0\.1:\([0-9]*\)\$/\1/p" "${KEYFTPD_LOG%/err}/out")
         [[ -n $p ]] && { printf '%s\n' "$p"; return 0; }
         sleep 0.1
     done
@@ -300,19 +300,24 @@ kf_fault_stat() {
 # `keyfs mount -f` as a background job instead (so its PID is known for
 # kill -9). Password from $KEYFS_PASSWORD. Sets KEYFS_PID.
 kf_mount() {
-    local url=$1 mnt=$2 log; shift 2
+    local url=$1 mnt=$2 log tls=(); shift 2
+    # The test CA of a TLS transport (kf_setup_transport), unless the
+    # caller says how to trust the server.
+    if [[ -n ${KF_CA_FILE:-} && $url == *s://* && " $* " != *" --ca-file "* && " $* " != *" --pin-sha256 "* ]]; then
+        tls=(--ca-file "$KF_CA_FILE")
+    fi
     log=$(kf_tmpdir)
     [[ -x $KF_BIN/keyfs ]] || kf_fail "keyfs not built ($KF_BIN/keyfs)"
     mkdir -p "$mnt"
     kf_register mounts "$mnt"
     KEYFS_LOG=$log/err
     if [[ ${KF_FOREGROUND:-0} == 1 ]]; then
-        RUST_LOG=${RUST_LOG:-info} "$KF_BIN/keyfs" mount "$url" "$mnt" -f "$@" \
+        RUST_LOG=${RUST_LOG:-info} "$KF_BIN/keyfs" mount "$url" "$mnt" -f "${tls[@]}" "$@" \
             </dev/null >"$log/out" 2>"$log/err" &
         KEYFS_PID=$!
         kf_register pids "$KEYFS_PID"
     else
-        RUST_LOG=${RUST_LOG:-info} timeout 60 "$KF_BIN/keyfs" mount "$url" "$mnt" "$@" \
+        RUST_LOG=${RUST_LOG:-info} timeout 60 "$KF_BIN/keyfs" mount "$url" "$mnt" "${tls[@]}" "$@" \
             </dev/null >"$log/out" 2>"$log/err" ||
             { cat "$log/err" >&2; kf_fail "keyfs mount failed"; }
         KEYFS_PID=$(kf_pid_of_mount "$mnt")
@@ -418,16 +423,28 @@ kf_setup_server() {
 
 # kf_proxy_url PORT: the keyfs URL going through ftpfault on PORT (in the
 # scheme of KF_TRANSPORT).
-kf_proxy_url() { printf '%s://%s@127.0.0.1:%s/\n' "$(kf_scheme)" "$FTP_USER" "$1"; }
+kf_proxy_url() { printf '%s://%s@%s:%s/\n' "$(kf_scheme)" "$FTP_USER" "$(kf_host)" "$1"; }
+
+# The host name in URLs: the test certificate's name over TLS (it resolves
+# to 127.0.0.1), else the address.
+kf_host() { [[ ${KF_TRANSPORT:-ftp} == https ]] && echo localhost || echo 127.0.0.1; }
 
 # ---- transports -------------------------------------------------------------
 # A scenario runs over each transport keyfs has:
 #   ftp     keyftpd's FTP face (KEY, XCRC, MFMT)
 #   http    keyftpd's HTTP face (WebDAV, and the resumable `?state` + POST)
+#   https   keyftpd's HTTP face over TLS (--https, a gen-cert certificate
+#           that keyfs trusts by --ca-file: KF_CA_FILE, added by kf_mount)
 #   webdav  a stock WebDAV server (rclone serve webdav: no resume, no keys)
 
 # The URL scheme of KF_TRANSPORT.
-kf_scheme() { [[ ${KF_TRANSPORT:-ftp} == ftp ]] && echo ftp || echo http; }
+kf_scheme() {
+    case ${KF_TRANSPORT:-ftp} in
+        ftp) echo ftp ;;
+        https) echo https ;;
+        *) echo http ;;
+    esac
+}
 
 # kf_each_transport FN [TRANSPORT...]: runs FN once per transport (default
 # ftp and http; KF_TRANSPORTS="http" in the environment keeps only those),
@@ -477,6 +494,15 @@ kf_setup_transport() {
             KEYFTPD_HTTP_PORT=$(kf_keyftpd_http_port) || kf_fail "keyftpd did not say its HTTP port"
             SERVER_PORT=$KEYFTPD_HTTP_PORT
             ;;
+        https)
+            "$KF_BIN/keyftpd" gen-cert --host localhost --out-cert "$WORK/cert.pem" \
+                --out-key "$WORK/key.pem" >/dev/null || kf_fail "keyftpd gen-cert"
+            KF_CA_FILE=$WORK/cert.pem
+            kf_start_keyftpd "$ROOT" "$FTP_USER" "$KEYFS_PASSWORD" 0 --https 127.0.0.1:0 \
+                --tls-cert "$WORK/cert.pem" --tls-key "$WORK/key.pem"
+            KEYFTPD_HTTP_PORT=$(kf_keyftpd_http_port https) || kf_fail "keyftpd did not say its HTTPS port"
+            SERVER_PORT=$KEYFTPD_HTTP_PORT
+            ;;
         webdav)
             kf_start_rclone_webdav "$ROOT" "$FTP_USER" "$KEYFS_PASSWORD"
             SERVER_PORT=$RCLONE_PORT
@@ -498,6 +524,7 @@ kf_restart_server() {
     case ${KF_TRANSPORT:-ftp} in
         webdav) kf_start_rclone_webdav "$ROOT" "$FTP_USER" "$KEYFS_PASSWORD" "$RCLONE_PORT"; return ;;
         http) extra=(--http "127.0.0.1:$KEYFTPD_HTTP_PORT") ;;
+        https) extra=(--https "127.0.0.1:$KEYFTPD_HTTP_PORT" --tls-cert "$WORK/cert.pem" --tls-key "$WORK/key.pem") ;;
     esac
     kf_start_keyftpd "$ROOT" "$FTP_USER" "$KEYFS_PASSWORD" "$KEYFTPD_PORT" "${extra[@]}"
 }

@@ -4,7 +4,7 @@
 # for many small files killed right after `cp -r` returns: close syncs
 # nothing itself (the syncer commits in the background), yet every closed
 # file survives a crash of the daemon and is uploaded after the remount.
-# Over ftp:// and http:// to keyftpd, and http:// to a stock WebDAV server
+# Over ftp://, http:// and https:// to keyftpd, and http:// to a stock WebDAV server
 # (rclone serve webdav: the killed upload starts again from zero).
 set -euo pipefail
 source "$(dirname "$0")/../lib/common.sh"
@@ -51,5 +51,5 @@ scenario() {
     kf_unmount "$mnt"
 }
 
-kf_each_transport scenario ftp http webdav
+kf_each_transport scenario ftp http https webdav
 kf_log "ok"

@@ -3,7 +3,7 @@
 # by a fresh spool (so only the server's key state can tell):
 #  - a partial of the SAME file is resumed (upload bytes ~ the missing part);
 #  - a partial of a DIFFERENT file is replaced (never mixed: sha256 of B).
-# Over ftp:// (KEY NULL) and http:// (GET ?state) to keyftpd. Against a
+# Over ftp:// (KEY NULL), http:// and https:// (GET ?state) to keyftpd. Against a
 # stock WebDAV server (rclone serve webdav, which keeps the partial of a
 # cut PUT but cannot append) both are replaced: the same file is sent whole
 # again.
@@ -64,5 +64,5 @@ scenario() {
     kf_unmount "$mnt"
 }
 
-kf_each_transport scenario ftp http webdav
+kf_each_transport scenario ftp http https webdav
 kf_log "ok"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # kill -9 of the server mid-upload, restarted on the same port: keyfs
 # reconnects by itself and the upload completes byte-identical. keyftpd,
-# over ftp:// and http://, lets it resume (about the file size in upload
+# over ftp://, http:// and https://, lets it resume (about the file size in upload
 # bytes through the counting proxy); a stock WebDAV server (rclone serve
 # webdav) cannot append, so the file is sent whole again.
 set -euo pipefail
@@ -37,5 +37,5 @@ scenario() {
     kf_unmount "$mnt"
 }
 
-kf_each_transport scenario ftp http webdav
+kf_each_transport scenario ftp http https webdav
 kf_log "ok"
