@@ -1,12 +1,12 @@
 //! The filesystem core driven WITHOUT FUSE against a real in-process
 //! keyftpd on 127.0.0.1:0: spooled writes visible at once, uploads that
 //! land byte-identical, streaming remote reads with seeks, append to a
-//! remote file, namespace ops and errno mapping, renames of files and
-//! directories with uploads pending, and the crash report of a
-//! file left open.
+//! remote file, namespace ops and errno mapping, renames of files with
+//! uploads pending, the crash report of a file left open, and a model
+//! test of random operations (directory renames: fs_dir_rename.rs; close:
+//! fs_close.rs).
 
 use std::ffi::OsStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use keyfs::fs::{inode::ROOT, Core, Kind};
@@ -14,7 +14,7 @@ use keyfs::fs::{inode::ROOT, Core, Kind};
 #[path = "support/core_rig.rs"]
 #[macro_use]
 mod core_rig;
-use core_rig::{data, Rig, WAIT};
+use core_rig::{data, read_path, wait_in_flight, Rig, WAIT};
 
 fn name(s: &str) -> &OsStr {
     OsStr::new(s)
@@ -273,22 +273,6 @@ fn put(core: &Core, n: &str, body: &[u8]) {
     let (_, o) = core.create(ROOT, name(n), libc::O_WRONLY).unwrap();
     core.write(o.fh, 0, body).unwrap();
     core.release(o.fh).unwrap();
-}
-
-/// Waits until the upload of `path` has sent some bytes (it is in flight).
-fn wait_in_flight(core: &Core, path: &str) {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let st = core.uploader().status();
-        if st
-            .iter()
-            .any(|j| j.record.remote_path == path && j.sent > 0)
-        {
-            return;
-        }
-        assert!(std::time::Instant::now() < deadline, "{path} never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 over_both! {
@@ -685,179 +669,5 @@ over_both! {
         put(&core, "r", b"x");
         core.rename(ROOT, name("r"), ROOT, name("r"), 0).unwrap();
         core.shutdown();
-    }
-}
-
-/// Writes `body` to a new file `n` in directory `parent` and closes it.
-fn put_in(core: &Core, parent: u64, n: &str, body: &[u8]) {
-    let (_, o) = core.create(parent, name(n), libc::O_WRONLY).unwrap();
-    core.write(o.fh, 0, body).unwrap();
-    core.release(o.fh).unwrap();
-}
-
-/// Every byte of the file at `path` ("dir/name") read through the core,
-/// looking each component up (`None` when it does not exist).
-fn read_path(core: &Core, path: &str) -> Option<Vec<u8>> {
-    let mut ino = ROOT;
-    for part in path.split('/') {
-        ino = core.lookup(ino, name(part)).ok()?.ino;
-    }
-    let o = core.open(ino, libc::O_RDONLY).unwrap();
-    let mut out = Vec::new();
-    loop {
-        let c = core.read(o.fh, out.len() as u64, 64 * 1024).unwrap();
-        if c.is_empty() {
-            break;
-        }
-        out.extend_from_slice(&c);
-    }
-    core.release(o.fh).unwrap();
-    Some(out)
-}
-
-/// Names in the server's directory `rel` (`None` when it does not exist).
-fn server_dir(rig: &Rig, rel: &str) -> Option<Vec<String>> {
-    let rd = std::fs::read_dir(rig.root.path().join(rel)).ok()?;
-    let mut v: Vec<String> = rd
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    Some(v)
-}
-
-/// After a directory rename settled: the server holds `e/<each>` exactly,
-/// nothing under `d` (gone or empty: no partial, no old copy), reads
-/// through the core agree, nothing stays pending and a new core on the
-/// same spool has nothing to upload.
-fn check_dir_renamed(rig: &Rig, core: Arc<Core>, files: &[(&str, Vec<u8>)]) {
-    for (n, _) in files {
-        core.uploader().wait(&format!("e/{n}"), WAIT).unwrap();
-    }
-    let deadline = std::time::Instant::now() + WAIT;
-    while !core.uploader().status().is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "jobs stay pending: {:?}",
-            core.uploader()
-                .status()
-                .iter()
-                .map(|j| j.record.remote_path.clone())
-                .collect::<Vec<_>>()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // Let a stopped upload's late chunk or partial cleanup show, if any.
-    std::thread::sleep(Duration::from_millis(300));
-    let mut want: Vec<String> = files.iter().map(|(n, _)| n.to_string()).collect();
-    want.sort();
-    assert_eq!(server_dir(rig, "e"), Some(want));
-    for (n, body) in files {
-        let got = rig.server_file(&format!("e/{n}")).unwrap();
-        assert!(got == *body, "server e/{n}: {} bytes differ", got.len());
-        let got = read_path(&core, &format!("e/{n}")).unwrap();
-        assert!(got == *body, "core e/{n}: {} bytes differ", got.len());
-        assert_eq!(read_path(&core, &format!("d/{n}")), None);
-    }
-    let left = server_dir(rig, "d");
-    assert!(
-        left.as_ref().is_none_or(|v| v.is_empty()),
-        "left under d on the server: {left:?}"
-    );
-    if left.is_none() {
-        assert_eq!(
-            core.lookup(ROOT, name("d")).unwrap_err().errno(),
-            libc::ENOENT
-        );
-    }
-    let spooled = rig.spool.path().join("data");
-    assert_eq!(std::fs::read_dir(&spooled).unwrap().count(), 0);
-    core.shutdown();
-    drop(core);
-    // A new mount on the same spool: nothing pending, nothing re-uploaded.
-    let core = rig.core();
-    assert!(core.uploader().status().is_empty());
-    assert!(core.kept_open.is_empty());
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(core.uploader().bytes_sent(), 0);
-    for (n, body) in files {
-        assert!(rig.server_file(&format!("e/{n}")).unwrap() == *body);
-    }
-    core.shutdown();
-}
-
-over_both! {
-    /// `mv d e` while the files under `d` upload (one in flight at 256 KiB/s,
-    /// the others queued): every file lands complete under `e`, once, and
-    /// nothing is left under `d`.
-    fn fs_rename_directory_with_pending_uploads() {
-        let rig = Rig::new();
-        let core = rig.core_bw(Some(256 * 1024));
-        let d = core.mkdir(ROOT, name("d")).unwrap().ino;
-        let files: Vec<(&str, Vec<u8>)> = ["f1", "f2", "f3"]
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (*n, data(512 * 1024, 20 + i as u32)))
-            .collect();
-        for (n, body) in &files {
-            put_in(&core, d, n, body);
-        }
-        wait_in_flight(&core, "d/f1");
-        // Nothing has finished yet: each file is in flight or queued.
-        assert_eq!(core.uploader().status().len(), files.len());
-        core.rename(ROOT, name("d"), ROOT, name("e"), 0).unwrap();
-        assert_eq!(
-            core.lookup(ROOT, name("d")).unwrap_err().errno(),
-            libc::ENOENT
-        );
-        for (n, body) in &files {
-            assert!(
-                read_path(&core, &format!("e/{n}")).unwrap() == *body,
-                "e/{n}"
-            );
-        }
-        check_dir_renamed(&rig, core, &files);
-    }
-}
-
-over_both! {
-    /// `mv d e` right after the upload of `d/f1` committed but before the fs
-    /// heard of it (held by `hold_upload_completions`): `f1` is on the server
-    /// under `d` and moves with the directory; the others follow as jobs.
-    fn fs_rename_directory_right_after_an_upload_finished() {
-        let rig = Rig::new();
-        let core = rig.core_bw(Some(256 * 1024));
-        let d = core.mkdir(ROOT, name("d")).unwrap().ino;
-        let files: Vec<(&str, Vec<u8>)> = [("f1", 4096usize), ("f2", 512 * 1024), ("f3", 512 * 1024)]
-            .iter()
-            .enumerate()
-            .map(|(i, (n, len))| (*n, data(*len, 30 + i as u32)))
-            .collect();
-        {
-            let _held = core.hold_upload_completions();
-            put_in(&core, d, "f1", &files[0].1);
-            // Committed: f1 complete on the server, its spooled data dropped.
-            let spooled = rig.spool.path().join("data");
-            let deadline = std::time::Instant::now() + WAIT;
-            while std::fs::read_dir(&spooled).unwrap().next().is_some()
-                || rig.server_file("d/f1").as_ref() != Some(&files[0].1)
-            {
-                assert!(std::time::Instant::now() < deadline, "f1 never committed");
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            for (n, body) in &files[1..] {
-                put_in(&core, d, n, body);
-            }
-            wait_in_flight(&core, "d/f2");
-            core.rename(ROOT, name("d"), ROOT, name("e"), 0).unwrap();
-            for (n, body) in &files {
-                assert!(
-                    read_path(&core, &format!("e/{n}")).unwrap() == *body,
-                    "e/{n}"
-                );
-                assert_eq!(read_path(&core, &format!("d/{n}")), None);
-            }
-        }
-        check_dir_renamed(&rig, core, &files);
     }
 }

@@ -182,3 +182,48 @@ pub fn data(n: usize, seed: u32) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Writes `body` to a new file `n` in directory `parent` and closes it.
+pub fn put_in(core: &Core, parent: u64, n: &str, body: &[u8]) {
+    let (_, o) = core
+        .create(parent, std::ffi::OsStr::new(n), libc::O_WRONLY)
+        .unwrap();
+    core.write(o.fh, 0, body).unwrap();
+    core.release(o.fh).unwrap();
+}
+
+/// Every byte of the file at `path` ("dir/name") read through the core,
+/// looking each component up (`None` when it does not exist).
+pub fn read_path(core: &Core, path: &str) -> Option<Vec<u8>> {
+    let mut ino = keyfs::fs::inode::ROOT;
+    for part in path.split('/') {
+        ino = core.lookup(ino, std::ffi::OsStr::new(part)).ok()?.ino;
+    }
+    let o = core.open(ino, libc::O_RDONLY).unwrap();
+    let mut out = Vec::new();
+    loop {
+        let c = core.read(o.fh, out.len() as u64, 64 * 1024).unwrap();
+        if c.is_empty() {
+            break;
+        }
+        out.extend_from_slice(&c);
+    }
+    core.release(o.fh).unwrap();
+    Some(out)
+}
+
+/// Waits until the upload of `path` has sent some bytes (it is in flight).
+pub fn wait_in_flight(core: &Core, path: &str) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let st = core.uploader().status();
+        if st
+            .iter()
+            .any(|j| j.record.remote_path == path && j.sent > 0)
+        {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{path} never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
