@@ -2,11 +2,15 @@
 //! listings, MKCOL, DELETE, MOVE), GET with Range for reads, and for
 //! uploads a whole PUT, restarted from zero after a cut, verified by size
 //! (a stock WebDAV server such as `rclone serve webdav` has no resumable
-//! upload). Sync HTTP/1.1 (ureq), one kept-alive connection per [`Conn`].
+//! upload). Sync HTTP/1.1 (ureq), one kept-alive connection per [`Conn`];
+//! over plain `http://` the bulk bodies (GET of a file, the upload's PUT or
+//! POST) go on a connection of their own, read and written straight from
+//! the socket ([`direct`]): ureq moves a body 8 KiB per system call.
 //!
 //! [`Conn`]: crate::transport::Conn
 
 mod davxml;
+mod direct;
 pub mod seed;
 mod upload;
 
@@ -38,6 +42,10 @@ pub struct Session {
     seed: bool,
     /// The key of the next upload (given to `probe` or `replace`).
     key: Option<Key>,
+    /// The state the last upload's POST answered, by path: it verifies
+    /// that upload without asking again.
+    answered: Option<(String, seed::State)>,
+    timeout: Duration,
 }
 
 /// Largest PROPFIND answer read (some 100000 entries).
@@ -121,6 +129,8 @@ impl Session {
             auth,
             seed: false,
             key: None,
+            answered: None,
+            timeout,
         };
         match s.stat("")? {
             Some(e) if e.is_dir => {
@@ -198,7 +208,7 @@ impl Session {
     fn simple(&mut self, method: &str, url: &str, what: &str) -> Result<(), RemoteError> {
         self.request(method, url)
             .call()
-            .map(drop)
+            .map(drain)
             .map_err(|e| transport_error(e, what))
     }
 
@@ -255,7 +265,7 @@ impl Session {
             .set("Destination", &dst)
             .set("Overwrite", "T")
             .call()
-            .map(drop)
+            .map(drain)
             .map_err(|e| transport_error(e, &format!("MOVE {from:?} {to:?}")))
     }
 
@@ -264,28 +274,50 @@ impl Session {
         self.stat("").map(drop)
     }
 
-    /// A GET from `offset` to the end.
+    /// A GET from `offset` to the end: over plain HTTP read straight from
+    /// the socket ([`direct`]), else (or when that reader cannot take the
+    /// answer) through ureq.
     pub fn open_read(&mut self, path: &str, offset: u64) -> Result<HttpDownload, RemoteError> {
+        if let Some(authority) = self.origin.strip_prefix("http://") {
+            let target = encode_path(&self.abs(path)?);
+            let what = format!("GET {path:?}");
+            match direct::get(
+                authority,
+                &target,
+                self.auth.as_deref(),
+                offset,
+                self.timeout,
+            ) {
+                Ok(direct::Answer::Body { status, body }) => {
+                    return skip_to(Box::new(body), status, offset)
+                }
+                Ok(direct::Answer::Status(416)) => return Ok(Box::new(io::empty())),
+                Ok(direct::Answer::Status(code)) => return Err(status_error(code, &what)),
+                Ok(direct::Answer::Unhandled) => {}
+                Err(e) => return Err(io_error(e, &what)),
+            }
+        }
         let url = self.url(path)?;
         let mut req = self.request("GET", &url);
         if offset > 0 {
             req = req.set("Range", &format!("bytes={offset}-"));
         }
         match req.call() {
-            Ok(resp) if resp.status() == 206 || offset == 0 => Ok(resp.into_reader()),
             Ok(resp) => {
-                // The server sent the whole file: skip to the offset.
-                let mut r = resp.into_reader();
-                let skipped = io::copy(&mut (&mut r).take(offset), &mut io::sink())?;
-                if skipped < offset {
-                    return Ok(Box::new(io::empty()));
-                }
-                Ok(r)
+                let status = resp.status();
+                skip_to(resp.into_reader(), status, offset)
             }
             // At or past the end: nothing to read.
             Err(ureq::Error::Status(416, _)) => Ok(Box::new(io::empty())),
             Err(e) => Err(transport_error(e, &format!("GET {path:?}"))),
         }
+    }
+
+    /// Ends an upload: waits for the server's answer and keeps the state
+    /// a POST answered for [`Session::verify`].
+    pub fn finish_upload(&mut self, up: HttpUpload) -> Result<(), RemoteError> {
+        self.answered = up.finish()?;
+        Ok(())
     }
 
     /// Whether uploads go by keyftpd's resumable POST, with keys.
@@ -357,23 +389,44 @@ impl Session {
         len: u64,
     ) -> Result<HttpUpload, RemoteError> {
         let url = self.url(path)?;
+        self.answered = None;
         if self.seed {
             let boundary = format!("keyfs{:016x}", rand_u64());
             let (head, tail) = seed::form(&boundary, offset, self.key);
             let total = head.len() as u64 + len + tail.len() as u64;
+            let ct = format!("multipart/form-data; boundary={boundary}");
+            if let Some(a) = self.origin.strip_prefix("http://") {
+                let target = encode_path(&self.abs(path)?);
+                let what = format!("POST {path:?}");
+                let req = direct::request_head(
+                    "POST",
+                    a,
+                    &target,
+                    self.auth.as_deref(),
+                    &[("Content-Type", &ct)],
+                    Some(total),
+                );
+                let s = direct::Sender::start(
+                    a,
+                    &req,
+                    head.as_bytes(),
+                    tail.into_bytes(),
+                    total,
+                    self.timeout,
+                )
+                .map_err(|e| io_error(e, &what))?;
+                return Ok(HttpUpload::direct(s, what, Some(path.to_string())));
+            }
             let req = self
                 .request("POST", &url)
-                .set(
-                    "Content-Type",
-                    &format!("multipart/form-data; boundary={boundary}"),
-                )
+                .set("Content-Type", &ct)
                 .set("Content-Length", &total.to_string());
             return Ok(HttpUpload::start(
                 req,
                 format!("POST {path:?}"),
                 head.into_bytes(),
                 tail.into_bytes(),
-                true,
+                Some(path.to_string()),
             ));
         }
         if offset != 0 {
@@ -383,6 +436,14 @@ impl Session {
                 text: format!("{path:?}: this server cannot resume an upload"),
             });
         }
+        if let Some(a) = self.origin.strip_prefix("http://") {
+            let target = encode_path(&self.abs(path)?);
+            let what = format!("PUT {path:?}");
+            let req = direct::request_head("PUT", a, &target, self.auth.as_deref(), &[], Some(len));
+            let s = direct::Sender::start(a, &req, &[], Vec::new(), len, self.timeout)
+                .map_err(|e| io_error(e, &what))?;
+            return Ok(HttpUpload::direct(s, what, None));
+        }
         let req = self
             .request("PUT", &url)
             .set("Content-Length", &len.to_string());
@@ -391,7 +452,7 @@ impl Session {
             format!("PUT {path:?}"),
             Vec::new(),
             Vec::new(),
-            false,
+            None,
         ))
     }
 
@@ -399,6 +460,13 @@ impl Session {
     /// server's CRC of what it wrote equals the key), else the size.
     pub fn verify(&mut self, path: &str, size: u64, crc: u32) -> Result<Verified, VerifyError> {
         if self.seed {
+            // The POST's own answer is the state the server recorded for
+            // that upload: no need to ask again.
+            if let Some((p, st)) = self.answered.take() {
+                if p == path {
+                    return judge_state(&st, size, crc);
+                }
+            }
             if let Some(st) = self.state(path)? {
                 return judge_state(&st, size, crc);
             }
@@ -444,6 +512,31 @@ pub fn judge_state(st: &seed::State, size: u64, crc: u32) -> Result<Verified, Ve
             "server holds no key after upload, expected {crc:08X}"
         ))),
     }
+}
+
+/// An I/O error of a request, with what the request was.
+fn io_error(e: io::Error, what: &str) -> RemoteError {
+    RemoteError::Io(io::Error::new(e.kind(), format!("{what}: {e}")))
+}
+
+/// Reads the rest of a small answer so ureq returns its connection to the
+/// pool (a response dropped unread closes it: a new connection for the
+/// next request).
+fn drain(resp: ureq::Response) {
+    let _ = io::copy(&mut resp.into_reader().take(64 << 10), &mut io::sink());
+}
+
+/// A GET body positioned at `offset`: a 200 (the whole file) is skipped
+/// forward; a file shorter than `offset` reads as empty.
+fn skip_to(mut r: HttpDownload, status: u16, offset: u64) -> Result<HttpDownload, RemoteError> {
+    if status == 206 || offset == 0 {
+        return Ok(r);
+    }
+    let skipped = io::copy(&mut (&mut r).take(offset), &mut io::sink())?;
+    if skipped < offset {
+        return Ok(Box::new(io::empty()));
+    }
+    Ok(r)
 }
 
 /// A multipart boundary that does not depend on the data.
