@@ -73,7 +73,7 @@ pub(super) fn get(
     let head = request_head("GET", authority, path, auth, &extra, None);
     (&sock).write_all(head.as_bytes())?;
     let mut rd = BufReader::with_capacity(BUF, sock);
-    let (status, len, plain) = read_head(&mut rd)?;
+    let (status, len, plain, _) = read_head(&mut rd)?;
     Ok(match (status, len) {
         (200 | 206, Some(len)) if plain => Answer::Body {
             status,
@@ -96,8 +96,10 @@ pub(super) struct Sender {
 }
 
 impl Sender {
-    /// Connects and sends the request head, then `head` (the body's first
-    /// bytes). `len` is the whole body, `head` and `tail` included.
+    /// Connects (or takes `idle`, the kept-alive connection of an earlier
+    /// upload, unless the server closed it) and sends the request head,
+    /// then `head` (the body's first bytes). `len` is the whole body,
+    /// `head` and `tail` included.
     pub(super) fn start(
         authority: &str,
         request: &str,
@@ -105,8 +107,12 @@ impl Sender {
         tail: Vec<u8>,
         len: u64,
         timeout: Duration,
+        idle: Option<TcpStream>,
     ) -> io::Result<Sender> {
-        let sock = connect(authority, timeout)?;
+        let sock = match idle.filter(still_open) {
+            Some(s) => s,
+            None => connect(authority, timeout)?,
+        };
         sock.set_read_timeout(Some(timeout))?;
         sock.set_write_timeout(Some(timeout))?;
         let _ = sock.set_nodelay(true);
@@ -131,9 +137,10 @@ impl Sender {
         self.left = self.left.saturating_sub(n as u64);
     }
 
-    /// Sends the tail and reads the answer: its status and up to `max`
-    /// bytes of its body.
-    pub(super) fn finish(mut self, max: u64) -> io::Result<(u16, Vec<u8>)> {
+    /// Sends the tail and reads the answer: its status, up to `max` bytes
+    /// of its body and, when the server keeps it open and the answer was
+    /// read whole, the connection for the next upload.
+    pub(super) fn finish(mut self, max: u64) -> io::Result<(u16, Vec<u8>, Option<TcpStream>)> {
         let tail = std::mem::take(&mut self.tail);
         if self.left != tail.len() as u64 {
             return Err(io::Error::new(
@@ -146,14 +153,16 @@ impl Sender {
         }
         self.write_all(&tail)?;
         let mut rd = BufReader::new(self.sock);
-        let (status, len, plain) = read_head(&mut rd)?;
+        let (status, len, plain, close) = read_head(&mut rd)?;
         let mut body = Vec::new();
         let want = match (len, plain) {
             (Some(n), true) => n.min(max),
             _ => 0,
         };
-        rd.take(want).read_to_end(&mut body)?;
-        Ok((status, body))
+        (&mut rd).take(want).read_to_end(&mut body)?;
+        let whole = plain && len == Some(body.len() as u64) && rd.buffer().is_empty();
+        let keep = (whole && !close).then(|| rd.into_inner());
+        Ok((status, body, keep))
     }
 }
 
@@ -199,6 +208,20 @@ pub(super) fn request_head(
     h
 }
 
+/// False when the server closed a kept-alive connection (or sent
+/// something unasked): it is readable, or hung up.
+fn still_open(s: &TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut p = libc::pollfd {
+        fd: s.as_raw_fd(),
+        events: libc::POLLIN | libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd on the stack, count 1, no wait.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n == 0
+}
+
 fn connect(authority: &str, timeout: Duration) -> io::Result<TcpStream> {
     let mut last = None;
     for a in authority.to_socket_addrs()? {
@@ -211,8 +234,9 @@ fn connect(authority: &str, timeout: Duration) -> io::Result<TcpStream> {
 }
 
 /// Reads the status line and headers: the status, the `Content-Length`,
-/// and whether the body is plain (no `Transfer-Encoding`).
-fn read_head(rd: &mut impl BufRead) -> io::Result<(u16, Option<u64>, bool)> {
+/// whether the body is plain (no `Transfer-Encoding`), and whether the
+/// server closes the connection after it (`Connection: close`, HTTP/1.0).
+fn read_head(rd: &mut impl BufRead) -> io::Result<(u16, Option<u64>, bool, bool)> {
     let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("GET: {what}"));
     let mut line = Vec::new();
     let mut used = 0;
@@ -228,10 +252,12 @@ fn read_head(rd: &mut impl BufRead) -> io::Result<(u16, Option<u64>, bool)> {
     next(&mut line)?;
     let status_line = String::from_utf8_lossy(&line);
     let mut parts = status_line.split_ascii_whitespace();
-    let status = match (parts.next(), parts.next()) {
-        (Some(v), Some(code)) if v.starts_with("HTTP/1.") => code
-            .parse::<u16>()
-            .map_err(|_| bad("malformed status line"))?,
+    let (status, mut close) = match (parts.next(), parts.next()) {
+        (Some(v), Some(code)) if v.starts_with("HTTP/1.") => (
+            code.parse::<u16>()
+                .map_err(|_| bad("malformed status line"))?,
+            v == "HTTP/1.0",
+        ),
         _ => return Err(bad("malformed status line")),
     };
     let (mut len, mut plain) = (None, true);
@@ -256,9 +282,11 @@ fn read_head(rd: &mut impl BufRead) -> io::Result<(u16, Option<u64>, bool)> {
             len = Some(n);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             plain = false;
+        } else if name.eq_ignore_ascii_case("connection") {
+            close = value.eq_ignore_ascii_case("close");
         }
     }
-    Ok((status, len, plain))
+    Ok((status, len, plain, close))
 }
 
 #[cfg(test)]
@@ -268,11 +296,19 @@ mod tests {
     #[test]
     fn heads() {
         let h = b"HTTP/1.1 206 Partial Content\r\nContent-Length: 42\r\nX: y\r\n\r\nbody";
-        assert_eq!(read_head(&mut &h[..]).ok(), Some((206, Some(42), true)));
+        assert_eq!(
+            read_head(&mut &h[..]).ok(),
+            Some((206, Some(42), true, false))
+        );
         let h = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
-        assert_eq!(read_head(&mut &h[..]).ok(), Some((200, None, false)));
+        assert_eq!(read_head(&mut &h[..]).ok(), Some((200, None, false, false)));
         let h = b"HTTP/1.0 404 Not Found\n\n";
-        assert_eq!(read_head(&mut &h[..]).ok(), Some((404, None, true)));
+        assert_eq!(read_head(&mut &h[..]).ok(), Some((404, None, true, true)));
+        let h = b"HTTP/1.1 200 OK\r\nConnection: Close\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(
+            read_head(&mut &h[..]).ok(),
+            Some((200, Some(0), true, true))
+        );
         assert!(read_head(&mut &b"HTTP/1.1 200 OK\r\nContent-Length: 4"[..]).is_err());
         assert!(read_head(&mut &b"SSH-2.0\r\n\r\n"[..]).is_err());
         let h = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\ncontent-length: 2\r\n\r\n";
@@ -334,17 +370,28 @@ mod tests {
     fn sender_frames_the_body_and_reads_the_answer() {
         let head = request_head("POST", "h", "/p", None, &[("Content-Type", "x")], Some(8));
         let want = format!("{head}<abcdef>");
-        let (a, h) = serve(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", want.len());
-        let mut s = Sender::start(&a, &head, b"<", b">".to_vec(), 8, T).expect("start");
+        let (a, h) = serve(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+            want.len(),
+        );
+        let mut s = Sender::start(&a, &head, b"<", b">".to_vec(), 8, T, None).expect("start");
         s.write_all(b"abc").expect("write");
         assert!(s.write_all(b"defg").is_err(), "more than announced");
         s.write_all(b"def").expect("write");
-        assert_eq!(s.finish(100).expect("answer"), (200, b"{}".to_vec()));
-        assert_eq!(String::from_utf8(h.join().expect("server")).expect("utf8"), want);
+        let (status, body, kept) = s.finish(100).expect("answer");
+        assert_eq!((status, body), (200, b"{}".to_vec()));
+        assert_eq!(
+            String::from_utf8(h.join().expect("server")).expect("utf8"),
+            want
+        );
+        // The server thread has ended and closed its side: not reused.
+        let kept = kept.expect("an answer read whole keeps its connection");
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!still_open(&kept));
 
         // Dropped before its end: the server sees fewer bytes than announced.
         let (a, h) = serve(b"", usize::MAX);
-        let mut s = Sender::start(&a, &head, b"<", b">".to_vec(), 8, T).expect("start");
+        let mut s = Sender::start(&a, &head, b"<", b">".to_vec(), 8, T, None).expect("start");
         s.write_all(b"ab").expect("write");
         drop(s);
         let got = h.join().expect("server");

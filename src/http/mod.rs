@@ -45,6 +45,8 @@ pub struct Session {
     /// The state the last upload's POST answered, by path: it verifies
     /// that upload without asking again.
     answered: Option<(String, seed::State)>,
+    /// The connection of the last direct upload, kept alive for the next.
+    idle: Option<std::net::TcpStream>,
     timeout: Duration,
 }
 
@@ -130,6 +132,7 @@ impl Session {
             seed: false,
             key: None,
             answered: None,
+            idle: None,
             timeout,
         };
         match s.stat("")? {
@@ -316,7 +319,9 @@ impl Session {
     /// Ends an upload: waits for the server's answer and keeps the state
     /// a POST answered for [`Session::verify`].
     pub fn finish_upload(&mut self, up: HttpUpload) -> Result<(), RemoteError> {
-        self.answered = up.finish()?;
+        let (answered, kept) = up.finish()?;
+        self.answered = answered;
+        self.idle = kept;
         Ok(())
     }
 
@@ -413,6 +418,7 @@ impl Session {
                     tail.into_bytes(),
                     total,
                     self.timeout,
+                    self.idle.take(),
                 )
                 .map_err(|e| io_error(e, &what))?;
                 return Ok(HttpUpload::direct(s, what, Some(path.to_string())));
@@ -440,8 +446,16 @@ impl Session {
             let target = encode_path(&self.abs(path)?);
             let what = format!("PUT {path:?}");
             let req = direct::request_head("PUT", a, &target, self.auth.as_deref(), &[], Some(len));
-            let s = direct::Sender::start(a, &req, &[], Vec::new(), len, self.timeout)
-                .map_err(|e| io_error(e, &what))?;
+            let s = direct::Sender::start(
+                a,
+                &req,
+                &[],
+                Vec::new(),
+                len,
+                self.timeout,
+                self.idle.take(),
+            )
+            .map_err(|e| io_error(e, &what))?;
             return Ok(HttpUpload::direct(s, what, None));
         }
         let req = self

@@ -6,6 +6,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
@@ -30,6 +31,11 @@ pub struct HttpUpload {
     /// The request, for messages.
     what: String,
 }
+
+/// What a finished upload leaves: for keyftpd's POST, the path and the
+/// state it answered; after a direct upload, its connection when the
+/// server keeps it open.
+pub(super) type Finished = (Option<(String, State)>, Option<TcpStream>);
 
 /// Largest answer to an upload that is read (a state is some 60 bytes).
 const ANSWER_MAX: u64 = 64 << 10;
@@ -164,10 +170,9 @@ impl HttpUpload {
         Ok(sent)
     }
 
-    /// Ends the body and waits for the server's answer; for keyftpd's
-    /// POST, the path and the state it answered (None when the answer was
-    /// not one).
-    pub fn finish(mut self) -> Result<Option<(String, State)>, RemoteError> {
+    /// Ends the body and waits for the server's answer (see [`Finished`];
+    /// no state when the answer was not one).
+    pub(super) fn finish(mut self) -> Result<Finished, RemoteError> {
         self.tx = None;
         if let Some(s) = self.direct.take() {
             return self.finish_direct(s);
@@ -180,15 +185,16 @@ impl HttpUpload {
                 ))
             }
         };
-        Ok(match (self.seed_path.take(), answer) {
+        let answered = match (self.seed_path.take(), answer) {
             (Some(p), Some(a)) => seed::parse_state(&a).ok().map(|st| (p, st)),
             _ => None,
-        })
+        };
+        Ok((answered, None))
     }
 
-    fn finish_direct(mut self, s: Sender) -> Result<Option<(String, State)>, RemoteError> {
+    fn finish_direct(mut self, s: Sender) -> Result<Finished, RemoteError> {
         let what = std::mem::take(&mut self.what);
-        let (status, body) = s
+        let (status, body, kept) = s
             .finish(ANSWER_MAX)
             .map_err(|e| RemoteError::Io(io::Error::new(e.kind(), format!("{what}: {e}"))))?;
         match status {
@@ -203,10 +209,11 @@ impl HttpUpload {
             _ => return Err(super::status_error(status, &what)),
         }
         let answer = String::from_utf8_lossy(&body);
-        Ok(self
+        let answered = self
             .seed_path
             .take()
-            .and_then(|p| seed::parse_state(&answer).ok().map(|st| (p, st))))
+            .and_then(|p| seed::parse_state(&answer).ok().map(|st| (p, st)));
+        Ok((answered, kept))
     }
 
     /// Gives up without waiting for the server.
