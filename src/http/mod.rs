@@ -13,9 +13,15 @@
 //! or on any later one (a server whose certificate was replaced), is the
 //! permanent error of [`crate::remote::tls::untrusted`], as over FTPS.
 //!
+//! Over plain `http://` the bulk bodies (GET of a file, the upload's PUT
+//! or POST) go on a connection of their own, read and written straight
+//! from the socket ([`direct`]): ureq moves a body 8 KiB per system call.
+//! `https://` keeps them on ureq.
+//!
 //! [`Conn`]: crate::transport::Conn
 
 mod davxml;
+mod direct;
 pub mod seed;
 mod upload;
 
@@ -56,6 +62,12 @@ pub struct Session {
     /// refused, and the refusal kept for `take_refused`.
     crc: bool,
     refused: Vec<(CrcMethod, String)>,
+    /// The state the last upload's POST answered, by path: it verifies
+    /// that upload without asking again.
+    answered: Option<(String, seed::State)>,
+    /// The connection of the last direct upload, kept alive for the next.
+    idle: Option<std::net::TcpStream>,
+    timeout: Duration,
 }
 
 /// The pause between two state queries about a partial of ours, and how
@@ -203,6 +215,9 @@ impl Session {
             key: None,
             crc: false,
             refused: Vec::new(),
+            answered: None,
+            idle: None,
+            timeout,
         };
         match s.stat("")? {
             Some(e) if e.is_dir => {
@@ -281,7 +296,7 @@ impl Session {
     fn simple(&mut self, method: &str, url: &str, what: &str) -> Result<(), RemoteError> {
         self.request(method, url)
             .call()
-            .map(drop)
+            .map(drain)
             .map_err(|e| self.peer.error(e, what))
     }
 
@@ -338,7 +353,7 @@ impl Session {
             .set("Destination", &dst)
             .set("Overwrite", "T")
             .call()
-            .map(drop)
+            .map(drain)
             .map_err(|e| self.peer.error(e, &format!("MOVE {from:?} {to:?}")))
     }
 
@@ -388,28 +403,52 @@ impl Session {
         self.stat("").map(drop)
     }
 
-    /// A GET from `offset` to the end.
+    /// A GET from `offset` to the end: over plain HTTP read straight from
+    /// the socket ([`direct`]), else (or when that reader cannot take the
+    /// answer) through ureq.
     pub fn open_read(&mut self, path: &str, offset: u64) -> Result<HttpDownload, RemoteError> {
+        if let Some(authority) = self.origin.strip_prefix("http://") {
+            let target = encode_path(&self.abs(path)?);
+            let what = format!("GET {path:?}");
+            match direct::get(
+                authority,
+                &target,
+                self.auth.as_deref(),
+                offset,
+                self.timeout,
+            ) {
+                Ok(direct::Answer::Body { status, body }) => {
+                    return skip_to(Box::new(body), status, offset)
+                }
+                Ok(direct::Answer::Status(416)) => return Ok(Box::new(io::empty())),
+                Ok(direct::Answer::Status(code)) => return Err(status_error(code, &what)),
+                Ok(direct::Answer::Unhandled) => {}
+                Err(e) => return Err(io_error(e, &what)),
+            }
+        }
         let url = self.url(path)?;
         let mut req = self.request("GET", &url);
         if offset > 0 {
             req = req.set("Range", &format!("bytes={offset}-"));
         }
         match req.call() {
-            Ok(resp) if resp.status() == 206 || offset == 0 => Ok(resp.into_reader()),
             Ok(resp) => {
-                // The server sent the whole file: skip to the offset.
-                let mut r = resp.into_reader();
-                let skipped = io::copy(&mut (&mut r).take(offset), &mut io::sink())?;
-                if skipped < offset {
-                    return Ok(Box::new(io::empty()));
-                }
-                Ok(r)
+                let status = resp.status();
+                skip_to(resp.into_reader(), status, offset)
             }
             // At or past the end: nothing to read.
             Err(ureq::Error::Status(416, _)) => Ok(Box::new(io::empty())),
             Err(e) => Err(self.peer.error(e, &format!("GET {path:?}"))),
         }
+    }
+
+    /// Ends an upload: waits for the server's answer and keeps the state
+    /// a POST answered for [`Session::verify`].
+    pub fn finish_upload(&mut self, up: HttpUpload) -> Result<(), RemoteError> {
+        let (answered, kept) = up.finish()?;
+        self.answered = answered;
+        self.idle = kept;
+        Ok(())
     }
 
     /// Whether uploads go by keyftpd's resumable POST, with keys.
@@ -565,16 +604,38 @@ impl Session {
         len: u64,
     ) -> Result<HttpUpload, RemoteError> {
         let url = self.url(path)?;
+        self.answered = None;
         if self.seed {
             let boundary = format!("keyfs{:016x}", rand_u64());
             let (head, tail) = seed::form(&boundary, offset, self.key);
             let total = head.len() as u64 + len + tail.len() as u64;
+            let ct = format!("multipart/form-data; boundary={boundary}");
+            if let Some(a) = self.origin.strip_prefix("http://") {
+                let target = encode_path(&self.abs(path)?);
+                let what = format!("POST {path:?}");
+                let req = direct::request_head(
+                    "POST",
+                    a,
+                    &target,
+                    self.auth.as_deref(),
+                    &[("Content-Type", &ct)],
+                    Some(total),
+                );
+                let s = direct::Sender::start(
+                    a,
+                    &req,
+                    head.as_bytes(),
+                    tail.into_bytes(),
+                    total,
+                    self.timeout,
+                    self.idle.take(),
+                )
+                .map_err(|e| io_error(e, &what))?;
+                return Ok(HttpUpload::direct(s, what, Some(path.to_string())));
+            }
             let req = self
                 .request("POST", &url)
-                .set(
-                    "Content-Type",
-                    &format!("multipart/form-data; boundary={boundary}"),
-                )
+                .set("Content-Type", &ct)
                 .set("Content-Length", &total.to_string());
             return Ok(HttpUpload::start(
                 req,
@@ -582,7 +643,7 @@ impl Session {
                 format!("POST {path:?}"),
                 head.into_bytes(),
                 tail.into_bytes(),
-                true,
+                Some(path.to_string()),
             ));
         }
         if offset != 0 {
@@ -591,6 +652,22 @@ impl Session {
                 permanent: true,
                 text: format!("{path:?}: this server cannot resume an upload"),
             });
+        }
+        if let Some(a) = self.origin.strip_prefix("http://") {
+            let target = encode_path(&self.abs(path)?);
+            let what = format!("PUT {path:?}");
+            let req = direct::request_head("PUT", a, &target, self.auth.as_deref(), &[], Some(len));
+            let s = direct::Sender::start(
+                a,
+                &req,
+                &[],
+                Vec::new(),
+                len,
+                self.timeout,
+                self.idle.take(),
+            )
+            .map_err(|e| io_error(e, &what))?;
+            return Ok(HttpUpload::direct(s, what, None));
         }
         let req = self
             .request("PUT", &url)
@@ -601,7 +678,7 @@ impl Session {
             format!("PUT {path:?}"),
             Vec::new(),
             Vec::new(),
-            false,
+            None,
         ))
     }
 
@@ -609,6 +686,13 @@ impl Session {
     /// server's CRC of what it wrote equals the key), else the size.
     pub fn verify(&mut self, path: &str, size: u64, crc: u32) -> Result<Verified, VerifyError> {
         if self.seed {
+            // The POST's own answer is the state the server recorded for
+            // that upload: no need to ask again.
+            if let Some((p, st)) = self.answered.take() {
+                if p == path {
+                    return judge_state(&st, size, crc);
+                }
+            }
             if let Some(st) = self.state(path)? {
                 return judge_state(&st, size, crc);
             }
@@ -654,6 +738,31 @@ pub fn judge_state(st: &seed::State, size: u64, crc: u32) -> Result<Verified, Ve
             "server holds no key after upload, expected {crc:08X}"
         ))),
     }
+}
+
+/// An I/O error of a request, with what the request was.
+fn io_error(e: io::Error, what: &str) -> RemoteError {
+    RemoteError::Io(io::Error::new(e.kind(), format!("{what}: {e}")))
+}
+
+/// Reads the rest of a small answer so ureq returns its connection to the
+/// pool (a response dropped unread closes it: a new connection for the
+/// next request).
+fn drain(resp: ureq::Response) {
+    let _ = io::copy(&mut resp.into_reader().take(64 << 10), &mut io::sink());
+}
+
+/// A GET body positioned at `offset`: a 200 (the whole file) is skipped
+/// forward; a file shorter than `offset` reads as empty.
+fn skip_to(mut r: HttpDownload, status: u16, offset: u64) -> Result<HttpDownload, RemoteError> {
+    if status == 206 || offset == 0 {
+        return Ok(r);
+    }
+    let skipped = io::copy(&mut (&mut r).take(offset), &mut io::sink())?;
+    if skipped < offset {
+        return Ok(Box::new(io::empty()));
+    }
+    Ok(r)
 }
 
 /// A multipart boundary that does not depend on the data.

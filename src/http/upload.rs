@@ -1,14 +1,21 @@
-//! An HTTP upload as a `Write`: the request runs on its own thread and
-//! reads the body from a bounded channel, so the worker writes into it as
-//! into an FTP data connection; memory stays at a few chunks.
+//! An HTTP upload as a `Write`. Over plain `http://` the body goes straight
+//! into its socket ([`super::direct::Sender`]), by `write` or `sendfile`,
+//! as into an FTP data connection. Otherwise ureq runs the request on its
+//! own thread and reads the body from a bounded channel (it copies a body
+//! through an 8 KiB buffer, one `send` each); memory stays at a few chunks.
 
+use std::fs::File;
 use std::io::{self, Read, Write};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
-use crate::remote::RemoteError;
+use super::direct::Sender;
+use super::seed::{self, State};
+use crate::remote::{RemoteError, Sent};
 
 /// Chunks in flight between the worker and the request thread.
 const IN_FLIGHT: usize = 2;
@@ -16,8 +23,22 @@ const IN_FLIGHT: usize = 2;
 pub struct HttpUpload {
     tx: Option<SyncSender<Vec<u8>>>,
     abort: Arc<AtomicBool>,
-    done: Option<JoinHandle<Result<(), RemoteError>>>,
+    done: Option<JoinHandle<Result<Option<String>, RemoteError>>>,
+    /// The path of a keyftpd POST, whose answer is the upload's state.
+    seed_path: Option<String>,
+    /// The body's own socket (plain HTTP); then `tx` and `done` are None.
+    direct: Option<Sender>,
+    /// The request, for messages.
+    what: String,
 }
+
+/// What a finished upload leaves: for keyftpd's POST, the path and the
+/// state it answered; after a direct upload, its connection when the
+/// server keeps it open.
+pub(super) type Finished = (Option<(String, State)>, Option<TcpStream>);
+
+/// Largest answer to an upload that is read (a state is some 60 bytes).
+const ANSWER_MAX: u64 = 64 << 10;
 
 struct Body {
     rx: Receiver<Vec<u8>>,
@@ -66,16 +87,19 @@ impl Read for Body {
 
 impl HttpUpload {
     /// Runs `req` with a body of `head`, the bytes written, then `tail`.
-    /// `conflict` is what a 409 answer means (keyftpd: the offset or key
-    /// no longer matches; asking again decides anew).
+    /// `seed_path`: this is keyftpd's POST of that path; it answers the
+    /// upload's state, and a 409 means the offset or key no longer matches
+    /// (asking again decides anew).
     pub(super) fn start(
         req: ureq::Request,
         peer: super::Peer,
         what: String,
         head: Vec<u8>,
         tail: Vec<u8>,
-        conflict_is_transient: bool,
+        seed_path: Option<String>,
     ) -> HttpUpload {
+        let conflict_is_transient = seed_path.is_some();
+        let what2 = what.clone();
         let (tx, rx) = sync_channel(IN_FLIGHT);
         let abort = Arc::new(AtomicBool::new(false));
         let body = Body {
@@ -86,7 +110,19 @@ impl HttpUpload {
             pos: 0,
         };
         let done = std::thread::spawn(move || match req.send(body) {
-            Ok(_) => Ok(()),
+            // Read to its end, so ureq keeps the connection for the next
+            // request.
+            Ok(resp) => {
+                let mut answer = String::new();
+                match resp
+                    .into_reader()
+                    .take(ANSWER_MAX)
+                    .read_to_string(&mut answer)
+                {
+                    Ok(_) => Ok(Some(answer)),
+                    Err(_) => Ok(None),
+                }
+            }
             Err(ureq::Error::Status(409, _)) if conflict_is_transient => Err(RemoteError::Status {
                 errno: libc::EAGAIN,
                 permanent: false,
@@ -98,22 +134,93 @@ impl HttpUpload {
             tx: Some(tx),
             abort,
             done: Some(done),
+            seed_path,
+            direct: None,
+            what: what2,
         }
     }
 
-    /// Ends the body and waits for the server's answer.
-    pub fn finish(mut self) -> Result<(), RemoteError> {
-        self.tx = None;
-        match self.done.take().map(|h| h.join()) {
-            Some(Ok(r)) => r,
-            _ => Err(RemoteError::Protocol(
-                "upload thread ended abnormally".into(),
-            )),
+    /// An upload whose body goes straight into `sender`'s socket.
+    pub(super) fn direct(sender: Sender, what: String, seed_path: Option<String>) -> HttpUpload {
+        HttpUpload {
+            tx: None,
+            abort: Arc::new(AtomicBool::new(false)),
+            done: None,
+            seed_path,
+            direct: Some(sender),
+            what,
         }
+    }
+
+    /// Sends up to `count` bytes of `file` from `*offset` by `sendfile`
+    /// (see `remote::Upload::send_file`); `None` when this upload cannot.
+    pub fn send_file(
+        &mut self,
+        file: &File,
+        offset: &mut u64,
+        count: usize,
+        budget: Duration,
+    ) -> io::Result<Option<Sent>> {
+        let Some(s) = self.direct.as_mut() else {
+            return Ok(None);
+        };
+        let sent = crate::remote::send_file_to(s.fd(), file, offset, count, budget)?;
+        if let Some(n) = &sent {
+            s.sent(n.bytes);
+        }
+        Ok(sent)
+    }
+
+    /// Ends the body and waits for the server's answer (see [`Finished`];
+    /// no state when the answer was not one).
+    pub(super) fn finish(mut self) -> Result<Finished, RemoteError> {
+        self.tx = None;
+        if let Some(s) = self.direct.take() {
+            return self.finish_direct(s);
+        }
+        let answer = match self.done.take().map(|h| h.join()) {
+            Some(Ok(r)) => r?,
+            _ => {
+                return Err(RemoteError::Protocol(
+                    "upload thread ended abnormally".into(),
+                ))
+            }
+        };
+        let answered = match (self.seed_path.take(), answer) {
+            (Some(p), Some(a)) => seed::parse_state(&a).ok().map(|st| (p, st)),
+            _ => None,
+        };
+        Ok((answered, None))
+    }
+
+    fn finish_direct(mut self, s: Sender) -> Result<Finished, RemoteError> {
+        let what = std::mem::take(&mut self.what);
+        let (status, body, kept) = s
+            .finish(ANSWER_MAX)
+            .map_err(|e| RemoteError::Io(io::Error::new(e.kind(), format!("{what}: {e}"))))?;
+        match status {
+            200..=299 => {}
+            409 if self.seed_path.is_some() => {
+                return Err(RemoteError::Status {
+                    errno: libc::EAGAIN,
+                    permanent: false,
+                    text: format!("HTTP 409 to {what}: the server's partial changed"),
+                })
+            }
+            _ => return Err(super::status_error(status, &what)),
+        }
+        let answer = String::from_utf8_lossy(&body);
+        let answered = self
+            .seed_path
+            .take()
+            .and_then(|p| seed::parse_state(&answer).ok().map(|st| (p, st)));
+        Ok((answered, kept))
     }
 
     /// Gives up without waiting for the server.
     pub fn abandon(mut self) {
+        // Closing the socket before the announced length is a cut.
+        self.direct = None;
         self.abort.store(true, Ordering::SeqCst);
         self.tx = None;
         self.done = None;
@@ -123,6 +230,9 @@ impl HttpUpload {
 impl Write for HttpUpload {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let gone = || io::Error::new(io::ErrorKind::BrokenPipe, "upload request ended");
+        if let Some(s) = self.direct.as_mut() {
+            return s.write(buf);
+        }
         match &self.tx {
             Some(tx) => tx.send(buf.to_vec()).map_err(|_| gone())?,
             None => return Err(gone()),

@@ -35,7 +35,7 @@ pub mod verify;
 
 use std::time::{Duration, SystemTime};
 
-pub use sendfile::{ChunkSizer, Sent};
+pub use sendfile::{send_file_to, ChunkSizer, Sent};
 pub use transfer::{StoreStart, Upload};
 
 /// Where to connect: parsed from `ftp://[user@]host[:port][/dir]` plus the password.

@@ -112,53 +112,12 @@ impl Upload {
             self.no_sendfile = true;
             return Ok(None);
         };
-        let _nb = NonBlocking::set(sock)?;
-        let start = Instant::now();
-        let mut sent = 0usize;
-        while sent < count {
-            let mut off = libc::off_t::try_from(*offset)
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))?;
-            let want = count - sent;
-            // SAFETY: both descriptors are open for the whole call (the
-            // upload and the file are borrowed); `off` is a valid pointer.
-            let n = unsafe { libc::sendfile(sock, file.as_raw_fd(), &mut off, want) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                match e.raw_os_error() {
-                    Some(libc::EINTR) => continue,
-                    Some(libc::EAGAIN) => {
-                        let left = budget.saturating_sub(start.elapsed()).as_millis();
-                        if left == 0 {
-                            break;
-                        }
-                        wait_writable(sock, left.min(POLL_MS) as libc::c_int);
-                        continue;
-                    }
-                    Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) if sent == 0 => {
-                        log::debug!("sendfile unavailable ({e}); copying instead");
-                        self.no_sendfile = true;
-                        return Ok(None);
-                    }
-                    _ => return Err(e),
-                }
-            }
-            if n == 0 {
-                // The file ended early; the caller checks the total.
-                self.sendfile_bytes += sent as u64;
-                return Ok(Some(Sent {
-                    bytes: sent,
-                    eof: true,
-                }));
-            }
-            let n = n as usize;
-            sent += n;
-            *offset += n as u64;
+        let sent = send_file_to(sock, file, offset, count, budget)?;
+        match sent {
+            Some(s) => self.sendfile_bytes += s.bytes as u64,
+            None => self.no_sendfile = true,
         }
-        self.sendfile_bytes += sent as u64;
-        Ok(Some(Sent {
-            bytes: sent,
-            eof: false,
-        }))
+        Ok(sent)
     }
 
     /// Payload bytes this upload sent by `sendfile` (the rest, if any, was
@@ -166,6 +125,63 @@ impl Upload {
     pub fn sendfile_bytes(&self) -> u64 {
         self.sendfile_bytes
     }
+}
+
+/// [`Upload::send_file`] on any plain TCP socket `sock` (also the HTTP
+/// transport's): `None` when the kernel refuses `sendfile` before any byte
+/// went out.
+pub fn send_file_to(
+    sock: RawFd,
+    file: &File,
+    offset: &mut u64,
+    count: usize,
+    budget: Duration,
+) -> io::Result<Option<Sent>> {
+    let _nb = NonBlocking::set(sock)?;
+    let start = Instant::now();
+    let mut sent = 0usize;
+    while sent < count {
+        let mut off = libc::off_t::try_from(*offset)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))?;
+        let want = count - sent;
+        // SAFETY: both descriptors are open for the whole call (the
+        // caller borrows the socket's owner and the file); `off` is a
+        // valid pointer.
+        let n = unsafe { libc::sendfile(sock, file.as_raw_fd(), &mut off, want) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EAGAIN) => {
+                    let left = budget.saturating_sub(start.elapsed()).as_millis();
+                    if left == 0 {
+                        break;
+                    }
+                    wait_writable(sock, left.min(POLL_MS) as libc::c_int);
+                    continue;
+                }
+                Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) if sent == 0 => {
+                    log::debug!("sendfile unavailable ({e}); copying instead");
+                    return Ok(None);
+                }
+                _ => return Err(e),
+            }
+        }
+        if n == 0 {
+            // The file ended early; the caller checks the total.
+            return Ok(Some(Sent {
+                bytes: sent,
+                eof: true,
+            }));
+        }
+        let n = n as usize;
+        sent += n;
+        *offset += n as u64;
+    }
+    Ok(Some(Sent {
+        bytes: sent,
+        eof: false,
+    }))
 }
 
 /// Waits up to `ms` until `sock` can take more bytes.

@@ -264,7 +264,7 @@ impl Conn {
     pub fn finish_send(&mut self, up: Upload) -> Result<(), RemoteError> {
         match (self, up) {
             (Conn::Ftp(s), Upload::Ftp(up)) => s.finish_store(up),
-            (Conn::Http(_), Upload::Http(up)) => up.finish(),
+            (Conn::Http(s), Upload::Http(up)) => s.finish_upload(up),
             _ => Err(RemoteError::Protocol(
                 "an upload given back to another connection".into(),
             )),
@@ -383,7 +383,7 @@ impl Upload {
     ) -> io::Result<Option<Sent>> {
         match self {
             Upload::Ftp(u) => u.send_file(file, offset, count, budget),
-            Upload::Http(_) => Ok(None),
+            Upload::Http(u) => u.send_file(file, offset, count, budget),
         }
     }
 }

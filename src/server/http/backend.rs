@@ -587,26 +587,28 @@ fn under(a: &VPath, b: &VPath) -> bool {
 }
 
 /// Reads `len` bytes of `file` from `offset` in chunks onto `tx`
-/// (blocking; stops early when the receiver is gone).
+/// (blocking; stops early when the receiver is gone). hyper cannot hand a
+/// file to `sendfile`, so each byte is read once into a chunk that hyper
+/// then writes to the socket as it is (no further copy); the chunk is read
+/// into uninitialised memory, not zeroed first.
 pub(crate) fn send_range(file: File, offset: u64, len: u64, tx: mpsc::Sender<io::Result<Bytes>>) {
     const CHUNK: u64 = 256 << 10;
     let mut pos = offset;
     let end = offset + len;
     while pos < end {
         let want = (end - pos).min(CHUNK) as usize;
-        let mut buf = vec![0u8; want];
-        let r = match file.read_at(&mut buf, pos) {
+        let mut buf = Vec::with_capacity(want);
+        let r = match rustix::io::pread(&file, rustix::buffer::spare_capacity(&mut buf), pos) {
             Ok(0) => Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "file shrank while sending",
             )),
             Ok(n) => {
-                buf.truncate(n);
                 pos += n as u64;
                 Ok(Bytes::from(buf))
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => Err(e),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => Err(e.into()),
         };
         let failed = r.is_err();
         if tx.blocking_send(r).is_err() || failed {

@@ -24,6 +24,7 @@
 // send; a response is built once per request, its size does not matter.
 #![allow(clippy::result_large_err)]
 
+mod alloc;
 mod auth;
 mod backend;
 mod body;
@@ -226,6 +227,7 @@ impl HttpServer {
     /// Serves until the server is stopped (the shared stop flag, set by
     /// the FTP face's stopper or [`HttpHandle::shutdown`]).
     pub fn run(self) -> io::Result<()> {
+        alloc::tune();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .max_blocking_threads(self.ctx.cfg.max_conns + 16)
