@@ -20,8 +20,11 @@ use super::report::{Daemon, FileStatus, Report, State, VERSION};
 
 /// The file name inside the spool.
 pub const FILE: &str = "status";
-/// How often the daemon looks for changes.
+/// How often the daemon looks for progress; a job's change of state wakes
+/// it at once.
 pub const TICK: Duration = Duration::from_millis(200);
+/// The shortest time between two passes.
+const MIN_GAP: Duration = Duration::from_millis(25);
 /// How often the daemon rewrites it even without a change.
 pub const PERIOD: Duration = Duration::from_millis(500);
 /// Older than this, the file is stale (daemon hung or killed).
@@ -193,7 +196,15 @@ pub fn start(spool: PathBuf, core: Arc<Core>, names: MountNames) -> std::io::Res
                 }
                 r.daemon = None;
                 last = Some(r);
-                std::thread::sleep(TICK);
+                // Woken by a job's change of state (`keyfs wait` returns
+                // as soon as an upload is verified), else each tick for
+                // progress; at most one pass per MIN_GAP, however fast
+                // small files complete.
+                let t = Instant::now();
+                core.uploader().wait_change(TICK);
+                if let Some(rest) = MIN_GAP.checked_sub(t.elapsed()) {
+                    std::thread::sleep(rest);
+                }
             }
             let _ = std::fs::remove_file(path(&spool));
         })?;

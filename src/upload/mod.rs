@@ -255,6 +255,11 @@ impl Uploader {
     pub fn wait(&self, remote_path: &str, timeout: Duration) -> Result<(), UploadError> {
         self.shared.wait(remote_path, timeout)
     }
+    /// Sleeps until a job changes state or `timeout` passes (for the live
+    /// status file: a verified upload shows at once, not at the next tick).
+    pub fn wait_change(&self, timeout: Duration) {
+        self.shared.wait_change(timeout)
+    }
     /// Waits until no worker is uploading to `remote_path` (for instance
     /// until an upload stopped by `cancel`/`rename` has let go of it and
     /// dropped its partial). False on timeout.

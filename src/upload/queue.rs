@@ -556,6 +556,13 @@ impl Shared {
         }
     }
 
+    /// Sleeps until a job changes state (queued, completed, failed, retried,
+    /// cancelled, renamed) or `timeout` passes, whichever comes first.
+    pub fn wait_change(&self, timeout: Duration) {
+        let st = self.lock();
+        let _ = self.cond.wait_timeout(st, timeout);
+    }
+
     /// Waits until no worker is uploading to `path` (an attempt stopped by
     /// cancel or rename has dropped its partial by then). False on timeout.
     pub fn wait_idle(&self, path: &str, timeout: Duration) -> bool {
