@@ -74,9 +74,8 @@ tls_run() {
         --http 127.0.0.1:0 --https 127.0.0.1:0
     tpid=$KEYFTPD_PID tport=$KEYFTPD_PORT
     local hport sport
-    hport=$(sed -n 's/^http listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "${KEYFTPD_LOG%/err}/out")
-    sport=$(sed -n 's/^https listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "${KEYFTPD_LOG%/err}/out")
-    [[ -n $hport && -n $sport ]] || kf_fail "keyftpd did not say its HTTP and HTTPS ports"
+    hport=$(kf_keyftpd_http_port) && sport=$(kf_keyftpd_http_port https) ||
+        kf_fail "keyftpd did not say its HTTP and HTTPS ports"
     kf_start_pureftpd "$proot" "$FTP_USER" "$KEYFS_PASSWORD" -Y 1 -2 "$BW/tls-both.pem"
     ppid=$PUREFTPD_PID pport=$PUREFTPD_PORT
     local tls=(--ssl-reqd --cacert "$cert") login=(-u "$FTP_USER:$KEYFS_PASSWORD")

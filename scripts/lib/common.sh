@@ -407,15 +407,22 @@ kf_tmpfs() {
 # KEYFTPD_* and URL (ftp://user@127.0.0.1:PORT/).
 kf_setup_keyftpd() { kf_setup_server keyftpd; }
 
-# kf_setup_server keyftpd|pureftpd: the same set-up on either server (the
-# port is in KEYFTPD_PORT or PUREFTPD_PORT, and in URL).
-kf_setup_server() {
+# kf_work_dir: a work dir with an empty server root, the test user and a
+# fresh password exported for keyfs. Sets WORK, ROOT, FTP_USER and
+# KEYFS_PASSWORD.
+kf_work_dir() {
     WORK=$(kf_tmpdir)
     ROOT=$WORK/root
     mkdir -p "$ROOT"
     FTP_USER=tester
     KEYFS_PASSWORD=$(kf_password)
     export KEYFS_PASSWORD
+}
+
+# kf_setup_server keyftpd|pureftpd: the same set-up on either server (the
+# port is in KEYFTPD_PORT or PUREFTPD_PORT, and in URL).
+kf_setup_server() {
+    kf_work_dir
     "kf_start_$1" "$ROOT" "$FTP_USER" "$KEYFS_PASSWORD"
     local port_var=${1^^}_PORT
     URL="ftp://$FTP_USER@127.0.0.1:${!port_var}/"
@@ -478,12 +485,7 @@ kf_each_transport() {
 # serve webdav for webdav. Sets WORK, ROOT, FTP_USER, KEYFS_PASSWORD,
 # SERVER_PORT (the port keyfs talks to) and URL.
 kf_setup_transport() {
-    WORK=$(kf_tmpdir)
-    ROOT=$WORK/root
-    mkdir -p "$ROOT"
-    FTP_USER=tester
-    KEYFS_PASSWORD=$(kf_password)
-    export KEYFS_PASSWORD
+    kf_work_dir
     case ${KF_TRANSPORT:-ftp} in
         ftp)
             kf_start_keyftpd "$ROOT" "$FTP_USER" "$KEYFS_PASSWORD"

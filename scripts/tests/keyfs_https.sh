@@ -19,8 +19,7 @@ export KEYFS_PASSWORD
 "$KF_BIN/keyftpd" gen-cert --host localhost --out-cert "$WORK/cert.pem" --out-key "$WORK/key.pem" >/dev/null
 kf_start_keyftpd "$ROOT" "$FTP_USER" "$KEYFS_PASSWORD" 0 --https 127.0.0.1:0 \
     --tls-cert "$WORK/cert.pem" --tls-key "$WORK/key.pem" --require-tls
-sport=$(sed -n 's/^https listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "${KEYFTPD_LOG%/err}/out")
-[[ -n $sport ]] || kf_fail "keyftpd did not say its HTTPS port"
+sport=$(kf_keyftpd_http_port https) || kf_fail "keyftpd did not say its HTTPS port"
 mnt=$WORK/mnt
 
 # --ca-file: cp, then the server copy and a read back are byte-identical.

@@ -35,9 +35,8 @@ start() {
     kf_start_keyftpd "$ROOT" "$FTP_USER" "$KEYFS_PASSWORD" "${2:-0}" --https "127.0.0.1:${3:-0}" \
         --http 127.0.0.1:0 --tls-cert "$WORK/$1.pem" --tls-key "$WORK/$1-key.pem" --require-tls
     FPORT=$KEYFTPD_PORT
-    SPORT=$(sed -n 's/^https listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "${KEYFTPD_LOG%/err}/out")
-    HPORT=$(sed -n 's/^http listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "${KEYFTPD_LOG%/err}/out")
-    [[ -n $SPORT && -n $HPORT ]] || kf_fail "keyftpd did not say its HTTP and HTTPS ports"
+    SPORT=$(kf_keyftpd_http_port https) && HPORT=$(kf_keyftpd_http_port) ||
+        kf_fail "keyftpd did not say its HTTP and HTTPS ports"
 }
 
 # refused WHAT WANT URL [options]: one line naming WANT, non-zero, not mounted.
