@@ -37,6 +37,11 @@ fn session(client: TcpStream, shared: &Arc<Shared>) -> io::Result<()> {
         }
     };
     shared.counters.sessions.fetch_add(1, Ordering::SeqCst);
+    // Replies are relayed line by line: with Nagle, each line after the
+    // first of a multi-line reply (FEAT, MLST) would wait for the peer's
+    // delayed ACK, adding ~40 ms the real link does not have.
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
     let ids = [shared.register(&client), shared.register(&server)];
     let sess = Arc::new(SessionSockets::default());
     {

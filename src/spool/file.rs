@@ -19,6 +19,7 @@
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::mem::ManuallyDrop;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -48,7 +49,8 @@ struct State {
 
 /// One spooled data file. Cheap to share behind an `Arc`: all methods take `&self`.
 pub struct SpoolFile {
-    file: File,
+    /// Closed by [`super::closer`] on drop.
+    file: ManuallyDrop<File>,
     path: PathBuf,
     state: Mutex<State>,
     /// Writes and truncates in progress through the file system (see
@@ -65,6 +67,14 @@ pub struct Busy(Arc<SpoolFile>);
 impl Drop for Busy {
     fn drop(&mut self) {
         self.0.busy.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Drop for SpoolFile {
+    fn drop(&mut self) {
+        // SAFETY: `file` is not used after this, and dropped nowhere else.
+        let f = unsafe { ManuallyDrop::take(&mut self.file) };
+        super::closer::close_later(f);
     }
 }
 
@@ -117,7 +127,7 @@ impl SpoolFile {
         recompute: bool,
     ) -> SpoolFile {
         SpoolFile {
-            file,
+            file: ManuallyDrop::new(file),
             path: path.to_path_buf(),
             state: Mutex::new(State {
                 size,
