@@ -30,15 +30,15 @@ use super::registry;
 /// the process exits anyway.
 pub const EXIT_BOUND: Duration = Duration::from_millis(1500);
 
-/// A signalfd for SIGTERM, SIGINT and SIGHUP, blocked in this thread and
-/// every thread it starts later.
+/// A signalfd for SIGTERM, SIGINT, SIGHUP (unmount) and SIGUSR1 (`keyfs
+/// retry`), blocked in this thread and every thread it starts later.
 fn signal_fd() -> Result<OwnedFd, String> {
     // SAFETY: plain libc signal-set manipulation on a local set; signalfd
     // returns a new descriptor we then own.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1] {
             libc::sigaddset(&mut set, s);
         }
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
@@ -48,6 +48,19 @@ fn signal_fd() -> Result<OwnedFd, String> {
         }
         Ok(OwnedFd::from_raw_fd(fd))
     }
+}
+
+/// Takes one signal off the signalfd: its number.
+fn read_signal(fd: &OwnedFd) -> Option<u32> {
+    let mut info = std::mem::MaybeUninit::<libc::signalfd_siginfo>::uninit();
+    let len = std::mem::size_of::<libc::signalfd_siginfo>();
+    // SAFETY: reads at most `len` bytes into storage of that size.
+    let n = unsafe { libc::read(fd.as_raw_fd(), info.as_mut_ptr().cast(), len) };
+    if n as usize != len {
+        return None;
+    }
+    // SAFETY: the kernel filled the whole struct (n == len).
+    Some(unsafe { info.assume_init() }.ssi_signo)
 }
 
 /// Connects, mounts, reports readiness, serves until unmounted or signalled.
@@ -114,7 +127,16 @@ pub fn serve(plan: Plan, ready: &mut Option<std::fs::File>) -> Result<(), String
         .map_err(|e| log::warn!("no live status file: {e}"))
         .ok();
 
-    if fusemount::wait_gone_or(&watch, sigfd.as_raw_fd()) {
+    let gone = loop {
+        if fusemount::wait_gone_or(&watch, sigfd.as_raw_fd()) {
+            break true;
+        }
+        if read_signal(&sigfd) != Some(libc::SIGUSR1 as u32) {
+            break false;
+        }
+        super::retry::take_requests(&spool, |paths| core.uploader().retry_failed(paths));
+    };
+    if gone {
         log::info!("{} was unmounted", plan.mountpoint.display());
     } else {
         log::info!("signal: unmounting {}", plan.mountpoint.display());

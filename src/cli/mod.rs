@@ -17,6 +17,7 @@ pub mod rate;
 pub mod readahead;
 pub mod registry;
 pub mod report;
+pub mod retry;
 pub mod spooldir;
 pub mod status;
 pub mod umount;
@@ -85,6 +86,16 @@ it first waits as `keyfs wait MOUNTPOINT` does, and does not unmount if that fai
 a failed upload, 2 for the timeout)."
     )]
     Umount(UmountArgs),
+    /// Queue failed uploads again, once their cause is fixed.
+    #[command(
+        after_help = "A permanent failure (such as a 553 from the server) keeps the file in the \
+spool and stops trying; `keyfs status` shows it as failed with its reason. Once the cause is \
+fixed, `keyfs retry` queues every failed file again (or the named PATHs), without the file \
+being written again. With a daemon on the spool it takes the request at once (follow with \
+`keyfs wait`); without one, the next mount uploads them. A failure caused by the mount itself \
+(a certificate that changed, a wrong --ca-file) needs a remount with the right settings first."
+    )]
+    Retry(RetryArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -143,7 +154,7 @@ pub enum ResumeArg {
 /// Which mount: MOUNTPOINT, URL or --spool DIR.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Target {
-    /// Spool directory to inspect.
+    /// The spool directory of the mount (instead of MOUNTPOINT).
     #[arg(long, value_name = "DIR")]
     pub spool: Option<PathBuf>,
 }
@@ -176,6 +187,18 @@ pub struct WaitArgs {
     /// Give up after SECS seconds (exit 2).
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RetryArgs {
+    /// The mount point (or --spool DIR).
+    #[arg(value_name = "MOUNTPOINT", required_unless_present = "spool")]
+    pub mountpoint: Option<PathBuf>,
+    /// Files to retry (default: every failed file).
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub target: Target,
 }
 
 #[derive(clap::Args, Debug)]
@@ -222,6 +245,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Status(args) => Ok(status::run(args)?),
         Command::Wait(args) => wait::run(args),
         Command::Umount(args) => umount::run(args),
+        Command::Retry(args) => retry::run(args),
     }
 }
 

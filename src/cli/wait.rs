@@ -21,33 +21,7 @@ use super::{live, Failure, WaitArgs};
 pub const TIMEOUT_CODE: i32 = 2;
 
 pub fn run(args: WaitArgs) -> Result<(), Failure> {
-    let mut paths = args.paths.clone();
-    let mountpoint = match (&args.target.spool, args.mountpoint) {
-        // With --spool every positional is a PATH.
-        (Some(_), Some(m)) => {
-            paths.insert(0, m);
-            None
-        }
-        (_, m) => m,
-    };
-    let (spool, mp) = match (&args.target.spool, &mountpoint) {
-        (Some(s), _) => (s.clone(), None),
-        (None, Some(m)) => {
-            let mp = std::fs::canonicalize(m).map_err(|e| format!("{}: {e}", m.display()))?;
-            let e = super::registry::find(&mp)
-                .ok_or_else(|| format!("no keyfs daemon is mounted on {}", mp.display()))?;
-            (e.spool, Some(mp))
-        }
-        (None, None) => {
-            return Err("name the mount: MOUNTPOINT or --spool DIR"
-                .to_string()
-                .into())
-        }
-    };
-    let wanted: Vec<String> = paths
-        .iter()
-        .map(|p| remote_path(p, mp.as_deref()))
-        .collect::<Result<_, _>>()?;
+    let (spool, wanted) = spool_and_paths(args.mountpoint, args.paths, args.target.spool)?;
     let timeout = match args.timeout {
         Some(t) if !(t >= 0.0 && t.is_finite()) => {
             return Err(format!("bad --timeout {t}").into());
@@ -56,6 +30,38 @@ pub fn run(args: WaitArgs) -> Result<(), Failure> {
         None => None,
     };
     wait_spool(&spool, &wanted, timeout)
+}
+
+/// The spool and the server paths named by `MOUNTPOINT [PATH...]` or
+/// `--spool DIR [PATH...]` (`keyfs wait`, `keyfs retry`).
+pub fn spool_and_paths(
+    mountpoint: Option<PathBuf>,
+    mut paths: Vec<PathBuf>,
+    spool: Option<PathBuf>,
+) -> Result<(PathBuf, Vec<String>), String> {
+    let mountpoint = match (&spool, mountpoint) {
+        // With --spool every positional is a PATH.
+        (Some(_), Some(m)) => {
+            paths.insert(0, m);
+            None
+        }
+        (_, m) => m,
+    };
+    let (spool, mp) = match (spool, &mountpoint) {
+        (Some(s), _) => (s, None),
+        (None, Some(m)) => {
+            let mp = std::fs::canonicalize(m).map_err(|e| format!("{}: {e}", m.display()))?;
+            let e = super::registry::find(&mp)
+                .ok_or_else(|| format!("no keyfs daemon is mounted on {}", mp.display()))?;
+            (e.spool, Some(mp))
+        }
+        (None, None) => return Err("name the mount: MOUNTPOINT or --spool DIR".to_string()),
+    };
+    let wanted = paths
+        .iter()
+        .map(|p| remote_path(p, mp.as_deref()))
+        .collect::<Result<_, _>>()?;
+    Ok((spool, wanted))
 }
 
 /// The server path (relative to the URL's directory) of a PATH argument:

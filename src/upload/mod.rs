@@ -266,6 +266,10 @@ impl Uploader {
     pub fn wait_idle(&self, remote_path: &str, timeout: Duration) -> bool {
         self.shared.wait_idle(remote_path, timeout)
     }
+    /// Queues failed jobs again: those of `paths` (remote paths), or all.
+    pub fn retry_failed(&self, paths: Option<&std::collections::HashSet<String>>) -> Vec<String> {
+        self.shared.retry_failed(paths)
+    }
     pub fn status(&self) -> Vec<JobStatus> {
         self.shared.status()
     }

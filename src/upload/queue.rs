@@ -333,6 +333,44 @@ impl Shared {
         self.cond.notify_all();
     }
 
+    /// Queues failed jobs again (`keyfs retry`): those whose remote path is
+    /// in `paths`, every one when `None`. The data was kept; a fault that
+    /// is fixed now (a permission on the server, a full disk there) no
+    /// longer needs the file written again. Returns their paths.
+    pub fn retry_failed(&self, paths: Option<&HashSet<String>>) -> Vec<String> {
+        let mut st = self.lock();
+        let State { jobs, queue, .. } = &mut *st;
+        let mut again = Vec::new();
+        for j in jobs.values_mut() {
+            let JobState::Failed(reason) = &j.rec.state else {
+                continue;
+            };
+            if paths.is_some_and(|p| !p.contains(&j.rec.remote_path)) {
+                continue;
+            }
+            let reason = reason.clone();
+            j.rec.state = JobState::Queued;
+            if let Err(e) = self.journal.record(&j.rec) {
+                log::error!("journal: cannot queue job {} again: {e}", j.rec.id);
+                j.rec.state = JobState::Failed(reason);
+                continue;
+            }
+            j.phase = Phase::Queued;
+            j.retry_at = None;
+            if !j.running && !queue.contains(&j.rec.id) {
+                queue.push_back(j.rec.id);
+            }
+            log::info!(
+                "{}: queued again (it had failed: {reason})",
+                j.rec.remote_path
+            );
+            again.push(j.rec.remote_path.clone());
+        }
+        drop(st);
+        self.cond.notify_all();
+        again
+    }
+
     /// Adds (or replaces) a job; other queued or failed jobs for the same
     /// path are cancelled (their data dropped). `durable`: the record is
     /// fsynced before return; otherwise only renamed into place (the caller
