@@ -174,16 +174,23 @@ pub struct StatusArgs {
     pub watch: bool,
 }
 
+/// Which files of which mount: `MOUNTPOINT [PATH...]` or `--spool DIR [PATH...]`.
 #[derive(clap::Args, Debug)]
-pub struct WaitArgs {
+pub struct MountFiles {
     /// The mount point (or --spool DIR).
     #[arg(value_name = "MOUNTPOINT", required_unless_present = "spool")]
     pub mountpoint: Option<PathBuf>,
-    /// Files to wait for (default: every pending file).
+    /// Files in the mount (default: all of them, see below).
     #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
     #[command(flatten)]
     pub target: Target,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct WaitArgs {
+    #[command(flatten)]
+    pub files: MountFiles,
     /// Give up after SECS seconds (exit 2).
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,
@@ -191,14 +198,8 @@ pub struct WaitArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct RetryArgs {
-    /// The mount point (or --spool DIR).
-    #[arg(value_name = "MOUNTPOINT", required_unless_present = "spool")]
-    pub mountpoint: Option<PathBuf>,
-    /// Files to retry (default: every failed file).
-    #[arg(value_name = "PATH")]
-    pub paths: Vec<PathBuf>,
     #[command(flatten)]
-    pub target: Target,
+    pub files: MountFiles,
 }
 
 #[derive(clap::Args, Debug)]
@@ -313,7 +314,7 @@ mod tests {
         assert!(matches!(c.cmd, Command::Status(_)));
         let c = Cli::try_parse_from(["keyfs", "wait", "/m", "a", "b", "--timeout", "3"]).unwrap();
         let Command::Wait(w) = c.cmd else { panic!() };
-        assert_eq!(w.paths.len(), 2);
+        assert_eq!(w.files.paths.len(), 2);
         assert!(Cli::try_parse_from(["keyfs", "umount", "/m", "--timeout", "3"]).is_err());
         assert!(Cli::try_parse_from(["keyfs", "umount", "/m", "--wait", "--timeout", "3"]).is_ok());
     }

@@ -25,8 +25,7 @@ const PREFIX: &str = "retry.";
 const ANSWER: Duration = Duration::from_secs(5);
 
 pub fn run(args: RetryArgs) -> Result<(), Failure> {
-    let (spool, wanted) =
-        super::wait::spool_and_paths(args.mountpoint, args.paths, args.target.spool)?;
+    let (spool, wanted) = super::wait::spool_and_paths(args.files)?;
     let set: Option<HashSet<String>> = (!wanted.is_empty()).then(|| wanted.into_iter().collect());
     let again = match live::read_fresh(&spool)
         .and_then(|r| r.daemon.as_ref().map(|d| (d.pid, r.clone())))

@@ -15,13 +15,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::report::{Report, State};
-use super::{live, Failure, WaitArgs};
+use super::{live, Failure, MountFiles, Target, WaitArgs};
 
 /// Exit codes: 0 done, 1 a permanent failure, 2 timeout or no daemon.
 pub const TIMEOUT_CODE: i32 = 2;
 
 pub fn run(args: WaitArgs) -> Result<(), Failure> {
-    let (spool, wanted) = spool_and_paths(args.mountpoint, args.paths, args.target.spool)?;
+    let (spool, wanted) = spool_and_paths(args.files)?;
     let timeout = match args.timeout {
         Some(t) if !(t >= 0.0 && t.is_finite()) => {
             return Err(format!("bad --timeout {t}").into());
@@ -34,11 +34,12 @@ pub fn run(args: WaitArgs) -> Result<(), Failure> {
 
 /// The spool and the server paths named by `MOUNTPOINT [PATH...]` or
 /// `--spool DIR [PATH...]` (`keyfs wait`, `keyfs retry`).
-pub fn spool_and_paths(
-    mountpoint: Option<PathBuf>,
-    mut paths: Vec<PathBuf>,
-    spool: Option<PathBuf>,
-) -> Result<(PathBuf, Vec<String>), String> {
+pub fn spool_and_paths(files: MountFiles) -> Result<(PathBuf, Vec<String>), String> {
+    let MountFiles {
+        mountpoint,
+        mut paths,
+        target: Target { spool },
+    } = files;
     let mountpoint = match (&spool, mountpoint) {
         // With --spool every positional is a PATH.
         (Some(_), Some(m)) => {
