@@ -72,9 +72,14 @@ impl Drop for Busy {
 
 impl Drop for SpoolFile {
     fn drop(&mut self) {
+        let size = self.state.get_mut().map_or(u64::MAX, |s| s.size);
         // SAFETY: `file` is not used after this, and dropped nowhere else.
         let f = unsafe { ManuallyDrop::take(&mut self.file) };
-        super::closer::close_later(f);
+        // A small file is closed here: that is cheap, and the pool recycles
+        // it only once no descriptor is left (see `FilePool::retire`).
+        if size > super::pool::MAX_POOLED {
+            super::closer::close_later(f);
+        }
     }
 }
 
