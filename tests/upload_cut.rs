@@ -139,9 +139,13 @@ fn stock_server_cut_trust_size_resumes() {
     assert_eq!(std::fs::read(srv.path("cut.bin")).unwrap(), d);
     let st = px.stats();
     assert_eq!(st.cuts, 1);
-    assert_eq!(
-        st.up_data, SIZE as u64,
-        "resumed at the server's size: {st:?}"
+    // Resumed at the server's size S: CUT + SIZE - S bytes in all. S is
+    // CUT once pure-ftpd has written all it read before the cut, less when
+    // keyfs asked while it was still at it (a loaded machine); a restart
+    // from zero would be CUT + SIZE.
+    assert!(
+        st.up_data >= SIZE as u64 && st.up_data < CUT + SIZE as u64,
+        "not resumed at the server's size: {st:?}"
     );
     s.up.shutdown();
 }
