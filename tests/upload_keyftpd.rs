@@ -423,6 +423,7 @@ fn rename_while_completing_writes_no_record_back() {
         let _ = entered_tx.lock().unwrap().send(r.remote_path.clone());
         // Hold the uploader inside on_complete until the test has renamed.
         let _ = release_rx.lock().unwrap().recv_timeout(WAIT);
+        None
     };
     let cfg = keyfs::upload::UploadConfig {
         endpoint: srv.ep(),

@@ -54,7 +54,7 @@ pub use error::{errno, FsError, FsResult};
 use crate::spool::file::SpoolFile;
 use crate::spool::journal::{JobRecord, JobState, Journal, Wanted};
 use crate::transport::{Conn, Endpoint, RemoteEntry};
-use crate::upload::{resume::Policy, UploadConfig, Uploader};
+use crate::upload::{resume::Policy, Leftover, OnComplete, UploadConfig, Uploader};
 use inode::InodeTable;
 use reader::RemoteReader;
 
@@ -242,11 +242,10 @@ impl Core {
         let weak = Arc::downgrade(&state);
         let completions = Arc::new(Mutex::new(()));
         let gate = completions.clone();
-        let on_complete: Arc<dyn Fn(&JobRecord) + Send + Sync> = Arc::new(move |rec| {
+        let on_complete: OnComplete = Arc::new(move |rec| {
             let _gate = lock_order(&gate);
-            if let Some(state) = weak.upgrade() {
-                uploaded(&state, rec);
-            }
+            let state = weak.upgrade()?;
+            uploaded(&state, rec).map(|l| Box::new(l) as Leftover)
         });
         let uploader = Uploader::start(
             UploadConfig {
@@ -453,9 +452,12 @@ impl Core {
 }
 
 /// The uploader verified job `rec`: the server copy now stands for the file.
-fn uploaded(state: &Mutex<State>, rec: &JobRecord) {
+/// Returns the file's local copy when the fs let go of it, to be dropped
+/// by the caller off the lock.
+fn uploaded(state: &Mutex<State>, rec: &JobRecord) -> Option<Local> {
     let mut st = lock(state);
     let mut listed = false;
+    let mut dropped = None;
     if let Some(ino) = st.pending_ino(rec.id) {
         let remove = match st.pending.get_mut(&ino) {
             Some(l) if l.status == Status::Queued => {
@@ -479,10 +481,12 @@ fn uploaded(state: &Mutex<State>, rec: &JobRecord) {
                     st.upsert(inode::parent_of(&rec.remote_path), entry);
                     listed = true;
                 }
+                dropped = Some(l);
             }
         }
     }
     if !listed {
         st.invalidate(inode::parent_of(&rec.remote_path));
     }
+    dropped
 }

@@ -19,7 +19,6 @@
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::mem::ManuallyDrop;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -49,8 +48,7 @@ struct State {
 
 /// One spooled data file. Cheap to share behind an `Arc`: all methods take `&self`.
 pub struct SpoolFile {
-    /// Closed by [`super::closer`] on drop.
-    file: ManuallyDrop<File>,
+    file: File,
     path: PathBuf,
     state: Mutex<State>,
     /// Writes and truncates in progress through the file system (see
@@ -67,19 +65,6 @@ pub struct Busy(Arc<SpoolFile>);
 impl Drop for Busy {
     fn drop(&mut self) {
         self.0.busy.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-impl Drop for SpoolFile {
-    fn drop(&mut self) {
-        let size = self.state.get_mut().map_or(u64::MAX, |s| s.size);
-        // SAFETY: `file` is not used after this, and dropped nowhere else.
-        let f = unsafe { ManuallyDrop::take(&mut self.file) };
-        // A small file is closed here: that is cheap, and the pool recycles
-        // it only once no descriptor is left (see `FilePool::retire`).
-        if size > super::pool::MAX_POOLED {
-            super::closer::close_later(f);
-        }
     }
 }
 
@@ -132,7 +117,7 @@ impl SpoolFile {
         recompute: bool,
     ) -> SpoolFile {
         SpoolFile {
-            file: ManuallyDrop::new(file),
+            file,
             path: path.to_path_buf(),
             state: Mutex::new(State {
                 size,

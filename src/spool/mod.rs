@@ -4,10 +4,8 @@
 //! new files from instead of creating and deleting them, and the `syncer`
 //! that commits closed files to disk in batches, off the close path; `boot`
 //! tells a restart after a daemon crash from one after a machine reset;
-//! `record` is the format of one job's journal record; `closer` closes
-//! data files off the caller's thread (freeing blocks takes time).
+//! `record` is the format of one job's journal record.
 pub mod boot;
-pub mod closer;
 pub mod file;
 pub mod journal;
 pub mod pool;

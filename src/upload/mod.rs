@@ -47,9 +47,14 @@ pub struct UploadConfig {
     pub bwlimit: Option<u64>,
     pub policy: resume::Policy,
     /// Called after a job is uploaded and verified and its spooled copy dropped.
-    #[allow(clippy::type_complexity)]
-    pub on_complete: Option<Arc<dyn Fn(&JobRecord) + Send + Sync>>,
+    pub on_complete: Option<OnComplete>,
 }
+
+/// Told that a job was uploaded and verified; what it returns is dropped
+/// after the job's waiters were woken (see `Shared::complete`).
+pub type OnComplete = Arc<dyn Fn(&JobRecord) -> Option<Leftover> + Send + Sync>;
+/// Something the fs let go of, to be dropped off its lock.
+pub type Leftover = Box<dyn Send>;
 
 /// Timeouts, backoff and buffer size; `Default` suits a real mount, tests
 /// shorten the delays.

@@ -62,7 +62,7 @@ pub(crate) struct State {
     pub shutdown: bool,
 }
 
-pub(crate) type OnComplete = Arc<dyn Fn(&JobRecord) + Send + Sync>;
+pub(crate) type OnComplete = super::OnComplete;
 
 pub(crate) struct Shared {
     pub state: Mutex<State>,
@@ -239,11 +239,17 @@ impl Shared {
             }
             rec
         };
-        if let (Some(rec), Some(cb)) = (&rec, &self.on_complete) {
-            cb(rec);
-        }
+        let leftover = match (&rec, &self.on_complete) {
+            (Some(rec), Some(cb)) => cb(rec),
+            _ => None,
+        };
         self.lock().completing.retain(|(id, _)| *id != p.rec.id);
         self.cond.notify_all();
+        // What the fs let go of (its descriptor of the data file) is
+        // dropped only now: the last close of a large unlinked file frees
+        // its blocks (125 ms for 256 MiB here), which neither the fs lock
+        // nor `keyfs wait` should wait for.
+        drop(leftover);
         // The fs has dropped its copy of the data file by now (unless a
         // reader still has it open): the recycled files can be emptied.
         self.journal.settle_recycled();

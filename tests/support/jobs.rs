@@ -82,6 +82,7 @@ pub fn start_tuned(
         policy,
         on_complete: Some(Arc::new(move |r: &JobRecord| {
             d2.lock().unwrap().push(r.clone());
+            None
         })),
     };
     let up = Uploader::start_tuned(cfg, spool.journal.clone(), tuning).expect("start");
