@@ -5,7 +5,8 @@
 # - with the daemon running: only the named PATH, then every failed file;
 #   `keyfs wait` then returns 0 and the server copies are byte-identical;
 # - without a daemon (--spool): the journal is changed, and the next mount
-#   uploads the file.
+#   uploads the file; a failed file whose spooled data is gone is named
+#   (exit 1), not queued.
 set -euo pipefail
 source "$(dirname "$0")/../lib/common.sh"
 kf_trap_cleanup
@@ -64,5 +65,19 @@ grep -qx "queued again: l3/c.txt" "$WORK/r3.out" || kf_fail "retry --spool said:
 kf_mount "$URL" "$mnt" --spool "$spool"
 "$keyfs" wait "$mnt" --timeout 60 || kf_fail "wait after the remount: exit $?"
 [[ $(cat "$ROOT/l3/c.txt") == late ]] || kf_fail "l3/c.txt not uploaded after the remount"
-kf_unmount "$mnt"
+
+# A failed file whose spooled data is gone is named, not queued (queued,
+# the next mount would take it for uploaded).
+mkdir -p "$ROOT/l4" && chown 0:0 "$ROOT/l4" && chmod 755 "$ROOT/l4"
+printf 'lost\n' >"$mnt/l4/d.txt"
+rc=0
+"$keyfs" wait "$mnt" --timeout 60 2>/dev/null || rc=$?
+[[ $rc == 1 ]] || kf_fail "wait on the refused l4/d.txt: exit $rc, want 1"
+"$keyfs" umount "$mnt" || kf_fail "keyfs umount"
+rm -f "$spool"/data/*
+rc=0
+"$keyfs" retry --spool "$spool" >"$WORK/r4.out" 2>"$WORK/r4.err" || rc=$?
+[[ $rc == 1 ]] || kf_fail "retry of a file without data: exit $rc, want 1"
+grep -q "l4/d.txt" "$WORK/r4.err" || kf_fail "retry did not name l4/d.txt: $(cat "$WORK/r4.err")"
+grep -q "queued again" "$WORK/r4.out" && kf_fail "retry queued a file without data"
 kf_log "ok"

@@ -1,41 +1,16 @@
 #!/usr/bin/env bash
 # keyftpd against stock FTP clients: curl and lftp upload, download and
 # resume; every file is checked by sha256. Builds nothing: the binary comes
-# from $KEYFTPD (default target/debug/keyftpd). Exits non-zero on failure.
+# from $KF_BIN (default target/debug). Exits non-zero on failure.
 set -euo pipefail
 
-KEYFTPD=${KEYFTPD:-target/debug/keyftpd}
-[ -x "$KEYFTPD" ] || { echo "keyftpd binary not found: $KEYFTPD" >&2; exit 2; }
-for tool in curl lftp sha256sum; do
-    command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 2; }
-done
-
-WORK=$(mktemp -d)
-SRV_PID=""
-cleanup() {
-    if [ -n "$SRV_PID" ]; then kill "$SRV_PID" 2>/dev/null || true; wait "$SRV_PID" 2>/dev/null || true; fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-mkdir -p "$WORK/root" "$WORK/local"
-export KEYFTPD_PASSWORD=clients-pw
-"$KEYFTPD" --root "$WORK/root" --listen 127.0.0.1:0 --user tester \
-    >"$WORK/stdout" 2>"$WORK/server.log" &
-SRV_PID=$!
-
-PORT=""
-for _ in $(seq 1 100); do
-    PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/stdout" 2>/dev/null || true)
-    [ -n "$PORT" ] && break
-    kill -0 "$SRV_PID" 2>/dev/null || { cat "$WORK/server.log" >&2; echo "keyftpd exited" >&2; exit 1; }
-    sleep 0.1
-done
-[ -n "$PORT" ] || { echo "keyftpd did not report its port" >&2; exit 1; }
+source "$(dirname "$0")/../lib/common.sh"
+source "$(dirname "$0")/../lib/clients.sh"
+kf_trap_cleanup
+kc_need curl lftp sha256sum
+kc_keyftpd
+PORT=$FPORT
 URL="ftp://tester:$KEYFTPD_PASSWORD@127.0.0.1:$PORT"
-
-fail() { echo "FAIL: $*" >&2; echo "--- server log" >&2; tail -n 30 "$WORK/server.log" >&2; exit 1; }
-same() { [ "$(sha256sum <"$1" | cut -d' ' -f1)" = "$(sha256sum <"$2" | cut -d' ' -f1)" ] || fail "$3: $1 != $2"; }
 CURL=(curl -sS --fail --max-time 60)
 
 head -c 5000000 /dev/urandom >"$WORK/local/big.bin"
@@ -65,7 +40,7 @@ same "$WORK/local/big.bin" "$WORK/root/lftp/big.bin" "lftp put"
 cp "$WORK/local/part.bin" "$WORK/root/lftp/resume.bin"
 lf "put -c $WORK/local/big.bin -o lftp/resume.bin" >/dev/null || fail "lftp put -c"
 same "$WORK/local/big.bin" "$WORK/root/lftp/resume.bin" "lftp resumed upload"
-grep -q 'STOR /lftp/resume.bin offset=1234567' "$WORK/server.log" || fail "lftp put -c did not resume"
+grep -q 'STOR /lftp/resume.bin offset=1234567' "$KEYFTPD_LOG" || fail "lftp put -c did not resume"
 lf "get lftp/big.bin -o $WORK/local/lftp-down.bin" >/dev/null || fail "lftp get"
 same "$WORK/local/big.bin" "$WORK/local/lftp-down.bin" "lftp get"
 cp "$WORK/local/part.bin" "$WORK/local/lftp-resumed.bin"
@@ -74,5 +49,5 @@ same "$WORK/local/big.bin" "$WORK/local/lftp-resumed.bin" "lftp resumed download
 lf "cls -1 lftp" | grep -q 'big.bin' || fail "lftp ls"
 lf "ls -a /" | grep -q '.keyftpd' && fail "metadata visible"
 
-grep -q 'APPE /curl/resume.bin offset=1234567' "$WORK/server.log" || fail "curl -C - did not resume"
+grep -q 'APPE /curl/resume.bin offset=1234567' "$KEYFTPD_LOG" || fail "curl -C - did not resume"
 echo "keyftpd_clients: ok (curl $(curl --version | head -1 | cut -d' ' -f2), lftp)"

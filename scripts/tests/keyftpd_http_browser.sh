@@ -9,11 +9,10 @@
 # mid-upload goes to $KEYFS_SCREENSHOT when set (docs/ keeps one).
 set -euo pipefail
 
-KEYFTPD=${KEYFTPD:-target/debug/keyftpd}
-[ -x "$KEYFTPD" ] || { echo "keyftpd binary not found: $KEYFTPD" >&2; exit 2; }
-for tool in chromium node npm python3 cmp; do
-    command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 2; }
-done
+source "$(dirname "$0")/../lib/common.sh"
+source "$(dirname "$0")/../lib/clients.sh"
+kf_trap_cleanup
+kc_need chromium node npm python3 cmp
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 NPMDIR=${KEYFS_NPM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/keyfs-tests/npm}
 if [ ! -d "$NPMDIR/node_modules/playwright-core" ]; then
@@ -23,33 +22,15 @@ if [ ! -d "$NPMDIR/node_modules/playwright-core" ]; then
         { echo "cannot install playwright-core" >&2; exit 1; }
 fi
 
-WORK=$(mktemp -d)
-SRV_PID="" PROXY_PID=""
-cleanup() {
-    for p in $PROXY_PID $SRV_PID; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
+kc_keyftpd --http 127.0.0.1:0
 mkdir -p "$WORK/root/drop" "$WORK/profile"
-export KEYFTPD_PASSWORD=browser-pw
-"$KEYFTPD" --root "$WORK/root" --http 127.0.0.1:0 --user tester \
-    >"$WORK/stdout" 2>"$WORK/server.log" &
-SRV_PID=$!
-PORT=""
-for _ in $(seq 1 100); do
-    PORT=$(sed -n 's/^http listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/stdout" 2>/dev/null || true)
-    [ -n "$PORT" ] && break
-    kill -0 "$SRV_PID" 2>/dev/null || { cat "$WORK/server.log" >&2; echo "keyftpd exited" >&2; exit 1; }
-    sleep 0.1
-done
-[ -n "$PORT" ] || { echo "keyftpd did not report its HTTP port" >&2; exit 1; }
-fail() { [ -n "${KEYFS_KEEP_LOG:-}" ] && cp "$WORK/server.log" "$KEYFS_KEEP_LOG"; echo "FAIL: $*" >&2; echo "--- server log" >&2; grep -v DEBUG "$WORK/server.log" | tail -n 30 >&2; exit 1; }
+PORT=$HPORT
 
 # 6 MiB/s so that the page is seen mid-upload; one cut after 12 MiB.
 python3 "$HERE/lib/cutproxy.py" --upstream "127.0.0.1:$PORT" --cut-after 12582912 \
     --rate 6291456 --stats "$WORK/proxy.stats" --max-seconds 220 >"$WORK/proxy.out" &
 PROXY_PID=$!
+kf_register pids "$PROXY_PID"
 PPORT=""
 for _ in $(seq 1 100); do
     PPORT=$(sed -n 's/^listening on \([0-9]*\)$/\1/p' "$WORK/proxy.out" 2>/dev/null || true)
@@ -76,7 +57,7 @@ grep -q 'cuts=1' "$WORK/proxy.stats" || fail "the proxy did not cut: $(cat "$WOR
 # to exactly its size, and its last upload started where the server stood.
 check() { # NAME SIZE
     local lines sum
-    lines=$(grep "http: upload /drop/$1 " "$WORK/server.log" || true)
+    lines=$(grep "http: upload /drop/$1 " "$KEYFTPD_LOG" || true)
     echo "$lines" | grep -q 'clean=false' || fail "$1: never cut: $lines"
     sum=$(echo "$lines" | grep -o 'bytes=[0-9]*' | awk -F= '{s+=$2} END {print s+0}')
     [ "$sum" = "$2" ] || fail "$1: stored $sum bytes in all for $2: $lines"

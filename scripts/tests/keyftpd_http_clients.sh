@@ -4,46 +4,18 @@
 # download (`-C -`), PUT and a resumed PUT (`-C N -T`, Content-Range), the
 # WebDAV namespace methods (MKCOL, PROPFIND, MOVE, COPY, DELETE), and an
 # upload started over FTP (curl) and finished over HTTP (curl -F). Every
-# file is checked by sha256. Builds nothing: the binary comes from $KEYFTPD
-# (default target/debug/keyftpd). Exits non-zero on failure.
+# file is checked by sha256. Builds nothing: the binary comes from $KF_BIN
+# (default target/debug). Exits non-zero on failure.
 set -euo pipefail
 
-KEYFTPD=${KEYFTPD:-target/debug/keyftpd}
-[ -x "$KEYFTPD" ] || { echo "keyftpd binary not found: $KEYFTPD" >&2; exit 2; }
-for tool in curl sha256sum python3; do
-    command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 2; }
-done
-
-WORK=$(mktemp -d)
-SRV_PID=""
-cleanup() {
-    if [ -n "$SRV_PID" ]; then kill "$SRV_PID" 2>/dev/null || true; wait "$SRV_PID" 2>/dev/null || true; fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-mkdir -p "$WORK/root" "$WORK/local"
-export KEYFTPD_PASSWORD=http-clients-pw
-"$KEYFTPD" --root "$WORK/root" --listen 127.0.0.1:0 --http 127.0.0.1:0 --user tester \
-    >"$WORK/stdout" 2>"$WORK/server.log" &
-SRV_PID=$!
-
-HPORT="" FPORT=""
-for _ in $(seq 1 100); do
-    HPORT=$(sed -n 's/^http listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/stdout" 2>/dev/null || true)
-    FPORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/stdout" 2>/dev/null || true)
-    [ -n "$HPORT" ] && [ -n "$FPORT" ] && break
-    kill -0 "$SRV_PID" 2>/dev/null || { cat "$WORK/server.log" >&2; echo "keyftpd exited" >&2; exit 1; }
-    sleep 0.1
-done
-[ -n "$HPORT" ] || { echo "keyftpd did not report its HTTP port" >&2; exit 1; }
+source "$(dirname "$0")/../lib/common.sh"
+source "$(dirname "$0")/../lib/clients.sh"
+kf_trap_cleanup
+kc_need curl sha256sum python3
+kc_keyftpd --http 127.0.0.1:0
 URL="http://127.0.0.1:$HPORT"
 FTP="ftp://tester:$KEYFTPD_PASSWORD@127.0.0.1:$FPORT"
 
-fail() { echo "FAIL: $*" >&2; echo "--- server log" >&2; tail -n 30 "$WORK/server.log" >&2; exit 1; }
-same() { [ "$(sha256sum <"$1" | cut -d' ' -f1)" = "$(sha256sum <"$2" | cut -d' ' -f1)" ] || fail "$3: $1 != $2"; }
-crc() { python3 -c 'import sys, zlib; print("0x%08X" % zlib.crc32(open(sys.argv[1], "rb").read()))' "$1"; }
-json() { python3 -c 'import sys, json; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 C=(curl -sS --fail --max-time 60 -u "tester:$KEYFTPD_PASSWORD")
 
 head -c 5000000 /dev/urandom >"$WORK/local/big.bin"

@@ -2,42 +2,19 @@
 # keyftpd's WebDAV against rclone's webdav backend (an on-the-fly remote,
 # no config file): copy a tree up, ls and check it, copy it back down,
 # move a file (its key goes with it), delete and purge. Every file is
-# checked by sha256. Builds nothing: the binary comes from $KEYFTPD
-# (default target/debug/keyftpd). Exits non-zero on failure.
+# checked by sha256. Builds nothing: the binary comes from $KF_BIN
+# (default target/debug). Exits non-zero on failure.
 set -euo pipefail
 
-KEYFTPD=${KEYFTPD:-target/debug/keyftpd}
-[ -x "$KEYFTPD" ] || { echo "keyftpd binary not found: $KEYFTPD" >&2; exit 2; }
-for tool in rclone curl sha256sum python3; do
-    command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 2; }
-done
-
-WORK=$(mktemp -d)
-SRV_PID=""
-cleanup() {
-    if [ -n "$SRV_PID" ]; then kill "$SRV_PID" 2>/dev/null || true; wait "$SRV_PID" 2>/dev/null || true; fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-mkdir -p "$WORK/root" "$WORK/up/sub/deeper" "$WORK/down"
-export KEYFTPD_PASSWORD=rclone-pw
-"$KEYFTPD" --root "$WORK/root" --http 127.0.0.1:0 --user tester \
-    >"$WORK/stdout" 2>"$WORK/server.log" &
-SRV_PID=$!
-PORT=""
-for _ in $(seq 1 100); do
-    PORT=$(sed -n 's/^http listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/stdout" 2>/dev/null || true)
-    [ -n "$PORT" ] && break
-    kill -0 "$SRV_PID" 2>/dev/null || { cat "$WORK/server.log" >&2; echo "keyftpd exited" >&2; exit 1; }
-    sleep 0.1
-done
-[ -n "$PORT" ] || { echo "keyftpd did not report its HTTP port" >&2; exit 1; }
+source "$(dirname "$0")/../lib/common.sh"
+source "$(dirname "$0")/../lib/clients.sh"
+kf_trap_cleanup
+kc_need rclone curl sha256sum python3
+kc_keyftpd --http 127.0.0.1:0
+mkdir -p "$WORK/up/sub/deeper" "$WORK/down"
+PORT=$HPORT
 URL="http://127.0.0.1:$PORT"
 
-fail() { echo "FAIL: $*" >&2; echo "--- server log" >&2; tail -n 30 "$WORK/server.log" >&2; exit 1; }
-same() { [ "$(sha256sum <"$1" | cut -d' ' -f1)" = "$(sha256sum <"$2" | cut -d' ' -f1)" ] || fail "$3: $1 != $2"; }
-crc() { python3 -c 'import sys, zlib; print("0x%08X" % zlib.crc32(open(sys.argv[1], "rb").read()))' "$1"; }
 R=":webdav,url='$URL/',user=tester,pass=$(rclone obscure "$KEYFTPD_PASSWORD"):"
 rc() { rclone --config /dev/null --low-level-retries 1 --retries 1 "$@"; }
 C=(curl -sS --fail --max-time 60 -u "tester:$KEYFTPD_PASSWORD")

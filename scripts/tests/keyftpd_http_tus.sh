@@ -6,14 +6,13 @@
 # back and finishes it, re-sending only what was missing. Then, with curl:
 # the creation's Upload-Offset, a wrong checksum (460, nothing appended),
 # a different key replacing the partial, termination. Builds nothing: the
-# binary comes from $KEYFTPD (default target/debug/keyftpd).
+# binary comes from $KF_BIN (default target/debug).
 set -euo pipefail
 
-KEYFTPD=${KEYFTPD:-target/debug/keyftpd}
-[ -x "$KEYFTPD" ] || { echo "keyftpd binary not found: $KEYFTPD" >&2; exit 2; }
-for tool in curl sha256sum python3; do
-    command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 2; }
-done
+source "$(dirname "$0")/../lib/common.sh"
+source "$(dirname "$0")/../lib/clients.sh"
+kf_trap_cleanup
+kc_need curl sha256sum python3
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 PIPDIR=${KEYFS_PIP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/keyfs-tests/pip}
 if ! PYTHONPATH=$PIPDIR python3 -c 'import tusclient' 2>/dev/null; then
@@ -23,34 +22,15 @@ if ! PYTHONPATH=$PIPDIR python3 -c 'import tusclient' 2>/dev/null; then
         { echo "cannot install tuspy" >&2; exit 1; }
 fi
 
-WORK=$(mktemp -d)
-SRV_PID="" PROXY_PID=""
-cleanup() {
-    for p in $PROXY_PID $SRV_PID; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
+kc_keyftpd --http 127.0.0.1:0
 mkdir -p "$WORK/root/up"
-export KEYFTPD_PASSWORD=tus-pw
-"$KEYFTPD" --root "$WORK/root" --http 127.0.0.1:0 --user tester \
-    >"$WORK/stdout" 2>"$WORK/server.log" &
-SRV_PID=$!
-PORT=""
-for _ in $(seq 1 100); do
-    PORT=$(sed -n 's/^http listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/stdout" 2>/dev/null || true)
-    [ -n "$PORT" ] && break
-    kill -0 "$SRV_PID" 2>/dev/null || { cat "$WORK/server.log" >&2; echo "keyftpd exited" >&2; exit 1; }
-    sleep 0.1
-done
-[ -n "$PORT" ] || { echo "keyftpd did not report its HTTP port" >&2; exit 1; }
-fail() { echo "FAIL: $*" >&2; echo "--- server log" >&2; tail -n 30 "$WORK/server.log" >&2; exit 1; }
-same() { [ "$(sha256sum <"$1" | cut -d' ' -f1)" = "$(sha256sum <"$2" | cut -d' ' -f1)" ] || fail "$3: $1 != $2"; }
+PORT=$HPORT
 
 # The proxy cuts the first upload after 3.5 MiB (mid-way through a 1 MiB PATCH).
 python3 "$HERE/lib/cutproxy.py" --upstream "127.0.0.1:$PORT" --cut-after 3670016 \
     --stats "$WORK/proxy.stats" --max-seconds 200 >"$WORK/proxy.out" &
 PROXY_PID=$!
+kf_register pids "$PROXY_PID"
 PPORT=""
 for _ in $(seq 1 100); do
     PPORT=$(sed -n 's/^listening on \([0-9]*\)$/\1/p' "$WORK/proxy.out" 2>/dev/null || true)
@@ -99,7 +79,7 @@ PY "http://127.0.0.1:$PPORT/up/" "$WORK/big.bin" "$KEY" "$AUTH" cut || fail "tus
 grep -q 'cuts=1' "$WORK/proxy.stats" || fail "the proxy did not cut: $(cat "$WORK/proxy.stats")"
 # Wait until the server has recorded the cut PATCH.
 for _ in $(seq 1 100); do
-    [ "$(grep -c 'http: upload /up/big.bin' "$WORK/server.log")" -ge 4 ] && break
+    [ "$(grep -c 'http: upload /up/big.bin' "$KEYFTPD_LOG")" -ge 4 ] && break
     sleep 0.1
 done
 KEPT=$(stat -c %s "$WORK/root/up/big.bin")
@@ -109,10 +89,10 @@ KEPT=$(stat -c %s "$WORK/root/up/big.bin")
 cmp -n "$KEPT" "$WORK/big.bin" "$WORK/root/up/big.bin" || fail "the kept part differs"
 
 # A new uploader with no local state: the key finds the partial.
-before=$(grep -o 'bytes=[0-9]*' "$WORK/server.log" | awk -F= '{s+=$2} END {print s+0}')
+before=$(grep -o 'bytes=[0-9]*' "$KEYFTPD_LOG" | awk -F= '{s+=$2} END {print s+0}')
 PY "http://127.0.0.1:$PORT/up/" "$WORK/big.bin" "$KEY" "$AUTH" resume || fail "tuspy resume"
 same "$WORK/big.bin" "$WORK/root/up/big.bin" "tus upload"
-after=$(grep -o 'bytes=[0-9]*' "$WORK/server.log" | awk -F= '{s+=$2} END {print s+0}')
+after=$(grep -o 'bytes=[0-9]*' "$KEYFTPD_LOG" | awk -F= '{s+=$2} END {print s+0}')
 [ $((after - before)) = $((8388608 - KEPT)) ] || fail "re-sent $((after - before)), missing was $((8388608 - KEPT))"
 st=$(curl -sS --fail -H "Authorization: $AUTH" "http://127.0.0.1:$PORT/up/big.bin?state")
 [ "$st" = "{\"size\": 8388608, \"key\": \"$KEY\", \"complete\": true}" ] || fail "state: $st"

@@ -7,46 +7,20 @@
 # plain HTTP face refuses credentials (403, the reason in one line, no
 # 401 prompt) while HTTPS takes them; curl without the CA refuses the
 # server. Every file is checked by sha256. Builds nothing: the binary
-# comes from $KEYFTPD (default target/debug/keyftpd).
+# comes from $KEYFTPD (default target/debug).
 set -euo pipefail
 
-KEYFTPD=${KEYFTPD:-target/debug/keyftpd}
-[ -x "$KEYFTPD" ] || { echo "keyftpd binary not found: $KEYFTPD" >&2; exit 2; }
-for tool in curl rclone sha256sum python3; do
-    command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 2; }
-done
-
-WORK=$(mktemp -d)
-SRV_PID=""
-cleanup() {
-    if [ -n "$SRV_PID" ]; then kill "$SRV_PID" 2>/dev/null || true; wait "$SRV_PID" 2>/dev/null || true; fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-mkdir -p "$WORK/root" "$WORK/local" "$WORK/up/sub" "$WORK/down"
-"$KEYFTPD" gen-cert --host localhost --out-cert "$WORK/cert.pem" --out-key "$WORK/key.pem" >/dev/null
-export KEYFTPD_PASSWORD=https-clients-pw
-"$KEYFTPD" --root "$WORK/root" --http 127.0.0.1:0 --https 127.0.0.1:0 --user tester \
-    --tls-cert "$WORK/cert.pem" --tls-key "$WORK/key.pem" --require-tls \
-    >"$WORK/stdout" 2>"$WORK/server.log" &
-SRV_PID=$!
-HPORT="" SPORT=""
-for _ in $(seq 1 100); do
-    HPORT=$(sed -n 's/^http listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/stdout" 2>/dev/null || true)
-    SPORT=$(sed -n 's/^https listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/stdout" 2>/dev/null || true)
-    [ -n "$HPORT" ] && [ -n "$SPORT" ] && break
-    kill -0 "$SRV_PID" 2>/dev/null || { cat "$WORK/server.log" >&2; echo "keyftpd exited" >&2; exit 1; }
-    sleep 0.1
-done
-[ -n "$SPORT" ] || { echo "keyftpd did not report its HTTPS port" >&2; exit 1; }
+source "$(dirname "$0")/../lib/common.sh"
+source "$(dirname "$0")/../lib/clients.sh"
+kf_trap_cleanup
+kc_need curl rclone sha256sum python3
+kc_work
+mkdir -p "$WORK/up/sub" "$WORK/down"
+"$KF_BIN/keyftpd" gen-cert --host localhost --out-cert "$WORK/cert.pem" --out-key "$WORK/key.pem" >/dev/null
+kc_keyftpd --http 127.0.0.1:0 --https 127.0.0.1:0 --tls-cert "$WORK/cert.pem" --tls-key "$WORK/key.pem" --require-tls
 URL="https://localhost:$SPORT"
 PLAIN="http://127.0.0.1:$HPORT"
 
-fail() { echo "FAIL: $*" >&2; echo "--- server log" >&2; tail -n 30 "$WORK/server.log" >&2; exit 1; }
-same() { [ "$(sha256sum <"$1" | cut -d' ' -f1)" = "$(sha256sum <"$2" | cut -d' ' -f1)" ] || fail "$3: $1 != $2"; }
-crc() { python3 -c 'import sys, zlib; print("0x%08X" % zlib.crc32(open(sys.argv[1], "rb").read()))' "$1"; }
-json() { python3 -c 'import sys, json; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 C=(curl -sS --fail --max-time 60 --cacert "$WORK/cert.pem" -u "tester:$KEYFTPD_PASSWORD")
 
 head -c 5000000 /dev/urandom >"$WORK/local/big.bin"
@@ -118,5 +92,5 @@ rc --ca-cert "$WORK/cert.pem" check "$WORK/up" "${R}tree" || fail "rclone check"
 rc --ca-cert "$WORK/cert.pem" copy "${R}tree" "$WORK/down" || fail "rclone copy down"
 same "$WORK/up/a.bin" "$WORK/down/a.bin" "rclone copy down"
 
-grep -q 'failed login' "$WORK/server.log" && fail "a password was checked and refused"
+grep -q 'failed login' "$KEYFTPD_LOG" && fail "a password was checked and refused"
 echo "keyftpd_https_clients: ok"

@@ -22,23 +22,25 @@ use std::time::Duration;
 use keyfs::fs::{fuse::KeyFs, Core};
 
 use super::fusemount;
+use super::inotify;
 use super::live::{self, MountNames};
 use super::mount::{describe, lock_spool, Plan};
 use super::registry;
+use super::retry;
 
 /// How long the daemon gives its shutdown (uploader and syncer) before
 /// the process exits anyway.
 pub const EXIT_BOUND: Duration = Duration::from_millis(1500);
 
-/// A signalfd for SIGTERM, SIGINT, SIGHUP (unmount) and SIGUSR1 (`keyfs
-/// retry`), blocked in this thread and every thread it starts later.
+/// A signalfd for SIGTERM, SIGINT and SIGHUP, blocked in this thread and
+/// every thread it starts later.
 fn signal_fd() -> Result<OwnedFd, String> {
     // SAFETY: plain libc signal-set manipulation on a local set; signalfd
     // returns a new descriptor we then own.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1] {
+        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
             libc::sigaddset(&mut set, s);
         }
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
@@ -48,19 +50,6 @@ fn signal_fd() -> Result<OwnedFd, String> {
         }
         Ok(OwnedFd::from_raw_fd(fd))
     }
-}
-
-/// Takes one signal off the signalfd: its number.
-fn read_signal(fd: &OwnedFd) -> Option<u32> {
-    let mut info = std::mem::MaybeUninit::<libc::signalfd_siginfo>::uninit();
-    let len = std::mem::size_of::<libc::signalfd_siginfo>();
-    // SAFETY: reads at most `len` bytes into storage of that size.
-    let n = unsafe { libc::read(fd.as_raw_fd(), info.as_mut_ptr().cast(), len) };
-    if n as usize != len {
-        return None;
-    }
-    // SAFETY: the kernel filled the whole struct (n == len).
-    Some(unsafe { info.assume_init() }.ssi_signo)
 }
 
 /// Connects, mounts, reports readiness, serves until unmounted or signalled.
@@ -127,14 +116,25 @@ pub fn serve(plan: Plan, ready: &mut Option<std::fs::File>) -> Result<(), String
         .map_err(|e| log::warn!("no live status file: {e}"))
         .ok();
 
+    // `keyfs retry` requests are files renamed into the spool.
+    let requests = inotify::Watch::new(&spool, libc::IN_MOVED_TO)
+        .map_err(|e| log::warn!("keyfs retry will not reach this daemon: {e}"))
+        .ok();
+    let mut wakes = vec![sigfd.as_raw_fd()];
+    wakes.extend(requests.as_ref().map(|w| w.fd()));
     let gone = loop {
-        if fusemount::wait_gone_or(&watch, sigfd.as_raw_fd()) {
-            break true;
+        match fusemount::wait_gone_or(&watch, &wakes) {
+            fusemount::Woken::Gone => break true,
+            fusemount::Woken::Ready(1) => {
+                if let Some(w) = &requests {
+                    if w.names().iter().any(|n| retry::is_request(n)) {
+                        retry::take_requests(&spool, |p| core.uploader().retry_failed(p));
+                    }
+                }
+            }
+            // A termination signal (or poll failing): unmount.
+            _ => break false,
         }
-        if read_signal(&sigfd) != Some(libc::SIGUSR1 as u32) {
-            break false;
-        }
-        super::retry::take_requests(&spool, |paths| core.uploader().retry_failed(paths));
     };
     if gone {
         log::info!("{} was unmounted", plan.mountpoint.display());

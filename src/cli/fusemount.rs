@@ -281,36 +281,44 @@ pub fn unmount(mountpoint: &Path, lazy: bool) -> io::Result<()> {
     }
 }
 
-/// Waits until the mount behind the `/dev/fuse` descriptor `fd` is gone
-/// (the kernel ends the connection: POLLERR) or `wake` becomes readable.
-/// True when the mount is gone.
-pub fn wait_gone_or(fd: &OwnedFd, wake: libc::c_int) -> bool {
-    let mut fds = [
-        libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: 0,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: wake,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
+/// What ended [`wait_gone_or`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Woken {
+    /// The kernel ended the connection: unmounted.
+    Gone,
+    /// `wakes[i]` is readable.
+    Ready(usize),
+    /// poll failed.
+    Error,
+}
+
+/// Sleeps until the mount `fd` is gone (POLLERR/POLLHUP: unmounted) or
+/// one of `wakes` is readable.
+pub fn wait_gone_or(fd: &OwnedFd, wakes: &[libc::c_int]) -> Woken {
+    let mut fds = vec![libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: 0,
+        revents: 0,
+    }];
+    fds.extend(wakes.iter().map(|&w| libc::pollfd {
+        fd: w,
+        events: libc::POLLIN,
+        revents: 0,
+    }));
     loop {
-        // SAFETY: two valid pollfd entries.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        // SAFETY: `fds` holds fds.len() valid pollfd entries.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
         if n < 0 {
             if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
                 continue;
             }
-            return false;
+            return Woken::Error;
         }
         if fds[0].revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
-            return true;
+            return Woken::Gone;
         }
-        if fds[1].revents != 0 {
-            return false;
+        if let Some(i) = fds[1..].iter().position(|p| p.revents != 0) {
+            return Woken::Ready(i);
         }
     }
 }

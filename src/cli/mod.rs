@@ -7,6 +7,7 @@
 
 pub mod daemon;
 pub mod fusemount;
+pub mod inotify;
 pub mod live;
 pub mod mount;
 pub mod mountinfo;

@@ -10,10 +10,10 @@
 //! time to notice a daemon that died.
 
 use std::collections::HashSet;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::inotify::{self, Watch};
 use super::report::{Report, State};
 use super::{live, Failure, MountFiles, Target, WaitArgs};
 
@@ -104,49 +104,6 @@ fn remote_path(p: &Path, mountpoint: Option<&Path>) -> Result<String, String> {
     Ok(parts.join("/"))
 }
 
-/// An inotify watch on the spool directory.
-struct Watch(OwnedFd);
-
-impl Watch {
-    fn new(dir: &Path) -> Result<Watch, String> {
-        use std::os::unix::ffi::OsStrExt;
-        // SAFETY: inotify_init1 returns a new descriptor we own.
-        let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
-        if fd < 0 {
-            return Err(format!("inotify: {}", std::io::Error::last_os_error()));
-        }
-        // SAFETY: fd is fresh.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
-            .map_err(|_| "NUL in spool path".to_string())?;
-        let mask = libc::IN_MOVED_TO | libc::IN_CLOSE_WRITE | libc::IN_DELETE;
-        // SAFETY: valid descriptor and path.
-        if unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), mask) } < 0 {
-            return Err(format!(
-                "inotify on {}: {}",
-                dir.display(),
-                std::io::Error::last_os_error()
-            ));
-        }
-        Ok(Watch(fd))
-    }
-
-    /// Sleeps until an event or `d`, then drains the events.
-    fn sleep(&self, d: Duration) {
-        let mut p = libc::pollfd {
-            fd: self.0.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = d.as_millis().min(i32::MAX as u128) as i32;
-        // SAFETY: one valid pollfd.
-        unsafe { libc::poll(&mut p, 1, ms) };
-        let mut buf = [0u8; 4096];
-        // SAFETY: reading into a local buffer; non-blocking.
-        while unsafe { libc::read(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
-    }
-}
-
 /// What the report says about the files waited for.
 #[derive(Debug, PartialEq)]
 enum Verdict {
@@ -185,7 +142,7 @@ pub fn wait_spool(
 ) -> Result<(), Failure> {
     let start = live::now_secs();
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-    let watch = Watch::new(spool)?;
+    let watch = Watch::new(spool, inotify::CHANGES)?;
     let mut set: Option<HashSet<String>> =
         (!wanted.is_empty()).then(|| wanted.iter().cloned().collect());
     let give_up = |msg: String| Failure {

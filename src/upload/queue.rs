@@ -356,7 +356,9 @@ impl Shared {
             }
             let reason = reason.clone();
             j.rec.state = JobState::Queued;
-            if let Err(e) = self.journal.record(&j.rec) {
+            // Not synced (this runs under the queue's lock, once per job): a
+            // crash before the next sync leaves it failed, to retry again.
+            if let Err(e) = self.journal.record_volatile(&j.rec) {
                 log::error!("journal: cannot queue job {} again: {e}", j.rec.id);
                 j.rec.state = JobState::Failed(reason);
                 continue;
