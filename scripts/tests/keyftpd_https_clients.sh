@@ -7,7 +7,7 @@
 # plain HTTP face refuses credentials (403, the reason in one line, no
 # 401 prompt) while HTTPS takes them; curl without the CA refuses the
 # server. Every file is checked by sha256. Builds nothing: the binary
-# comes from $KEYFTPD (default target/debug).
+# comes from $KF_BIN (default target/debug).
 set -euo pipefail
 
 source "$(dirname "$0")/../lib/common.sh"

@@ -6,7 +6,7 @@
 # sha256. Refusals: --require-tls refuses a plain login (530) and a PROT C
 # transfer (521); a data connection that does not resume the control
 # connection's TLS session is refused (522). Builds nothing: the binary
-# comes from $KEYFTPD (default target/debug).
+# comes from $KEYFTPD (default target/debug/keyftpd).
 set -euo pipefail
 
 KEYFTPD=${KEYFTPD:-target/debug/keyftpd}
