@@ -116,6 +116,10 @@ pub enum RemoteError {
 fn io_text(e: &std::io::Error) -> String {
     if e.kind() == std::io::ErrorKind::InvalidInput {
         e.to_string()
+    } else if e.raw_os_error() == Some(libc::EAGAIN) {
+        // A socket timeout reads as EAGAIN ("Resource temporarily
+        // unavailable"), which says nothing to someone reading `keyfs status`.
+        "network error: timed out (no answer)".into()
     } else {
         format!("network error: {e}")
     }
@@ -195,5 +199,29 @@ pub struct Download {
 impl std::io::Read for Download {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         self.stream.read(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_read_well() {
+        let t = RemoteError::Io(std::io::Error::from_raw_os_error(libc::EAGAIN));
+        assert_eq!(t.to_string(), "network error: timed out (no answer)");
+        let c = RemoteError::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "cannot connect to nas:21: timed out",
+        ));
+        assert_eq!(
+            c.to_string(),
+            "network error: cannot connect to nas:21: timed out"
+        );
+        let u = RemoteError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "certificate of nas not trusted",
+        ));
+        assert_eq!(u.to_string(), "certificate of nas not trusted");
     }
 }
