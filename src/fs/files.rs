@@ -501,8 +501,12 @@ impl Core {
         if l.unlinked || l.status == Status::Uploaded {
             let id = l.id;
             let unlinked = l.unlinked;
-            st.pending.remove(&ino);
+            // Dropped off the lock: the last close of a large uploaded
+            // (unlinked) data file takes a while to free its blocks.
+            let gone = st.pending.remove(&ino);
             drop(st);
+            drop(_order);
+            drop(gone);
             if unlinked {
                 let _ = self.journal.remove(id);
             }
