@@ -67,7 +67,8 @@ pub struct Session {
     /// The state the last upload's POST answered, by path: it verifies
     /// that upload without asking again.
     answered: Option<(String, seed::State)>,
-    /// The connection of the last direct upload, kept alive for the next.
+    /// The kept-alive connection of the last direct request (a state
+    /// query or an upload), for the next.
     idle: Option<std::net::TcpStream>,
     timeout: Duration,
 }
@@ -98,6 +99,14 @@ pub fn status_error(status: u16, what: &str) -> RemoteError {
     }
 }
 
+/// A refused login (401, 403) with the one-line reason of its text body.
+fn refusal(code: u16, why: &str, what: &str) -> RemoteError {
+    match why.lines().next().map(str::trim).filter(|l| !l.is_empty()) {
+        Some(line) => status_error(code, &format!("{what} ({line})")),
+        None => status_error(code, what),
+    }
+}
+
 /// The server a session talks to, for error messages: its host, and what
 /// the client trusts when the connection is TLS.
 #[derive(Clone, Debug)]
@@ -115,10 +124,7 @@ impl Peer {
             ureq::Error::Status(code @ (401 | 403), r) if r.content_type() == "text/plain" => {
                 let mut why = String::new();
                 let _ = r.into_reader().take(300).read_to_string(&mut why);
-                match why.lines().next().map(str::trim).filter(|l| !l.is_empty()) {
-                    Some(line) => status_error(code, &format!("{what} ({line})")),
-                    None => status_error(code, what),
-                }
+                refusal(code, &why, what)
             }
             ureq::Error::Status(code, _) => status_error(code, what),
             ureq::Error::Transport(t) => {
