@@ -529,4 +529,32 @@ mod tests {
         let got = h.join().expect("server");
         assert_eq!(got.len(), head.len() + 3);
     }
+
+    #[test]
+    fn a_call_reads_a_small_answer_and_leaves_a_closed_connection() {
+        let answer =
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+        let (a, h) = serve(answer, 0);
+        let req = request_head("GET", &a, "/f?state", None, &[], None);
+        let r = call(&a, &req, 100, T, None).expect("answer");
+        assert_eq!(
+            (r.status, r.content_type.as_str(), r.body.as_slice()),
+            (200, "application/json", &b"{}"[..])
+        );
+        assert_eq!(
+            String::from_utf8(h.join().expect("server")).expect("utf8"),
+            req
+        );
+        // The server closed the kept connection: the next call connects anew.
+        let kept = r.keep.expect("kept");
+        std::thread::sleep(Duration::from_millis(50));
+        let (a2, h2) = serve(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", 0);
+        let r = call(&a2, &req, 100, T, Some(kept)).expect("answer");
+        assert_eq!(r.status, 404);
+        h2.join().expect("server");
+        // A server that closes without answering: an error, not an answer.
+        let (a3, _h3) = serve(b"", 0);
+        let e = call(&a3, &req, 100, T, None).err().expect("no answer");
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+    }
 }

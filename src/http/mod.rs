@@ -58,6 +58,9 @@ pub struct Session {
     /// The server offers keyftpd's resumable POST (`?state`); found by
     /// OPTIONS advertising tus, dropped when a state query is not answered.
     seed: bool,
+    /// The server has answered an upload's state (to a query or a POST):
+    /// its seed flow is known to work, so a small file may skip the query.
+    stated: bool,
     /// The key of the next upload (given to `probe` or `replace`).
     key: Option<Key>,
     /// The server answers `?crc=N` (keyftpd, with `seed`); dropped when
@@ -210,6 +213,7 @@ impl Session {
             root,
             auth,
             seed: false,
+            stated: false,
             key: None,
             crc: false,
             refused: Vec::new(),

@@ -70,6 +70,7 @@ impl Session {
     /// a POST answered for [`Session::verify`].
     pub fn finish_upload(&mut self, up: HttpUpload) -> Result<(), RemoteError> {
         let (answered, kept) = up.finish()?;
+        self.stated |= answered.is_some();
         self.answered = answered;
         self.idle = kept;
         Ok(())
@@ -153,7 +154,11 @@ impl Session {
             return match r.status {
                 401 | 403 if r.content_type == "text/plain" => Err(refusal(r.status, &body, &what)),
                 code @ 400.. => Err(status_error(code, &what)),
-                _ if r.content_type == "application/json" => seed::parse_state(&body).map(Some),
+                _ if r.content_type == "application/json" => {
+                    let st = seed::parse_state(&body)?;
+                    self.stated = true;
+                    Ok(Some(st))
+                }
                 _ => Ok(None),
             };
         }
@@ -161,7 +166,9 @@ impl Session {
         match self.request("GET", &url).call() {
             Ok(r) if r.content_type() == "application/json" => {
                 let body = r.into_string().map_err(RemoteError::Io)?;
-                seed::parse_state(&body).map(Some)
+                let st = seed::parse_state(&body)?;
+                self.stated = true;
+                Ok(Some(st))
             }
             Ok(_) => Ok(None),
             Err(e) => Err(self.peer.error(e, &what)),
@@ -170,11 +177,13 @@ impl Session {
 
     /// What the server holds for `path`: by the state query where the
     /// server keeps keys; else (a stock WebDAV server) nothing it could
-    /// resume. A file of up to [`ASK_ABOVE`] bytes is not asked about:
-    /// it goes whole, by a POST from 0, which replaces whatever is there.
+    /// resume. A file of up to [`ASK_ABOVE`] bytes is not asked about
+    /// once the server has answered a state (so it is keyftpd's flow, not
+    /// another server's tus): it goes whole, by a POST from 0, which
+    /// replaces whatever is there.
     pub fn probe(&mut self, path: &str, key: Key, size: u64) -> Result<Holding, RemoteError> {
         self.key = Some(key);
-        if self.seed && size <= ASK_ABOVE {
+        if self.seed && self.stated && size <= ASK_ABOVE {
             return Ok(Holding::Nothing { open: None });
         }
         if self.seed {
