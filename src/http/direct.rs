@@ -104,9 +104,12 @@ pub(super) struct Sender {
 impl Sender {
     /// Connects (or takes `idle`, see [`reuse_or_connect`]) and sends the
     /// request head, then `head` (the body's first bytes). `len` is the
-    /// whole body, `head` and `tail` included. The socket is corked until
-    /// [`Sender::finish`]: a small upload leaves as one segment, which the
-    /// server reads and parses at once.
+    /// whole body, `head` and `tail` included. The heads leave at once,
+    /// in one segment (the server starts on the upload, creating the file,
+    /// as soon as it can: an upload abandoned for a rename leaves its cut
+    /// partial early, before the old name's clean-up); then the socket is
+    /// corked until [`Sender::finish`], so a small body and its tail
+    /// leave as one more segment.
     pub(super) fn start(
         authority: &str,
         request: &str,
@@ -117,7 +120,6 @@ impl Sender {
         idle: Option<TcpStream>,
     ) -> io::Result<Sender> {
         let sock = reuse_or_connect(authority, timeout, idle)?;
-        cork(&sock, true);
         let mut s = Sender {
             sock,
             left: len,
@@ -135,6 +137,7 @@ impl Sender {
         first.extend_from_slice(head);
         (&s.sock).write_all(&first)?;
         s.left -= head.len() as u64;
+        cork(&s.sock, true);
         Ok(s)
     }
 
