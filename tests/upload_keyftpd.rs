@@ -176,7 +176,7 @@ fn wait_without_a_time_limit() {
 /// upload keyed `key` (KEY + STOR, or the seed POST) of `prefix` only.
 fn make_partial_on(rig: &Rig, path: &str, key: u32, prefix: &[u8]) {
     let mut c = Conn::connect(&rig.endpoint(), Duration::from_secs(5)).expect("connect");
-    let mut up = match c.probe(path, Key(key)).expect("probe") {
+    let mut up = match c.probe(path, Key(key), prefix.len() as u64).expect("probe") {
         Holding::Nothing { open: Some(up) } => up,
         Holding::Nothing { open: None } => c.send_from(path, 0, prefix.len() as u64).expect("send"),
         Holding::Partial { .. } => panic!("no partial expected yet"),
@@ -214,6 +214,32 @@ over_both! {
         s.up.wait("x.bin", WAIT).expect("x");
         assert_eq!(rig.server_file("x.bin").unwrap(), d);
         assert_eq!(s.up.bytes_sent(), 400_000, "restarted from zero");
+        s.up.shutdown();
+    }
+
+    fn small_file_over_a_same_key_partial_ends_whole() {
+        // Up to 64 KiB, HTTP posts the file whole from 0 without asking
+        // for the state first (a resume would save less than the query
+        // costs), once the server has answered a state on the connection
+        // (here to the first upload): the partial is replaced, and the
+        // POST's answered state verifies it. FTP's KEY flow asks anyway
+        // and resumes.
+        let rig = Rig::new();
+        let first = data(1000, 7);
+        let d = data(50_000, 6);
+        make_partial_on(&rig, "s.bin", crc32fast::hash(&d), &d[..20_000]);
+        let spool = Spool::new();
+        let s = start(rig.endpoint(), &spool, 1, None, Policy::Safe);
+        s.up.submit(spool.job("first.bin", &first)).unwrap();
+        s.up.wait("first.bin", WAIT).expect("first");
+        s.up.submit(spool.job("s.bin", &d)).unwrap();
+        s.up.wait("s.bin", WAIT).expect("s");
+        assert_eq!(rig.server_file("s.bin").unwrap(), d);
+        let sent = match core_rig::transport() {
+            keyfs::remote::Scheme::Ftp => 30_000,
+            keyfs::remote::Scheme::Http => 50_000,
+        };
+        assert_eq!(s.up.bytes_sent(), 1000 + sent);
         s.up.shutdown();
     }
 

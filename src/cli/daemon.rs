@@ -52,8 +52,30 @@ fn signal_fd() -> Result<OwnedFd, String> {
     }
 }
 
+/// Allocations from this size up get their own mapping.
+const MMAP_THRESHOLD: libc::c_int = 4 << 20;
+
+/// Fixes glibc's mmap threshold. By default it follows the largest block
+/// freed so far: one 16 MiB FUSE read buffer freed while mounting raised
+/// it past that size, so the four session threads' 16 MiB buffers came
+/// from the heaps instead of fresh mappings, and `calloc` cleared (and so
+/// made resident) whichever landed on reused heap memory: an idle mount
+/// sometimes held 16 MiB more than another, by thread timing alone. Fixed
+/// at 4 MiB, those buffers are always mapped pages that stay untouched
+/// until used; the 1-2 MiB read segments still come from the heaps and
+/// are reused. A fixed threshold also keeps the trim threshold at its
+/// default, so freed heap tops go back to the system.
+fn tune_malloc() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+    }
+}
+
 /// Connects, mounts, reports readiness, serves until unmounted or signalled.
 pub fn serve(plan: Plan, ready: &mut Option<std::fs::File>) -> Result<(), String> {
+    tune_malloc();
     let sigfd = signal_fd()?;
     let ep = plan.cfg.endpoint.clone();
     let spool = plan.cfg.spool_dir.clone();

@@ -7,6 +7,12 @@
 //! and the body is read with whatever buffer the caller gives. Only a
 //! plain answer with a `Content-Length` is taken; anything else (chunked,
 //! a redirect, no length) is left to ureq by asking again.
+//!
+//! The upload's requests (keyftpd's state query and its POST, or a PUT)
+//! go the same way, one after the other on one kept-alive connection:
+//! for a small file they are the whole exchange, and ureq spent a dozen
+//! system calls around each request (a peek at the pooled socket, its
+//! timeouts set and reset) where this needs a `send` and a `recv`.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -17,6 +23,8 @@ const HEAD_MAX: usize = 64 << 10;
 /// The socket's read buffer for the head; a body read at least this large
 /// bypasses it.
 const BUF: usize = 64 << 10;
+/// The read buffer for a small answer (a state, an upload's verdict).
+const REPLY_BUF: usize = 4 << 10;
 
 /// What the server answered.
 pub(super) enum Answer {
@@ -61,10 +69,7 @@ pub(super) fn get(
     offset: u64,
     timeout: Duration,
 ) -> io::Result<Answer> {
-    let sock = connect(authority, timeout)?;
-    sock.set_read_timeout(Some(timeout))?;
-    sock.set_write_timeout(Some(timeout))?;
-    let _ = sock.set_nodelay(true);
+    let sock = reuse_or_connect(authority, timeout, None)?;
     let range = format!("bytes={offset}-");
     let mut extra = vec![("Connection", "close")];
     if offset > 0 {
@@ -73,9 +78,10 @@ pub(super) fn get(
     let head = request_head("GET", authority, path, auth, &extra, None);
     (&sock).write_all(head.as_bytes())?;
     let mut rd = BufReader::with_capacity(BUF, sock);
-    let (status, len, plain, _) = read_head(&mut rd)?;
-    Ok(match (status, len) {
-        (200 | 206, Some(len)) if plain => Answer::Body {
+    let h = read_head(&mut rd)?;
+    let status = h.status;
+    Ok(match (status, h.len) {
+        (200 | 206, Some(len)) if h.plain => Answer::Body {
             status,
             body: Body { rd, left: len },
         },
@@ -96,10 +102,14 @@ pub(super) struct Sender {
 }
 
 impl Sender {
-    /// Connects (or takes `idle`, the kept-alive connection of an earlier
-    /// upload, unless the server closed it) and sends the request head,
-    /// then `head` (the body's first bytes). `len` is the whole body,
-    /// `head` and `tail` included.
+    /// Connects (or takes `idle`, see [`reuse_or_connect`]) and sends the
+    /// request head, then `head` (the body's first bytes). `len` is the
+    /// whole body, `head` and `tail` included. The heads leave at once,
+    /// in one segment (the server starts on the upload, creating the file,
+    /// as soon as it can: an upload abandoned for a rename leaves its cut
+    /// partial early, before the old name's clean-up); then the socket is
+    /// corked until [`Sender::finish`], so a small body and its tail
+    /// leave as one more segment.
     pub(super) fn start(
         authority: &str,
         request: &str,
@@ -109,20 +119,25 @@ impl Sender {
         timeout: Duration,
         idle: Option<TcpStream>,
     ) -> io::Result<Sender> {
-        let sock = match idle.filter(still_open) {
-            Some(s) => s,
-            None => connect(authority, timeout)?,
-        };
-        sock.set_read_timeout(Some(timeout))?;
-        sock.set_write_timeout(Some(timeout))?;
-        let _ = sock.set_nodelay(true);
+        let sock = reuse_or_connect(authority, timeout, idle)?;
         let mut s = Sender {
             sock,
             left: len,
             tail,
         };
-        (&s.sock).write_all(request.as_bytes())?;
-        s.write_all(head)?;
+        let room = s.left.saturating_sub(s.tail.len() as u64);
+        if head.len() as u64 > room {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "upload body longer than announced",
+            ));
+        }
+        let mut first = Vec::with_capacity(request.len() + head.len());
+        first.extend_from_slice(request.as_bytes());
+        first.extend_from_slice(head);
+        (&s.sock).write_all(&first)?;
+        s.left -= head.len() as u64;
+        cork(&s.sock, true);
         Ok(s)
     }
 
@@ -137,10 +152,8 @@ impl Sender {
         self.left = self.left.saturating_sub(n as u64);
     }
 
-    /// Sends the tail and reads the answer: its status, up to `max` bytes
-    /// of its body and, when the server keeps it open and the answer was
-    /// read whole, the connection for the next upload.
-    pub(super) fn finish(mut self, max: u64) -> io::Result<(u16, Vec<u8>, Option<TcpStream>)> {
+    /// Sends the tail and reads the answer (see [`Reply`]).
+    pub(super) fn finish(mut self, max: u64) -> io::Result<Reply> {
         let tail = std::mem::take(&mut self.tail);
         if self.left != tail.len() as u64 {
             return Err(io::Error::new(
@@ -152,18 +165,73 @@ impl Sender {
             ));
         }
         self.write_all(&tail)?;
-        let mut rd = BufReader::new(self.sock);
-        let (status, len, plain, close) = read_head(&mut rd)?;
-        let mut body = Vec::new();
-        let want = match (len, plain) {
-            (Some(n), true) => n.min(max),
-            _ => 0,
-        };
-        (&mut rd).take(want).read_to_end(&mut body)?;
-        let whole = plain && len == Some(body.len() as u64) && rd.buffer().is_empty();
-        let keep = (whole && !close).then(|| rd.into_inner());
-        Ok((status, body, keep))
+        cork(&self.sock, false);
+        read_reply(self.sock, max)
     }
+}
+
+/// A final answer read whole (up to a bound).
+pub(super) struct Reply {
+    pub status: u16,
+    /// Its `Content-Type`, lower-cased, without parameters.
+    pub content_type: String,
+    /// Up to the asked bound of its body.
+    pub body: Vec<u8>,
+    /// The connection, when the server keeps it open and the answer was
+    /// read whole: for the next request.
+    pub keep: Option<TcpStream>,
+}
+
+/// A request without a body (`request`, a whole head) on `idle` or a new
+/// connection; reads up to `max` bytes of the answer's body. A kept-alive
+/// connection the server closed just as it was taken fails before any
+/// answer: the request is then sent once more on a new connection.
+pub(super) fn call(
+    authority: &str,
+    request: &str,
+    max: u64,
+    timeout: Duration,
+    idle: Option<TcpStream>,
+) -> io::Result<Reply> {
+    let reused = idle.is_some();
+    let once = |idle| -> io::Result<Reply> {
+        let sock = reuse_or_connect(authority, timeout, idle)?;
+        (&sock).write_all(request.as_bytes())?;
+        read_reply(sock, max)
+    };
+    match once(idle) {
+        Err(e) if reused && stale(&e) => once(None),
+        r => r,
+    }
+}
+
+/// The failures of a kept-alive connection the server had closed.
+fn stale(e: &io::Error) -> bool {
+    use io::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::BrokenPipe | K::ConnectionReset | K::ConnectionAborted | K::UnexpectedEof
+    )
+}
+
+/// Reads an answer's head and up to `max` bytes of its body.
+fn read_reply(sock: TcpStream, max: u64) -> io::Result<Reply> {
+    let mut rd = BufReader::with_capacity(REPLY_BUF, sock);
+    let h = read_head(&mut rd)?;
+    let mut body = Vec::new();
+    let want = match (h.len, h.plain) {
+        (Some(n), true) => n.min(max),
+        _ => 0,
+    };
+    (&mut rd).take(want).read_to_end(&mut body)?;
+    let whole = h.plain && h.len == Some(body.len() as u64) && rd.buffer().is_empty();
+    let keep = (whole && !h.close).then(|| rd.into_inner());
+    Ok(Reply {
+        status: h.status,
+        content_type: h.content_type,
+        body,
+        keep,
+    })
 }
 
 impl Write for Sender {
@@ -233,16 +301,70 @@ fn connect(authority: &str, timeout: Duration) -> io::Result<TcpStream> {
     Err(last.unwrap_or_else(|| io::Error::other(format!("{authority}: no address"))))
 }
 
-/// Reads the status line and headers: the status, the `Content-Length`,
-/// whether the body is plain (no `Transfer-Encoding`), and whether the
-/// server closes the connection after it (`Connection: close`, HTTP/1.0).
-fn read_head(rd: &mut impl BufRead) -> io::Result<(u16, Option<u64>, bool, bool)> {
+/// `idle`, the kept-alive connection of an earlier request (set up as
+/// here), unless the server closed it; else a new connection, with
+/// timeouts and without Nagle.
+fn reuse_or_connect(
+    authority: &str,
+    timeout: Duration,
+    idle: Option<TcpStream>,
+) -> io::Result<TcpStream> {
+    if let Some(s) = idle.filter(still_open) {
+        return Ok(s);
+    }
+    let sock = connect(authority, timeout)?;
+    sock.set_read_timeout(Some(timeout))?;
+    sock.set_write_timeout(Some(timeout))?;
+    let _ = sock.set_nodelay(true);
+    Ok(sock)
+}
+
+/// Holds back (or lets go of) partial segments: best effort, as only the
+/// number of packets changes.
+fn cork(s: &TcpStream, on: bool) {
+    use std::os::fd::AsRawFd;
+    let v: libc::c_int = on.into();
+    // SAFETY: a valid socket and a pointer to an int of the given size.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_CORK,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// What a response head says.
+#[derive(Debug, PartialEq, Eq)]
+struct Head {
+    status: u16,
+    len: Option<u64>,
+    /// No `Transfer-Encoding`.
+    plain: bool,
+    /// The server closes the connection after it (`Connection: close`,
+    /// HTTP/1.0).
+    close: bool,
+    content_type: String,
+}
+
+/// Reads the status line and headers.
+fn read_head(rd: &mut impl BufRead) -> io::Result<Head> {
     let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("GET: {what}"));
     let mut line = Vec::new();
     let mut used = 0;
     let mut next = |line: &mut Vec<u8>| -> io::Result<()> {
         line.clear();
         let n = rd.take((HEAD_MAX - used) as u64).read_until(b'\n', line)?;
+        if n == 0 && used == 0 {
+            // Nothing at all: the server closed the connection (a stale
+            // kept-alive one, for one).
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed before an answer",
+            ));
+        }
         used += n;
         if n == 0 || !line.ends_with(b"\n") {
             return Err(bad("response head cut off or too large"));
@@ -260,7 +382,7 @@ fn read_head(rd: &mut impl BufRead) -> io::Result<(u16, Option<u64>, bool, bool)
         ),
         _ => return Err(bad("malformed status line")),
     };
-    let (mut len, mut plain) = (None, true);
+    let (mut len, mut plain, mut content_type) = (None, true, String::new());
     loop {
         next(&mut line)?;
         let text = String::from_utf8_lossy(&line);
@@ -284,9 +406,18 @@ fn read_head(rd: &mut impl BufRead) -> io::Result<(u16, Option<u64>, bool, bool)
             plain = false;
         } else if name.eq_ignore_ascii_case("connection") {
             close = value.eq_ignore_ascii_case("close");
+        } else if name.eq_ignore_ascii_case("content-type") {
+            let t = value.split(';').next().unwrap_or("");
+            content_type = t.trim().to_ascii_lowercase();
         }
     }
-    Ok((status, len, plain, close))
+    Ok(Head {
+        status,
+        len,
+        plain,
+        close,
+        content_type,
+    })
 }
 
 #[cfg(test)]
@@ -295,20 +426,24 @@ mod tests {
 
     #[test]
     fn heads() {
-        let h = b"HTTP/1.1 206 Partial Content\r\nContent-Length: 42\r\nX: y\r\n\r\nbody";
+        let head = |h: &[u8]| {
+            read_head(&mut &h[..])
+                .ok()
+                .map(|h| (h.status, h.len, h.plain, h.close, h.content_type))
+        };
+        let json = "application/json".to_string();
         assert_eq!(
-            read_head(&mut &h[..]).ok(),
-            Some((206, Some(42), true, false))
+            head(b"HTTP/1.1 206 Partial Content\r\nContent-Length: 42\r\nContent-type: Application/JSON; charset=utf-8\r\n\r\nbody"),
+            Some((206, Some(42), true, false, json))
         );
         let h = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
-        assert_eq!(read_head(&mut &h[..]).ok(), Some((200, None, false, false)));
+        assert_eq!(head(h), Some((200, None, false, false, String::new())));
         let h = b"HTTP/1.0 404 Not Found\n\n";
-        assert_eq!(read_head(&mut &h[..]).ok(), Some((404, None, true, true)));
+        assert_eq!(head(h), Some((404, None, true, true, String::new())));
         let h = b"HTTP/1.1 200 OK\r\nConnection: Close\r\nContent-Length: 0\r\n\r\n";
-        assert_eq!(
-            read_head(&mut &h[..]).ok(),
-            Some((200, Some(0), true, true))
-        );
+        assert_eq!(head(h), Some((200, Some(0), true, true, String::new())));
+        let e = read_head(&mut &b""[..]).expect_err("nothing");
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
         assert!(read_head(&mut &b"HTTP/1.1 200 OK\r\nContent-Length: 4"[..]).is_err());
         assert!(read_head(&mut &b"SSH-2.0\r\n\r\n"[..]).is_err());
         let h = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\ncontent-length: 2\r\n\r\n";
@@ -378,14 +513,14 @@ mod tests {
         s.write_all(b"abc").expect("write");
         assert!(s.write_all(b"defg").is_err(), "more than announced");
         s.write_all(b"def").expect("write");
-        let (status, body, kept) = s.finish(100).expect("answer");
-        assert_eq!((status, body), (200, b"{}".to_vec()));
+        let r = s.finish(100).expect("answer");
+        assert_eq!((r.status, r.body), (200, b"{}".to_vec()));
         assert_eq!(
             String::from_utf8(h.join().expect("server")).expect("utf8"),
             want
         );
         // The server thread has ended and closed its side: not reused.
-        let kept = kept.expect("an answer read whole keeps its connection");
+        let kept = r.keep.expect("an answer read whole keeps its connection");
         std::thread::sleep(Duration::from_millis(50));
         assert!(!still_open(&kept));
 
@@ -396,5 +531,33 @@ mod tests {
         drop(s);
         let got = h.join().expect("server");
         assert_eq!(got.len(), head.len() + 3);
+    }
+
+    #[test]
+    fn a_call_reads_a_small_answer_and_leaves_a_closed_connection() {
+        let answer =
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+        let (a, h) = serve(answer, 0);
+        let req = request_head("GET", &a, "/f?state", None, &[], None);
+        let r = call(&a, &req, 100, T, None).expect("answer");
+        assert_eq!(
+            (r.status, r.content_type.as_str(), r.body.as_slice()),
+            (200, "application/json", &b"{}"[..])
+        );
+        assert_eq!(
+            String::from_utf8(h.join().expect("server")).expect("utf8"),
+            req
+        );
+        // The server closed the kept connection: the next call connects anew.
+        let kept = r.keep.expect("kept");
+        std::thread::sleep(Duration::from_millis(50));
+        let (a2, h2) = serve(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", 0);
+        let r = call(&a2, &req, 100, T, Some(kept)).expect("answer");
+        assert_eq!(r.status, 404);
+        h2.join().expect("server");
+        // A server that closes without answering: an error, not an answer.
+        let (a3, _h3) = serve(b"", 0);
+        let e = call(&a3, &req, 100, T, None).err().expect("no answer");
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
     }
 }

@@ -18,11 +18,16 @@
 //! from the socket ([`direct`]): ureq moves a body 8 KiB per system call.
 //! `https://` keeps them on ureq.
 //!
+//! Here the session and its errors; the namespace in [`dav`], reads and
+//! uploads in [`transfer`].
+//!
 //! [`Conn`]: crate::transport::Conn
 
+mod dav;
 mod davxml;
 mod direct;
 pub mod seed;
+mod transfer;
 mod upload;
 
 use std::io::{self, Read};
@@ -33,10 +38,7 @@ use base64::Engine;
 use crate::key::Key;
 use crate::remote::session::join_root;
 use crate::remote::tls;
-use crate::transport::{
-    Applied, CrcMethod, Endpoint, Holding, RemoteEntry, RemoteError, Verified, VerifyError,
-};
-use crate::upload::resume::StoredKey;
+use crate::transport::{CrcMethod, Endpoint, RemoteError};
 
 pub use upload::HttpUpload;
 
@@ -56,6 +58,9 @@ pub struct Session {
     /// The server offers keyftpd's resumable POST (`?state`); found by
     /// OPTIONS advertising tus, dropped when a state query is not answered.
     seed: bool,
+    /// The server has answered an upload's state (to a query or a POST):
+    /// its seed flow is known to work, so a small file may skip the query.
+    stated: bool,
     /// The key of the next upload (given to `probe` or `replace`).
     key: Option<Key>,
     /// The server answers `?crc=N` (keyftpd, with `seed`); dropped when
@@ -65,20 +70,11 @@ pub struct Session {
     /// The state the last upload's POST answered, by path: it verifies
     /// that upload without asking again.
     answered: Option<(String, seed::State)>,
-    /// The connection of the last direct upload, kept alive for the next.
+    /// The kept-alive connection of the last direct request (a state
+    /// query or an upload), for the next.
     idle: Option<std::net::TcpStream>,
     timeout: Duration,
 }
-
-/// The pause between two state queries about a partial of ours, and how
-/// long to wait at most for its size to settle (see `settled_state`).
-const SETTLE: Duration = Duration::from_millis(150);
-const SETTLE_MAX: Duration = Duration::from_secs(5);
-
-/// Largest PROPFIND answer read (some 100000 entries).
-const LISTING_MAX: u64 = 64 << 20;
-
-const PROPFIND_BODY: &str = r#"<?xml version="1.0" encoding="utf-8"?><D:propfind xmlns:D="DAV:"><D:prop><D:resourcetype/><D:getcontentlength/><D:getlastmodified/></D:prop></D:propfind>"#;
 
 /// An HTTP status as the one error type: the errno a program sees and
 /// whether a retry can help.
@@ -106,6 +102,14 @@ pub fn status_error(status: u16, what: &str) -> RemoteError {
     }
 }
 
+/// A refused login (401, 403) with the one-line reason of its text body.
+fn refusal(code: u16, why: &str, what: &str) -> RemoteError {
+    match why.lines().next().map(str::trim).filter(|l| !l.is_empty()) {
+        Some(line) => status_error(code, &format!("{what} ({line})")),
+        None => status_error(code, what),
+    }
+}
+
 /// The server a session talks to, for error messages: its host, and what
 /// the client trusts when the connection is TLS.
 #[derive(Clone, Debug)]
@@ -123,10 +127,7 @@ impl Peer {
             ureq::Error::Status(code @ (401 | 403), r) if r.content_type() == "text/plain" => {
                 let mut why = String::new();
                 let _ = r.into_reader().take(300).read_to_string(&mut why);
-                match why.lines().next().map(str::trim).filter(|l| !l.is_empty()) {
-                    Some(line) => status_error(code, &format!("{what} ({line})")),
-                    None => status_error(code, what),
-                }
+                refusal(code, &why, what)
             }
             ureq::Error::Status(code, _) => status_error(code, what),
             ureq::Error::Transport(t) => {
@@ -212,6 +213,7 @@ impl Session {
             root,
             auth,
             seed: false,
+            stated: false,
             key: None,
             crc: false,
             refused: Vec::new(),
@@ -246,498 +248,6 @@ impl Session {
             None => r,
         }
     }
-
-    fn propfind(&mut self, rel: &str, depth: &str) -> Result<Option<String>, RemoteError> {
-        let mut url = self.url(rel)?;
-        if depth == "1" && !url.ends_with('/') {
-            url.push('/');
-        }
-        let r = self
-            .request("PROPFIND", &url)
-            .set("Depth", depth)
-            .set("Content-Type", "application/xml; charset=utf-8")
-            .send_string(PROPFIND_BODY);
-        match r {
-            // Not `into_string`: its 10 MB cap is a directory of ~20000
-            // entries.
-            Ok(resp) => {
-                let mut body = String::new();
-                resp.into_reader()
-                    .take(LISTING_MAX + 1)
-                    .read_to_string(&mut body)?;
-                if body.len() as u64 > LISTING_MAX {
-                    return Err(RemoteError::Protocol(format!(
-                        "PROPFIND {rel:?}: answer over {LISTING_MAX} bytes"
-                    )));
-                }
-                Ok(Some(body))
-            }
-            Err(ureq::Error::Status(404, _)) => Ok(None),
-            Err(e) => Err(self.peer.error(e, &format!("PROPFIND {rel:?}"))),
-        }
-    }
-
-    pub fn list(&mut self, dir: &str) -> Result<Vec<RemoteEntry>, RemoteError> {
-        let abs = self.abs(dir)?;
-        match self.propfind(dir, "1")? {
-            Some(body) => davxml::entries(&body, &abs, false),
-            None => Err(status_error(404, &format!("PROPFIND {dir:?}"))),
-        }
-    }
-
-    pub fn stat(&mut self, path: &str) -> Result<Option<RemoteEntry>, RemoteError> {
-        let abs = self.abs(path)?;
-        match self.propfind(path, "0")? {
-            Some(body) => Ok(davxml::entries(&body, &abs, true)?.into_iter().next()),
-            None => Ok(None),
-        }
-    }
-
-    fn simple(&mut self, method: &str, url: &str, what: &str) -> Result<(), RemoteError> {
-        self.request(method, url)
-            .call()
-            .map(drain)
-            .map_err(|e| self.peer.error(e, what))
-    }
-
-    pub fn mkdir(&mut self, path: &str) -> Result<(), RemoteError> {
-        let url = self.url(path)? + "/";
-        self.simple("MKCOL", &url, &format!("MKCOL {path:?}"))
-    }
-
-    /// WebDAV's DELETE of a collection is recursive: an rmdir checks first
-    /// that the directory is one, and empty.
-    pub fn rmdir(&mut self, path: &str) -> Result<(), RemoteError> {
-        match self.stat(path)? {
-            None => return Err(status_error(404, &format!("rmdir {path:?}"))),
-            Some(e) if !e.is_dir => {
-                return Err(RemoteError::Status {
-                    errno: libc::ENOTDIR,
-                    permanent: true,
-                    text: format!("{path:?} is not a directory"),
-                })
-            }
-            Some(_) => {}
-        }
-        if !self.list(path)?.is_empty() {
-            return Err(RemoteError::Status {
-                errno: libc::ENOTEMPTY,
-                permanent: true,
-                text: format!("{path:?} is not empty"),
-            });
-        }
-        let url = self.url(path)? + "/";
-        self.simple("DELETE", &url, &format!("DELETE {path:?}"))
-    }
-
-    pub fn delete(&mut self, path: &str) -> Result<(), RemoteError> {
-        if let Some(e) = self.stat(path)? {
-            if e.is_dir {
-                return Err(RemoteError::Status {
-                    errno: libc::EISDIR,
-                    permanent: true,
-                    text: format!("{path:?} is a directory"),
-                });
-            }
-        }
-        let url = self.url(path)?;
-        self.simple("DELETE", &url, &format!("DELETE {path:?}"))
-    }
-
-    pub fn rename(&mut self, from: &str, to: &str) -> Result<(), RemoteError> {
-        let dir = self.stat(from)?.is_some_and(|e| e.is_dir);
-        let slash = if dir { "/" } else { "" };
-        let src = self.url(from)? + slash;
-        let dst = self.url(to)? + slash;
-        self.request("MOVE", &src)
-            .set("Destination", &dst)
-            .set("Overwrite", "T")
-            .call()
-            .map(drain)
-            .map_err(|e| self.peer.error(e, &format!("MOVE {from:?} {to:?}")))
-    }
-
-    /// Sets the modification time of `path` by PROPPATCH of
-    /// `{DAV:}lastmodified` in Unix seconds: the form ownCloud, Nextcloud
-    /// and keyftpd take (rclone's webdav backend sends it too). One request
-    /// for a file already on the server, whenever the time was set, where a
-    /// header on the upload (`X-OC-Mtime`) would serve only an upload.
-    /// A server that does not set it (a 207 without a 2xx for it, or no
-    /// PROPPATCH at all) keeps its own time: `Unsupported`.
-    pub fn set_mtime(&mut self, path: &str, t: SystemTime) -> Result<Applied, RemoteError> {
-        let secs = match t.duration_since(SystemTime::UNIX_EPOCH) {
-            Ok(d) => d.as_secs() as i64,
-            Err(e) => -(e.duration().as_secs() as i64),
-        };
-        let body = format!(
-            r#"<?xml version="1.0" encoding="utf-8"?><D:propertyupdate xmlns:D="DAV:"><D:set><D:prop><D:lastmodified>{secs}</D:lastmodified></D:prop></D:set></D:propertyupdate>"#
-        );
-        let url = self.url(path)?;
-        let r = self
-            .request("PROPPATCH", &url)
-            .set("Content-Type", "application/xml; charset=utf-8")
-            .send_string(&body);
-        match r {
-            Ok(resp) => {
-                let mut text = String::new();
-                resp.into_reader().take(1 << 20).read_to_string(&mut text)?;
-                Ok(if davxml::prop_was_set(&text, "lastmodified") {
-                    Applied::Done
-                } else {
-                    Applied::Unsupported
-                })
-            }
-            Err(ureq::Error::Status(404, _)) => {
-                Err(status_error(404, &format!("PROPPATCH {path:?}")))
-            }
-            Err(ureq::Error::Status(401, _)) => {
-                Err(status_error(401, &format!("PROPPATCH {path:?}")))
-            }
-            Err(ureq::Error::Status(_, _)) => Ok(Applied::Unsupported),
-            Err(e) => Err(self.peer.error(e, &format!("PROPPATCH {path:?}"))),
-        }
-    }
-
-    /// Checks that the connection is alive.
-    pub fn noop(&mut self) -> Result<(), RemoteError> {
-        self.stat("").map(drop)
-    }
-
-    /// A GET from `offset` to the end: over plain HTTP read straight from
-    /// the socket ([`direct`]), else (or when that reader cannot take the
-    /// answer) through ureq.
-    pub fn open_read(&mut self, path: &str, offset: u64) -> Result<HttpDownload, RemoteError> {
-        if let Some(authority) = self.origin.strip_prefix("http://") {
-            let target = encode_path(&self.abs(path)?);
-            let what = format!("GET {path:?}");
-            match direct::get(
-                authority,
-                &target,
-                self.auth.as_deref(),
-                offset,
-                self.timeout,
-            ) {
-                Ok(direct::Answer::Body { status, body }) => {
-                    return skip_to(Box::new(body), status, offset)
-                }
-                Ok(direct::Answer::Status(416)) => return Ok(Box::new(io::empty())),
-                Ok(direct::Answer::Status(code)) => return Err(status_error(code, &what)),
-                Ok(direct::Answer::Unhandled) => {}
-                Err(e) => return Err(io_error(e, &what)),
-            }
-        }
-        let url = self.url(path)?;
-        let mut req = self.request("GET", &url);
-        if offset > 0 {
-            req = req.set("Range", &format!("bytes={offset}-"));
-        }
-        match req.call() {
-            Ok(resp) => {
-                let status = resp.status();
-                skip_to(resp.into_reader(), status, offset)
-            }
-            // At or past the end: nothing to read.
-            Err(ureq::Error::Status(416, _)) => Ok(Box::new(io::empty())),
-            Err(e) => Err(self.peer.error(e, &format!("GET {path:?}"))),
-        }
-    }
-
-    /// Ends an upload: waits for the server's answer and keeps the state
-    /// a POST answered for [`Session::verify`].
-    pub fn finish_upload(&mut self, up: HttpUpload) -> Result<(), RemoteError> {
-        let (answered, kept) = up.finish()?;
-        self.answered = answered;
-        self.idle = kept;
-        Ok(())
-    }
-
-    /// Whether uploads go by keyftpd's resumable POST, with keys.
-    pub fn keeps_keys(&self) -> bool {
-        self.seed
-    }
-
-    /// Whether the server offers a CRC of a prefix (keyftpd's `?crc`).
-    pub fn offers_crc(&self) -> bool {
-        self.crc
-    }
-
-    /// Stops asking for the CRC of a prefix.
-    pub fn drop_crc(&mut self) {
-        self.crc = false;
-    }
-
-    /// The refusals of `?crc` since the last call.
-    pub fn take_refused(&mut self) -> Vec<(CrcMethod, String)> {
-        std::mem::take(&mut self.refused)
-    }
-
-    /// keyftpd's CRC of the first `end` bytes of `path` (`None`: all of
-    /// it), asked as `GET path?crc=N`, to check a partial before resuming
-    /// it as FTP's XCRC does; `None` where the server offers none. Call it
-    /// only for a file the server just said exists: an answer that is not
-    /// a CRC (4xx other than 404, or another body) means the server will
-    /// not tell, so the method is dropped (and reported), as over FTP.
-    pub fn prefix_crc(&mut self, path: &str, end: Option<u64>) -> Result<Option<u32>, RemoteError> {
-        if !self.crc {
-            return Ok(None);
-        }
-        let mut url = self.url(path)? + "?crc";
-        if let Some(e) = end {
-            url.push_str(&format!("={e}"));
-        }
-        let what = format!("GET {path:?}?crc");
-        let why = match self.request("GET", &url).call() {
-            Ok(r) if r.content_type() == "application/json" => {
-                let body = r.into_string().map_err(RemoteError::Io)?;
-                match seed::parse_crc(&body) {
-                    Ok(c) => return Ok(Some(c)),
-                    Err(e) => e.to_string(),
-                }
-            }
-            Ok(r) => format!("{what}: answered {} with no CRC", r.status()),
-            Err(ureq::Error::Status(code, _)) if (400..500).contains(&code) && code != 404 => {
-                format!("HTTP {code} to {what}")
-            }
-            Err(e) => return Err(self.peer.error(e, &what)),
-        };
-        log::warn!("{path}: the server gives no CRC of a prefix ({why}); not asking any more");
-        self.crc = false;
-        self.refused.push((CrcMethod::HttpCrc, why));
-        Ok(None)
-    }
-
-    /// keyftpd advertises tus in OPTIONS; its seed flow comes with it.
-    fn offers_seed(&self) -> bool {
-        let Ok(url) = self.url("") else { return false };
-        match self.request("OPTIONS", &url).call() {
-            Ok(r) => r.header("tus-resumable").is_some() && r.header("dav").is_some(),
-            Err(_) => false,
-        }
-    }
-
-    /// `GET path?state`; `None` when the answer is not a state (then the
-    /// server is not keyftpd after all).
-    fn state(&mut self, path: &str) -> Result<Option<seed::State>, RemoteError> {
-        let url = self.url(path)? + "?state";
-        match self.request("GET", &url).call() {
-            Ok(r) if r.content_type() == "application/json" => {
-                let body = r.into_string().map_err(RemoteError::Io)?;
-                seed::parse_state(&body).map(Some)
-            }
-            Ok(_) => Ok(None),
-            Err(e) => Err(self.peer.error(e, &format!("GET {path:?}?state"))),
-        }
-    }
-
-    /// What the server holds for `path`: by the state query where the
-    /// server keeps keys; else (a stock WebDAV server) nothing it could
-    /// resume.
-    pub fn probe(&mut self, path: &str, key: Key) -> Result<Holding, RemoteError> {
-        self.key = Some(key);
-        if self.seed {
-            match self.state(path)? {
-                Some(st) if st.is_nothing() => return Ok(Holding::Nothing { open: None }),
-                // A file with no key (put by a plain client): the POST
-                // continues only a partial of the same key, so whatever is
-                // there is replaced from zero, as on a stock server.
-                Some(st) if st.key().is_none() => return Ok(Holding::Nothing { open: None }),
-                Some(st) => {
-                    let st = if st.key() == Some(key) && !st.complete {
-                        self.settled_state(path, st)?
-                    } else {
-                        st
-                    };
-                    return Ok(Holding::Partial {
-                        size: st.size,
-                        key: st.key().map_or(StoredKey::None, StoredKey::Some),
-                    });
-                }
-                None => {
-                    log::info!("the server answers no upload state; uploading by PUT");
-                    self.seed = false;
-                }
-            }
-        }
-        // A stock server cannot append: whatever it holds is replaced by a
-        // whole PUT, so there is nothing to resume from (even with
-        // --resume=trust-size).
-        Ok(Holding::Nothing { open: None })
-    }
-
-    /// A partial of ours that may still be growing: right after a cut the
-    /// server may still be writing what it received (FTP's probe waits for
-    /// that under the file's lock; the state query takes none). A resume
-    /// at a size that then grows is refused (409) only once the server has
-    /// read the form, by when megabytes of body are in the socket buffers;
-    /// so the state is asked again until two answers, `SETTLE` apart,
-    /// agree (at most `SETTLE_MAX`).
-    fn settled_state(
-        &mut self,
-        path: &str,
-        mut st: seed::State,
-    ) -> Result<seed::State, RemoteError> {
-        let deadline = std::time::Instant::now() + SETTLE_MAX;
-        loop {
-            std::thread::sleep(SETTLE);
-            let Some(again) = self.state(path)? else {
-                return Ok(st);
-            };
-            if again == st || std::time::Instant::now() > deadline {
-                return Ok(again);
-            }
-            st = again;
-        }
-    }
-
-    /// The next upload of `path` starts from zero (a POST from 0 or a PUT
-    /// replaces, so nothing is sent now).
-    pub fn replace(&mut self, key: Key) {
-        self.key = Some(key);
-    }
-
-    /// Starts the upload of the `len` bytes from `offset`: keyftpd's POST
-    /// with the key, or a whole PUT (a stock server cannot append).
-    pub fn send_from(
-        &mut self,
-        path: &str,
-        offset: u64,
-        len: u64,
-    ) -> Result<HttpUpload, RemoteError> {
-        let url = self.url(path)?;
-        self.answered = None;
-        if self.seed {
-            let boundary = format!("keyfs{:016x}", rand_u64());
-            let (head, tail) = seed::form(&boundary, offset, self.key);
-            let total = head.len() as u64 + len + tail.len() as u64;
-            let ct = format!("multipart/form-data; boundary={boundary}");
-            if let Some(a) = self.origin.strip_prefix("http://") {
-                let target = encode_path(&self.abs(path)?);
-                let what = format!("POST {path:?}");
-                let req = direct::request_head(
-                    "POST",
-                    a,
-                    &target,
-                    self.auth.as_deref(),
-                    &[("Content-Type", &ct)],
-                    Some(total),
-                );
-                let s = direct::Sender::start(
-                    a,
-                    &req,
-                    head.as_bytes(),
-                    tail.into_bytes(),
-                    total,
-                    self.timeout,
-                    self.idle.take(),
-                )
-                .map_err(|e| io_error(e, &what))?;
-                return Ok(HttpUpload::direct(s, what, Some(path.to_string())));
-            }
-            let req = self
-                .request("POST", &url)
-                .set("Content-Type", &ct)
-                .set("Content-Length", &total.to_string());
-            return Ok(HttpUpload::start(
-                req,
-                self.peer.clone(),
-                format!("POST {path:?}"),
-                head.into_bytes(),
-                tail.into_bytes(),
-                Some(path.to_string()),
-            ));
-        }
-        if offset != 0 {
-            return Err(RemoteError::Status {
-                errno: libc::EOPNOTSUPP,
-                permanent: true,
-                text: format!("{path:?}: this server cannot resume an upload"),
-            });
-        }
-        if let Some(a) = self.origin.strip_prefix("http://") {
-            let target = encode_path(&self.abs(path)?);
-            let what = format!("PUT {path:?}");
-            let req = direct::request_head("PUT", a, &target, self.auth.as_deref(), &[], Some(len));
-            let s = direct::Sender::start(
-                a,
-                &req,
-                &[],
-                Vec::new(),
-                len,
-                self.timeout,
-                self.idle.take(),
-            )
-            .map_err(|e| io_error(e, &what))?;
-            return Ok(HttpUpload::direct(s, what, None));
-        }
-        let req = self
-            .request("PUT", &url)
-            .set("Content-Length", &len.to_string());
-        Ok(HttpUpload::start(
-            req,
-            self.peer.clone(),
-            format!("PUT {path:?}"),
-            Vec::new(),
-            Vec::new(),
-            None,
-        ))
-    }
-
-    /// After an upload: keyftpd's state (complete, our size, our key: the
-    /// server's CRC of what it wrote equals the key), else the size.
-    pub fn verify(&mut self, path: &str, size: u64, crc: u32) -> Result<Verified, VerifyError> {
-        if self.seed {
-            // The POST's own answer is the state the server recorded for
-            // that upload: no need to ask again.
-            if let Some((p, st)) = self.answered.take() {
-                if p == path {
-                    return judge_state(&st, size, crc);
-                }
-            }
-            if let Some(st) = self.state(path)? {
-                return judge_state(&st, size, crc);
-            }
-        }
-        match self.stat(path)? {
-            None => Err(VerifyError::Gone(format!(
-                "server has no file (PROPFIND 404) after upload of {size} bytes"
-            ))),
-            Some(e) if e.is_dir || e.size != size => Err(VerifyError::Mismatch(format!(
-                "server size {} after upload, expected {size}",
-                e.size
-            ))),
-            Some(_) => Ok(Verified::SizeOnly),
-        }
-    }
-}
-
-/// The verification rule on keyftpd's upload state (pure).
-pub fn judge_state(st: &seed::State, size: u64, crc: u32) -> Result<Verified, VerifyError> {
-    if st.is_nothing() && size > 0 {
-        return Err(VerifyError::Gone(format!(
-            "server has no file after upload of {size} bytes"
-        )));
-    }
-    if st.size != size {
-        return Err(VerifyError::Mismatch(format!(
-            "server size {} after upload, expected {size}",
-            st.size
-        )));
-    }
-    match st.key() {
-        Some(k) if k.0 != crc => Err(VerifyError::Mismatch(format!(
-            "server key {:08X} after upload, expected {crc:08X}",
-            k.0
-        ))),
-        Some(_) if st.complete => Ok(Verified::Crc),
-        // Our key, our size, not complete: the server's CRC of the bytes
-        // differs from the key.
-        Some(_) => Err(VerifyError::CrcMismatch(format!(
-            "server holds {size} bytes whose CRC is not the key {crc:08X}"
-        ))),
-        None => Err(VerifyError::Mismatch(format!(
-            "server holds no key after upload, expected {crc:08X}"
-        ))),
-    }
 }
 
 /// An I/O error of a request, with what the request was.
@@ -750,19 +260,6 @@ fn io_error(e: io::Error, what: &str) -> RemoteError {
 /// next request).
 fn drain(resp: ureq::Response) {
     let _ = io::copy(&mut resp.into_reader().take(64 << 10), &mut io::sink());
-}
-
-/// A GET body positioned at `offset`: a 200 (the whole file) is skipped
-/// forward; a file shorter than `offset` reads as empty.
-fn skip_to(mut r: HttpDownload, status: u16, offset: u64) -> Result<HttpDownload, RemoteError> {
-    if status == 206 || offset == 0 {
-        return Ok(r);
-    }
-    let skipped = io::copy(&mut (&mut r).take(offset), &mut io::sink())?;
-    if skipped < offset {
-        return Ok(Box::new(io::empty()));
-    }
-    Ok(r)
 }
 
 /// A multipart boundary that does not depend on the data.
@@ -780,42 +277,6 @@ fn rand_u64() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn st(size: u64, key: Option<&str>, complete: bool) -> seed::State {
-        seed::State {
-            size,
-            key: key.map(String::from),
-            complete,
-        }
-    }
-
-    #[test]
-    fn state_rule() {
-        assert!(matches!(
-            judge_state(&st(10, Some("0x7"), true), 10, 7),
-            Ok(Verified::Crc)
-        ));
-        assert!(matches!(
-            judge_state(&st(9, Some("0x7"), false), 10, 7),
-            Err(VerifyError::Mismatch(_))
-        ));
-        assert!(matches!(
-            judge_state(&st(10, Some("0x8"), true), 10, 7),
-            Err(VerifyError::Mismatch(_))
-        ));
-        assert!(matches!(
-            judge_state(&st(10, Some("0x7"), false), 10, 7),
-            Err(VerifyError::CrcMismatch(_))
-        ));
-        assert!(matches!(
-            judge_state(&st(0, None, false), 10, 7),
-            Err(VerifyError::Gone(_))
-        ));
-        assert!(matches!(
-            judge_state(&st(10, None, true), 10, 7),
-            Err(VerifyError::Mismatch(_))
-        ));
-    }
 
     #[test]
     fn an_untrusted_certificate_is_permanent_and_says_why() {

@@ -195,10 +195,10 @@ impl HttpUpload {
 
     fn finish_direct(mut self, s: Sender) -> Result<Finished, RemoteError> {
         let what = std::mem::take(&mut self.what);
-        let (status, body, kept) = s
+        let r = s
             .finish(ANSWER_MAX)
             .map_err(|e| RemoteError::Io(io::Error::new(e.kind(), format!("{what}: {e}"))))?;
-        match status {
+        match r.status {
             200..=299 => {}
             409 if self.seed_path.is_some() => {
                 return Err(RemoteError::Status {
@@ -207,14 +207,14 @@ impl HttpUpload {
                     text: format!("HTTP 409 to {what}: the server's partial changed"),
                 })
             }
-            _ => return Err(super::status_error(status, &what)),
+            code => return Err(super::status_error(code, &what)),
         }
-        let answer = String::from_utf8_lossy(&body);
+        let answer = String::from_utf8_lossy(&r.body);
         let answered = self
             .seed_path
             .take()
             .and_then(|p| seed::parse_state(&answer).ok().map(|st| (p, st)));
-        Ok((answered, kept))
+        Ok((answered, r.keep))
     }
 
     /// Gives up without waiting for the server.

@@ -221,11 +221,13 @@ impl Conn {
         }
     }
 
-    /// What the server holds for `path`, for an upload keyed `key`.
-    pub fn probe(&mut self, path: &str, key: Key) -> Result<Holding, RemoteError> {
+    /// What the server holds for `path`, for an upload keyed `key` of a
+    /// file of `size` bytes (a transport may skip asking when resuming
+    /// could not save more than the asking costs).
+    pub fn probe(&mut self, path: &str, key: Key, size: u64) -> Result<Holding, RemoteError> {
         match self {
             Conn::Ftp(s) => s.probe(path, key),
-            Conn::Http(s) => s.probe(path, key),
+            Conn::Http(s) => s.probe(path, key, size),
         }
     }
 

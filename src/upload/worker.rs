@@ -385,7 +385,7 @@ fn attempt(
     if s.probe_may_create() {
         *started = true;
     }
-    let (remote, mut open_upload) = match s.probe(path, local.crc)? {
+    let (remote, mut open_upload) = match s.probe(path, local.crc, size)? {
         Holding::Nothing { open } => (Remote::Absent, open),
         Holding::Partial { size: n, key } => {
             let prefix = prefix_check(s, &mut file, path, n, size)?;
