@@ -12,9 +12,12 @@
 //! `--require-tls` the plain listener takes no credentials (see
 //! [`auth`]). File work
 //! runs on tokio's blocking threads through [`backend`], the one seam to
-//! keyftpd's file side. Layout:
+//! keyftpd's file side, except an upload's writes: each body chunk goes
+//! to the page cache on the runtime thread that received it, as FTP's
+//! STOR does on its session thread (see [`body`]). Layout:
 //! - [`routing`]: method and path to handler; [`auth`]: Basic logins.
-//! - [`seed`]: the state query and the multipart POST.
+//! - [`seed`]: the state query and the multipart POST; [`form`]: the
+//!   streaming multipart reader it uses.
 //! - [`files`]: GET/HEAD with Range, PUT; [`webdav`]: PROPFIND and the
 //!   namespace methods; [`tus`]: the tus protocol; [`page`]: the HTML page.
 //! - [`body`]: request bodies as streams with an idle timeout, and the
@@ -29,6 +32,7 @@ mod auth;
 mod backend;
 mod body;
 mod files;
+mod form;
 mod page;
 mod reply;
 mod routing;
@@ -101,7 +105,7 @@ pub(crate) struct Ctx {
     pub cfg: HttpConfig,
     pub auth: auth::Cache,
     pub tus: tus::Lengths,
-    /// Uploads running on blocking threads (shutdown waits for them).
+    /// Uploads begun and not yet recorded (shutdown waits for them).
     pub uploads: AtomicUsize,
 }
 
