@@ -1,13 +1,13 @@
 //! Keeps glibc's allocator from mapping and unmapping every body chunk.
 //!
-//! Body chunks (hyper's read buffer, multer's part buffer, file reads for
-//! GET) are a few hundred KiB each, allocated on one thread and freed on
+//! Body chunks (hyper's read buffer, file reads for GET) are a few
+//! hundred KiB each, and a GET's are allocated on one thread and freed on
 //! another. Past glibc's mmap threshold each one was an mmap, a page fault
 //! per 4 KiB as it filled, and a munmap: a multipart upload spent about
 //! half its CPU there (2.4 s per GiB, against 1.2 s with the chunks kept
 //! in the heap). Raising the mmap and trim thresholds keeps freed chunks
 //! for the next ones. Memory stays bounded: what is cached is what the
-//! bounded channels held at most.
+//! connections' buffers and bounded channels held at most.
 
 /// Allocations above this come from mmap (glibc's default starts at
 /// 128 KiB and adapts only up to what it has seen freed).

@@ -3,10 +3,11 @@
 //! over the same root, metadata store, busy set and accounts as the FTP
 //! sessions, so an upload may start on one face and finish on the other.
 //!
-//! An upload runs on one blocking thread ([`Backend::upload`]): it claims
-//! the path, checks the resume rule, records the file as partial before
-//! the first byte, writes and hashes the chunks it is handed, and records
-//! complete-or-partial (CRC against key) when the body ends or is cut.
+//! An upload begins on a blocking thread ([`Backend::start`]): it claims
+//! the path, checks the resume rule and records the file as partial before
+//! the first byte. A [`Writer`] then writes and hashes each chunk where the
+//! body is received, and records complete-or-partial (CRC against key) on
+//! a blocking thread again when the body ends or is cut.
 
 use std::fs::File;
 use std::io;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::key::Key;
 use crate::server::gate::LoginGate;
@@ -119,13 +120,6 @@ pub(crate) struct UpOpts {
     /// CRC-32 the bytes of this request must have; on a mismatch (or a
     /// cut, which cannot be verified) they are dropped again.
     pub body_crc: Option<u32>,
-}
-
-/// What the request side hands the upload thread.
-pub(crate) enum Chunk {
-    Data(Bytes),
-    /// The body ended where the client meant it to.
-    End,
 }
 
 /// How an upload ended.
@@ -381,120 +375,21 @@ impl Backend {
         Ok(())
     }
 
-    /// Runs one upload of `v` on the calling (blocking) thread. `ready`
-    /// gets the state at the start, or why the upload is refused (then
-    /// nothing is written); chunks then come from `rx`. A closed channel
-    /// without [`Chunk::End`] is a cut: every byte received is kept and
-    /// the file stays partial (except bytes that fail `opts.body_crc`).
-    pub fn upload(
-        &self,
-        v: &VPath,
-        begin: Begin,
-        opts: UpOpts,
-        owner: &str,
-        ready: oneshot::Sender<BResult<UpState>>,
-        mut rx: mpsc::Receiver<Chunk>,
-    ) -> Option<UpEnd> {
-        let mut up = match self.begin(v, begin, owner) {
-            Ok(u) => u,
-            Err(e) => {
-                let _ = ready.send(Err(e));
-                return None;
-            }
-        };
-        let offset = up.offset();
-        let bound = up.key();
-        let start = UpState {
-            size: offset,
-            key: bound,
-            complete: false,
-        };
-        if ready.send(Ok(start)).is_err() {
-            log::info!("http: upload of {} abandoned before data", v.display());
-            up.abandon();
-            return None;
-        }
-        // With a checksum the bytes are written but counted only once they
-        // proved right (re-read from the page cache), else cut away again.
-        let checked = opts.body_crc.is_some();
-        let mut body_hasher = crc32fast::Hasher::new();
-        let mut got = 0u64;
-        let mut clean = false;
-        let mut error = None;
-        while let Some(c) = rx.blocking_recv() {
-            match c {
-                Chunk::Data(b) => {
-                    let r = if checked {
-                        up.file().and_then(|f| {
-                            io::Write::write_all(f, &b).map_err(|e| StoreError::io("write", &e))
-                        })
-                    } else {
-                        up.write(&b)
-                    };
-                    if let Err(e) = r {
-                        error = Some(e);
-                        break;
-                    }
-                    body_hasher.update(&b);
-                    got += b.len() as u64;
-                }
-                Chunk::End => {
-                    clean = true;
-                    break;
-                }
-            }
-        }
-        drop(rx);
-        let mut mismatch = false;
-        if checked {
-            mismatch = error.is_some() || !clean || opts.body_crc != Some(body_hasher.finalize());
-            let counted = if mismatch {
-                Ok(())
-            } else {
-                count_written(&mut up, offset, got)
-            };
-            if mismatch || counted.is_err() {
-                mismatch = true;
-                if let Err(e) = up.file().and_then(|f| {
-                    f.set_len(offset)
-                        .map_err(|e| StoreError::io("truncate", &e))
-                }) {
-                    error = error.or(Some(e));
-                }
-            }
-        }
-        let len = up.len();
-        let done_clean =
-            clean && !mismatch && error.is_none() && opts.total.is_none_or(|t| t == len);
-        let done = match up.finish(done_clean) {
-            Ok(d) => d,
-            Err(e) => {
-                log::error!("http: recording state of {}: {e}", v.display());
-                error = error.or(Some(e));
-                store::Done {
-                    state: KeyState::Partial,
-                    len,
-                    crc: 0,
-                    key: bound,
-                }
-            }
-        };
-        log::info!(
-            "http: upload {} offset={offset} bytes={got} clean={clean}{} crc={:08X} key={} state={}",
-            v.display(),
-            if mismatch { " dropped(checksum)" } else { "" },
-            done.crc,
-            bound.map(|k| k.to_string()).unwrap_or("none".into()),
-            done.state.as_str()
-        );
-        Some(UpEnd {
-            state: UpState {
-                size: done.len,
-                key: done.key,
-                complete: done.state == KeyState::Complete,
-            },
-            checksum_mismatch: mismatch,
-            error,
+    /// Begins an upload of `v` (blocking: the lock, the resume rule, the
+    /// "partial" record). Err when refused; then nothing was written.
+    /// The bytes then go through [`Writer::write`] as they arrive, and
+    /// [`Writer::end`] records how it ended.
+    pub fn start(&self, v: &VPath, begin: Begin, opts: UpOpts, owner: &str) -> BResult<Writer> {
+        let up = self.begin(v, begin, owner)?;
+        Ok(Writer {
+            offset: up.offset(),
+            bound: up.key(),
+            up,
+            v: v.clone(),
+            opts,
+            body_hasher: crc32fast::Hasher::new(),
+            got: 0,
+            error: None,
         })
     }
 
@@ -549,6 +444,136 @@ impl Backend {
             ErrorKind::NotRegular if self.stat(v).is_ok_and(|e| e.dir) => BackendError::IsDir,
             ErrorKind::NotFound => BackendError::Path(PathError::NotFound),
             _ => e.into(),
+        }
+    }
+}
+
+/// One upload in progress, from [`Backend::start`]. It writes on the
+/// thread that receives the body, as each chunk arrives: no hand-off of
+/// chunks to another thread (a context switch per chunk, and chunks
+/// queued in between), and every byte handed over is on its way to the
+/// page cache before the next is read, so memory per upload is the
+/// connection's read buffer whatever the size.
+pub(crate) struct Writer {
+    up: store::Upload,
+    v: VPath,
+    opts: UpOpts,
+    offset: u64,
+    bound: Option<Key>,
+    /// CRC of this request's bytes, for `opts.body_crc`.
+    body_hasher: crc32fast::Hasher,
+    got: u64,
+    error: Option<StoreError>,
+}
+
+impl Writer {
+    /// The file's state when the upload began.
+    pub fn start_state(&self) -> UpState {
+        UpState {
+            size: self.offset,
+            key: self.bound,
+            complete: false,
+        }
+    }
+
+    /// Writes the next bytes of the body and hashes them; false once a
+    /// write failed (the upload takes no more; [`Writer::end`] says why).
+    pub fn write(&mut self, b: &[u8]) -> bool {
+        if self.error.is_some() {
+            return false;
+        }
+        // With a checksum the bytes are written but counted only once they
+        // proved right (re-read from the page cache), else cut away again.
+        let r = if self.opts.body_crc.is_some() {
+            self.up
+                .file()
+                .and_then(|f| io::Write::write_all(f, b).map_err(|e| StoreError::io("write", &e)))
+        } else {
+            self.up.write(b)
+        };
+        if let Err(e) = r {
+            self.error = Some(e);
+            return false;
+        }
+        if self.opts.body_crc.is_some() {
+            self.body_hasher.update(b);
+        }
+        self.got += b.len() as u64;
+        true
+    }
+
+    /// Gives the upload up before any byte (its requester went away while
+    /// it began): the file and its record stay as they were.
+    pub fn abandon(self) {
+        log::info!("http: upload of {} abandoned before data", self.v.display());
+        self.up.abandon();
+    }
+
+    /// Records how the upload ended (blocking: a re-read for a checksum,
+    /// the record, an fsync when durable). `clean`: the body ended where
+    /// the client meant it to; else a cut, and every byte written is kept
+    /// with the file partial (except bytes that fail `opts.body_crc`).
+    pub fn end(self, clean: bool) -> UpEnd {
+        let Writer {
+            mut up,
+            v,
+            opts,
+            offset,
+            bound,
+            body_hasher,
+            got,
+            mut error,
+        } = self;
+        let mut mismatch = false;
+        if opts.body_crc.is_some() {
+            mismatch = error.is_some() || !clean || opts.body_crc != Some(body_hasher.finalize());
+            let counted = if mismatch {
+                Ok(())
+            } else {
+                count_written(&mut up, offset, got)
+            };
+            if mismatch || counted.is_err() {
+                mismatch = true;
+                if let Err(e) = up.file().and_then(|f| {
+                    f.set_len(offset)
+                        .map_err(|e| StoreError::io("truncate", &e))
+                }) {
+                    error = error.or(Some(e));
+                }
+            }
+        }
+        let len = up.len();
+        let done_clean =
+            clean && !mismatch && error.is_none() && opts.total.is_none_or(|t| t == len);
+        let done = match up.finish(done_clean) {
+            Ok(d) => d,
+            Err(e) => {
+                log::error!("http: recording state of {}: {e}", v.display());
+                error = error.or(Some(e));
+                store::Done {
+                    state: KeyState::Partial,
+                    len,
+                    crc: 0,
+                    key: bound,
+                }
+            }
+        };
+        log::info!(
+            "http: upload {} offset={offset} bytes={got} clean={clean}{} crc={:08X} key={} state={}",
+            v.display(),
+            if mismatch { " dropped(checksum)" } else { "" },
+            done.crc,
+            bound.map(|k| k.to_string()).unwrap_or("none".into()),
+            done.state.as_str()
+        );
+        UpEnd {
+            state: UpState {
+                size: done.len,
+                key: done.key,
+                complete: done.state == KeyState::Complete,
+            },
+            checksum_mismatch: mismatch,
+            error,
         }
     }
 }

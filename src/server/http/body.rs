@@ -1,9 +1,10 @@
-//! Request bodies as byte streams with an idle timeout, and the hand-off
-//! of a body's bytes to an upload running on a blocking thread.
+//! Request bodies as byte streams with an idle timeout, and uploads fed
+//! from them.
 //!
-//! The channel to the upload thread holds a few chunks, so memory per
-//! upload is bounded whatever the size: when the disk is slower than the
-//! network, the body is simply not polled and TCP pushes back.
+//! Each chunk is written where it was received before the next is read,
+//! so memory per upload is bounded whatever the size: when the disk is
+//! slower than the network, the body is simply not polled and TCP pushes
+//! back.
 
 use std::io;
 use std::sync::atomic::Ordering;
@@ -14,15 +15,11 @@ use bytes::Bytes;
 use futures_util::Stream;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
 
-use super::backend::{BResult, Begin, Chunk, UpEnd, UpOpts, UpState};
+use super::backend::{BResult, Begin, UpEnd, UpOpts, UpState, Writer};
 use super::Ctx;
 use crate::server::paths::VPath;
-
-/// Chunks in flight between a body and its upload thread.
-const CHANNEL_CHUNKS: usize = 8;
 
 /// Why a body stopped before its end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,10 +79,11 @@ pub(crate) fn stream(
     })
 }
 
-/// An upload accepted by the backend, fed from the request side.
+/// An upload accepted by the backend, written as its body arrives.
 pub(crate) struct Upload {
-    tx: mpsc::Sender<Chunk>,
-    task: JoinHandle<Option<UpEnd>>,
+    /// Taken by [`Upload::finish`]; an upload dropped unfinished (its
+    /// request went away) is ended as a cut.
+    w: Option<(Writer, Running)>,
     /// The file's state when the upload began.
     pub start: UpState,
 }
@@ -99,7 +97,7 @@ impl Drop for Running {
     }
 }
 
-/// Starts an upload of `v` on a blocking thread; Err when the backend
+/// Begins an upload of `v` (on a blocking thread); Err when the backend
 /// refuses it (then nothing was written).
 pub(crate) async fn begin(ctx: &Arc<Ctx>, v: &VPath, how: Begin, owner: &str) -> BResult<Upload> {
     begin_with(ctx, v, how, UpOpts::default(), owner).await
@@ -114,61 +112,83 @@ pub(crate) async fn begin_with(
     owner: &str,
 ) -> BResult<Upload> {
     let (ready_tx, ready_rx) = oneshot::channel();
-    let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
     ctx.uploads.fetch_add(1, Ordering::SeqCst);
     let running = Running(ctx.clone());
     let be = ctx.backend.clone();
     let v = v.clone();
     let owner = owner.to_string();
-    let task = tokio::task::spawn_blocking(move || {
-        let _running = running;
-        be.upload(&v, how, opts, &owner, ready_tx, rx)
+    tokio::task::spawn_blocking(move || {
+        // A requester gone meanwhile leaves the file as it was.
+        if let Err(Ok(w)) = ready_tx.send(be.start(&v, how, opts, &owner)) {
+            w.abandon();
+        }
     });
     match ready_rx.await {
-        Ok(Ok(start)) => Ok(Upload { tx, task, start }),
+        Ok(Ok(w)) => Ok(Upload {
+            start: w.start_state(),
+            w: Some((w, running)),
+        }),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(super::backend::BackendError::Refused("upload thread ended")),
     }
 }
 
+/// Records the end of `w` on a blocking thread.
+async fn end(w: Writer, running: Running, clean: bool) -> Option<UpEnd> {
+    tokio::task::spawn_blocking(move || {
+        let _running = running;
+        w.end(clean)
+    })
+    .await
+    .ok()
+}
+
 impl Upload {
-    /// Hands over a chunk; false when the upload stopped taking them (a
-    /// local write error, reported by [`Upload::finish`]).
-    pub async fn send(&self, b: Bytes) -> bool {
-        self.tx.send(Chunk::Data(b)).await.is_ok()
+    /// Writes the next bytes of the body, here and now: a page-cache
+    /// write, as FTP's STOR does on its session thread. False when the
+    /// upload stopped taking them (a local write error, reported by
+    /// [`Upload::finish`]).
+    pub fn write(&mut self, b: &[u8]) -> bool {
+        self.w.as_mut().is_some_and(|(w, _)| w.write(b))
     }
 
     /// Ends the upload: `clean` when the body ended where the client meant
     /// it to, else a cut. Returns how it ended.
-    pub async fn finish(self, clean: bool) -> Option<UpEnd> {
-        if clean {
-            let _ = self.tx.send(Chunk::End).await;
-        }
-        drop(self.tx);
-        self.task.await.ok().flatten()
+    pub async fn finish(mut self, clean: bool) -> Option<UpEnd> {
+        let (w, running) = self.w.take()?;
+        end(w, running, clean).await
     }
 
     /// Feeds a whole raw body (PUT, PATCH) into the upload and ends it.
-    pub async fn pump(self, body: Incoming, idle: Duration) -> (Option<UpEnd>, Option<Stop>) {
+    pub async fn pump(mut self, body: Incoming, idle: Duration) -> (Option<UpEnd>, Option<Stop>) {
         use futures_util::StreamExt;
         let why = StopCell::default();
         let s = stream(body, idle, why.clone());
         futures_util::pin_mut!(s);
         let mut clean = true;
         while let Some(item) = s.next().await {
-            match item {
-                Ok(b) => {
-                    if !self.send(b).await {
-                        clean = false;
-                        break;
-                    }
-                }
-                Err(_) => {
-                    clean = false;
-                    break;
-                }
+            // Each chunk is dropped before the next is read, so hyper
+            // reads the next one into the same buffer.
+            if !item.is_ok_and(|b| self.write(&b)) {
+                clean = false;
+                break;
             }
         }
         (self.finish(clean).await, why.get())
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if let Some((w, running)) = self.w.take() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(h) => {
+                    h.spawn(end(w, running, false));
+                }
+                Err(_) => {
+                    w.end(false);
+                }
+            }
+        }
     }
 }

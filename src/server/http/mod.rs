@@ -3,8 +3,9 @@
 //! tus 1.0.0 and a browser upload page, on the same root, accounts and
 //! per-file keys as FTP (see `man/keyftp.7`).
 //!
-//! HTTP/1.1 is hyper's; it runs on a small tokio runtime in its own
-//! threads, beside the FTP face's thread-per-session listener. The same
+//! HTTP/1.1 is hyper's; it runs on tokio in threads of its own (one
+//! single-threaded runtime per core, connections dealt out in turn),
+//! beside the FTP face's thread-per-session listener. The same
 //! face may listen for plain HTTP, for HTTPS (tokio-rustls, with the FTPS
 //! certificate), or both: one connection limit, one login gate, one set
 //! of timeouts. A TLS handshake must end within the login timeout, so a
@@ -12,9 +13,12 @@
 //! `--require-tls` the plain listener takes no credentials (see
 //! [`auth`]). File work
 //! runs on tokio's blocking threads through [`backend`], the one seam to
-//! keyftpd's file side. Layout:
+//! keyftpd's file side, except an upload's writes: each body chunk goes
+//! to the page cache on the runtime thread that received it, as FTP's
+//! STOR does on its session thread (see [`body`]). Layout:
 //! - [`routing`]: method and path to handler; [`auth`]: Basic logins.
-//! - [`seed`]: the state query and the multipart POST.
+//! - [`seed`]: the state query and the multipart POST; [`form`]: the
+//!   streaming multipart reader it uses.
 //! - [`files`]: GET/HEAD with Range, PUT; [`webdav`]: PROPFIND and the
 //!   namespace methods; [`tus`]: the tus protocol; [`page`]: the HTML page.
 //! - [`body`]: request bodies as streams with an idle timeout, and the
@@ -29,6 +33,7 @@ mod auth;
 mod backend;
 mod body;
 mod files;
+mod form;
 mod page;
 mod reply;
 mod routing;
@@ -101,7 +106,7 @@ pub(crate) struct Ctx {
     pub cfg: HttpConfig,
     pub auth: auth::Cache,
     pub tus: tus::Lengths,
-    /// Uploads running on blocking threads (shutdown waits for them).
+    /// Uploads begun and not yet recorded (shutdown waits for them).
     pub uploads: AtomicUsize,
 }
 
@@ -228,22 +233,78 @@ impl HttpServer {
     /// the FTP face's stopper or [`HttpHandle::shutdown`]).
     pub fn run(self) -> io::Result<()> {
         alloc::tune();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .max_blocking_threads(self.ctx.cfg.max_conns + 16)
-            .thread_name("keyftpd-http-rt")
+        let n = conn_threads();
+        let mut conns = Vec::with_capacity(n);
+        for i in 0..n {
+            conns.push(ConnThread::start(i, self.ctx.cfg.max_conns + 16)?);
+        }
+        let accept = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         let ctx = self.ctx.clone();
-        rt.block_on(accept_loop(self.listener, self.tls, self.ctx))?;
+        let handles: Vec<_> = conns.iter().map(|c| c.handle.clone()).collect();
+        let served = accept.block_on(accept_loop(self.listener, self.tls, self.ctx, handles));
         // Uploads in flight see their bodies end (cut) and record partials.
         let deadline = Instant::now() + Duration::from_secs(10);
         while ctx.uploads.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        rt.shutdown_timeout(Duration::from_secs(2));
+        for c in conns {
+            c.stop();
+        }
+        accept.shutdown_timeout(Duration::from_secs(2));
+        served?;
         log::info!("http: stopped");
         Ok(())
+    }
+}
+
+/// Threads that serve connections: one per core, at most 8.
+fn conn_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+}
+
+/// A thread running a single-threaded runtime for the connections handed
+/// to it (in turn by the accept loop). No work stealing, on purpose: with
+/// one multi-threaded runtime each readable socket also woke a parked
+/// worker to look for work (a futex wake and a context switch per body
+/// chunk, on the cores the clients and FTP sessions need); here a
+/// connection's socket, its handler and its writes stay on one thread, as
+/// an FTP session's do. Blocking work (opens, records, GET reads) goes to
+/// the runtime's blocking pool.
+struct ConnThread {
+    handle: tokio::runtime::Handle,
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl ConnThread {
+    fn start(i: usize, blocking: usize) -> io::Result<ConnThread> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(blocking)
+            .thread_name("keyftpd-http-blocking")
+            .enable_all()
+            .build()?;
+        let handle = rt.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(format!("keyftpd-http-{i}"))
+            .spawn(move || {
+                rt.block_on(async {
+                    let _ = stopped.await;
+                });
+                rt.shutdown_timeout(Duration::from_secs(2));
+            })?;
+        Ok(ConnThread {
+            handle,
+            stop,
+            thread,
+        })
+    }
+
+    fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
     }
 }
 
@@ -275,6 +336,7 @@ async fn accept_loop(
     plain: Option<std::net::TcpListener>,
     tls: Option<(std::net::TcpListener, TlsAcceptor)>,
     ctx: Arc<Ctx>,
+    conns: Vec<tokio::runtime::Handle>,
 ) -> io::Result<()> {
     let plain = plain.map(tokio::net::TcpListener::from_std).transpose()?;
     let (tls_listener, acceptor) = match tls {
@@ -285,6 +347,7 @@ async fn accept_loop(
     let slots = Arc::new(Semaphore::new(ctx.cfg.max_conns.max(1)));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut turn = 0usize;
     loop {
         let permit = tokio::select! {
             p = slots.clone().acquire_owned() => match p {
@@ -313,11 +376,26 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
+        // Moved to the connection thread's own reactor, so its readiness
+        // wakes that thread alone.
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!("http {peer}: {e}");
+                continue;
+            }
+        };
         let ctx = ctx.clone();
         let mut stop = stop_rx.clone();
         let acceptor = if secure { acceptor.clone() } else { None };
-        tokio::spawn(async move {
+        let rt = &conns[turn % conns.len()];
+        turn = turn.wrapping_add(1);
+        rt.spawn(async move {
             let _permit = permit;
+            let stream = match tokio::net::TcpStream::from_std(stream) {
+                Ok(s) => s,
+                Err(e) => return log::warn!("http {peer}: {e}"),
+            };
             let Some(acceptor) = acceptor else {
                 return serve(ctx, peer, false, TokioIo::new(stream), stop).await;
             };

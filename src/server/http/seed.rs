@@ -3,9 +3,9 @@
 //! fields `offset`, `key`, then a `file` part writes the bytes from that
 //! offset. Offset 0 replaces; a non-zero offset must equal the stored size
 //! and the key the stored key, else 409 with the state and nothing written.
-//! A body cut off mid-way keeps every byte the parser handed over (it
+//! A body cut off mid-way keeps every byte the reader handed over (it
 //! holds back at most the length of the part delimiter, which those bytes
-//! may be the start of) and leaves the file partial.
+//! may be the start of; see [`super::form`]) and leaves the file partial.
 //!
 //! Beyond the seed, `GET /PATH?crc=N` answers the CRC-32 of the first N
 //! bytes (`?crc`: the whole file) as `{"end": N, "crc": "0x1A2B3C4D"}`, so
@@ -17,11 +17,11 @@ use std::sync::Arc;
 use hyper::body::Incoming;
 use hyper::header::CONTENT_TYPE;
 use hyper::{Request, StatusCode};
-use multer::{Constraints, Multipart, SizeLimit};
 
 use super::auth::Who;
 use super::backend::{BackendError, Begin, UpState};
 use super::body::{self, Stop, StopCell};
+use super::form::{Form, FormError};
 use super::reply::{self, Resp};
 use super::Ctx;
 use crate::key::{parse_hex_key, Key};
@@ -110,7 +110,7 @@ pub(crate) fn parse_key(s: &str) -> Result<Option<Key>, &'static str> {
         .map_err(|_| "key must be 0x and 1 to 8 hex digits")
 }
 
-fn stopped(why: Option<Stop>, e: &multer::Error) -> Resp {
+fn stopped(why: Option<Stop>, e: &FormError) -> Resp {
     match why {
         Some(Stop::Timeout) => reply::text(StatusCode::REQUEST_TIMEOUT, "request body timed out"),
         Some(Stop::Cut) => reply::text(StatusCode::BAD_REQUEST, "request body cut off"),
@@ -138,48 +138,39 @@ pub(crate) async fn post(ctx: &Arc<Ctx>, v: &VPath, req: Request<Incoming>, who:
         }
     };
     let why = StopCell::default();
-    let stream = body::stream(req.into_body(), ctx.cfg.timeout, why.clone());
-    let limits = SizeLimit::new()
-        .per_field(FIELD_MAX)
-        .for_field("file", u64::MAX);
-    let mut mp =
-        Multipart::with_constraints(stream, boundary, Constraints::new().size_limit(limits));
+    let stream = Box::pin(body::stream(req.into_body(), ctx.cfg.timeout, why.clone()));
+    let mut form = Form::new(stream, &boundary);
     let (mut offset, mut key) = (0u64, None);
-    let mut field = loop {
-        match mp.next_field().await {
-            Ok(Some(f)) => match f.name() {
-                Some("file") => break f,
-                Some(name @ ("offset" | "key")) => {
-                    let name = name.to_string();
-                    let text = match f.text().await {
-                        Ok(t) => t,
-                        Err(e) => return stopped(why.get(), &e),
-                    };
-                    let parsed = if name == "offset" {
-                        parse_offset(&text).map(|o| offset = o)
-                    } else {
-                        parse_key(&text).map(|k| key = k)
-                    };
-                    if let Err(reason) = parsed {
-                        return reply::text(StatusCode::BAD_REQUEST, reason);
-                    }
-                }
-                _ => {
-                    // Other form fields are read (bounded) and ignored.
-                    let mut f = f;
-                    loop {
-                        match f.chunk().await {
-                            Ok(Some(_)) => {}
-                            Ok(None) => break,
-                            Err(e) => return stopped(why.get(), &e),
-                        }
-                    }
-                }
-            },
+    loop {
+        let name = match form.next_part().await {
+            Ok(Some(name)) => name,
             Ok(None) => return reply::text(StatusCode::BAD_REQUEST, "no file part in the form"),
             Err(e) => return stopped(why.get(), &e),
+        };
+        match name.as_deref() {
+            Some("file") => break,
+            Some(name @ ("offset" | "key")) => {
+                let text = match form.text(FIELD_MAX).await {
+                    Ok(t) => t,
+                    Err(e) => return stopped(why.get(), &e),
+                };
+                let parsed = if name == "offset" {
+                    parse_offset(&text).map(|o| offset = o)
+                } else {
+                    parse_key(&text).map(|k| key = k)
+                };
+                if let Err(reason) = parsed {
+                    return reply::text(StatusCode::BAD_REQUEST, reason);
+                }
+            }
+            // Other form fields are read (bounded) and ignored.
+            _ => {
+                if let Err(e) = form.skip(FIELD_MAX).await {
+                    return stopped(why.get(), &e);
+                }
+            }
         }
-    };
+    }
     let how = if offset == 0 {
         Begin::Replace(key)
     } else {
@@ -188,16 +179,18 @@ pub(crate) async fn post(ctx: &Arc<Ctx>, v: &VPath, req: Request<Incoming>, who:
             expect: Some(key),
         }
     };
-    let up = match body::begin(ctx, v, how, who.name()).await {
+    let mut up = match body::begin(ctx, v, how, who.name()).await {
         Ok(u) => u,
         Err(e) => return reply::backend_error("upload", e),
     };
     let mut clean = false;
     let mut err = None;
     loop {
-        match field.chunk().await {
+        // Each piece is written and dropped before the next is read, so
+        // the connection's read buffer is reused.
+        match form.chunk().await {
             Ok(Some(b)) => {
-                if !up.send(b).await {
+                if !up.write(&b) {
                     break;
                 }
             }
@@ -227,14 +220,8 @@ pub(crate) async fn post(ctx: &Arc<Ctx>, v: &VPath, req: Request<Incoming>, who:
     }
     // The rest of the form (closing delimiter, late fields) is read and
     // ignored: the file part ended where the client meant it to.
-    drain(&mut mp).await;
+    while let Ok(Some(_)) = form.next_part().await {}
     reply::state(StatusCode::OK, &end.state)
-}
-
-async fn drain<'a>(mp: &mut Multipart<'a>) {
-    while let Ok(Some(mut f)) = mp.next_field().await {
-        while let Ok(Some(_)) = f.chunk().await {}
-    }
 }
 
 /// Adds the state as a header to an error reply that has a text reason.
