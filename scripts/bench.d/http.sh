@@ -80,7 +80,7 @@ http_conc() {
 }
 
 http_run() {
-    local hroot=$BW/http-root rroot=$BW/http-rroot kpid fp hp rpid rp r key n how
+    local hroot=$BW/http-root rroot=$BW/http-rroot kpid fp hp rpid rp r key n how i
     echo "== HTTP: curl up and down, keyftpd HTTP vs its FTP vs rclone serve webdav ($runs runs)"
     mkdir -p "$hroot" "$rroot"
     kf_start_keyftpd "$hroot" "$FTP_USER" "$KEYFS_PASSWORD" 0 --http 127.0.0.1:0
@@ -92,12 +92,19 @@ http_run() {
     local F=ftp://127.0.0.1:$fp H=http://127.0.0.1:$hp D=http://127.0.0.1:$rp
     for ((r = 1; r <= runs; r++)); do
         echo "-- run $r/$runs"
+        # The uploads in an order rotated each run, each after a sync: the
+        # disk's writeback of the last 1 GiB would slow whoever comes next.
+        for ((i = 0; i < 4; i++)); do
+            sync
+            case $(((i + r) % 4)) in
+                0) http_xfer up_ftp "$kpid" "$hroot/f.bin" -T "$SRC" "$F/f.bin" ;;
+                1) http_xfer up_put "$kpid" "$hroot/h.bin" -T "$SRC" "$H/h.bin" ;;
+                2) http_xfer up_post "$kpid" "$hroot/p.bin" -F offset=0 -F "key=$key" \
+                    -F "file=@$SRC;type=application/octet-stream" "$H/p.bin" ;;
+                3) http_xfer up_rclone "$rpid" "$rroot/r.bin" -T "$SRC" "$D/r.bin" ;;
+            esac
+        done
         sync
-        http_xfer up_ftp "$kpid" "$hroot/f.bin" -T "$SRC" "$F/f.bin"
-        http_xfer up_put "$kpid" "$hroot/h.bin" -T "$SRC" "$H/h.bin"
-        http_xfer up_post "$kpid" "$hroot/p.bin" -F offset=0 -F "key=$key" \
-            -F "file=@$SRC;type=application/octet-stream" "$H/p.bin"
-        http_xfer up_rclone "$rpid" "$rroot/r.bin" -T "$SRC" "$D/r.bin"
         http_xfer down_ftp "$kpid" - "$F/f.bin" -o /dev/null
         http_xfer down_http "$kpid" - "$H/h.bin" -o /dev/null
         http_xfer down_rclone "$rpid" - "$D/r.bin" -o /dev/null
@@ -127,7 +134,7 @@ http_report() {
     r_down=$(pratio http_down_ftp http_down_http)
     echo "### keyftpd's HTTP face next to its FTP face and rclone serve webdav (issue 10)"
     echo
-    echo "curl on 127.0.0.1 uploads one $(numfmt --to=iec "$bytes") file and downloads it, to and from one keyftpd process with \`--http\` (FTP: \`curl -T\` / RETR; HTTP: \`curl -T\` = PUT, the seed's multipart POST with \`offset=0\` and the file's \`key\`, and GET) and to \`rclone serve webdav\` (PUT, GET), interleaved in each run. A ratio is the median over the runs of FTP time / HTTP time in the same run (*speed*, higher is better). Server CPU: user+system seconds of the server process per GiB."
+    echo "curl on 127.0.0.1 uploads one $(numfmt --to=iec "$bytes") file and downloads it, to and from one keyftpd process with \`--http\` (FTP: \`curl -T\` / RETR; HTTP: \`curl -T\` = PUT, the seed's multipart POST with \`offset=0\` and the file's \`key\`, and GET) and to \`rclone serve webdav\` (PUT, GET), interleaved in each run (uploads in an order rotated each run, each after a sync). A ratio is the median over the runs of FTP time / HTTP time in the same run (*speed*, higher is better). Server CPU: user+system seconds of the server process per GiB."
     echo
     echo "| transfer | time (s) | MiB/s | server CPU s/GiB | speed vs keyftpd's FTP | target | |"
     echo "|---|---|---|---|---|---|---|"

@@ -9,6 +9,15 @@
 # RSS over the copies and over the whole section. Results: R[hf_*].
 
 HF_WHO="kftp khttp rftp rdav"
+
+# The contenders in the order of run R: rotated by one each run, so that
+# none always follows another's writes (the disk's writeback of the last
+# 1 GiB slows whoever comes next).
+hf_order() {
+    local -a w=($HF_WHO)
+    local i n=${#w[@]}
+    for ((i = 0; i < n; i++)); do printf '%s ' "${w[(i + $1) % n]}"; done
+}
 declare -A HF_LABEL=([kftp]="keyfs ftp://" [khttp]="keyfs http://" [rftp]="rclone mount, FTP" [rdav]="rclone mount, WebDAV")
 
 # rclone_dav_mount HTTP_PORT MNT CACHE_DIR: rclone mount of keyftpd's HTTP
@@ -71,7 +80,7 @@ httpfs_run() {
 
     for ((r = 1; r <= runs; r++)); do
         echo "-- write, run $r/$runs"
-        for who in $HF_WHO; do
+        for who in $(hf_order "$r"); do
             mnt=$BW/hf-$who
             sync
             t0=$(now); timeout "$LIMIT" cp "$SRC" "$mnt/w-$who-$r.bin" || kf_fail "$who: cp failed"; t1=$(now)
@@ -89,7 +98,7 @@ httpfs_run() {
     cat "$root/rd.bin" >/dev/null
     for ((r = 1; r <= runs; r++)); do
         echo "-- read, run $r/$runs"
-        for who in $HF_WHO; do
+        for who in $(hf_order "$r"); do
             t0=$(now); timeout "$LIMIT" cat "$BW/hf-$who/rd-$who-$r.bin" >/dev/null || kf_fail "$who: read failed"; t1=$(now)
             add "hf_read_$who" "$(secs "$t0" "$t1")"
         done
@@ -101,7 +110,7 @@ httpfs_run() {
     local slimit=$((60 + small / 5))
     for ((r = 1; r <= runs; r++)); do
         echo "-- $small small files, run $r/$runs"
-        for who in $HF_WHO; do
+        for who in $(hf_order "$r"); do
             mnt=$BW/hf-$who
             t0=$(now); timeout "$slimit" cp -r "$BW/small" "$mnt/s-$who-$r" || kf_fail "$who: cp -r failed"
             if [[ $who == k* ]]; then
@@ -129,7 +138,7 @@ httpfs_report() {
     local who rk rs lead_f lead_h
     echo "### keyfs over http:// next to keyfs over ftp:// and rclone mount (issue 11)"
     echo
-    echo "One keyftpd with \`--http\`, four mounts of it used in turn in each run: keyfs over \`ftp://\` and over \`http://\` (keyftpd's HTTP face: the seed's \`GET ?state\` (skipped for files up to 64 KiB, posted whole) + multipart POST with the key, verified by the state it answers), rclone mount over FTP and over WebDAV (\`:webdav:\` remote, vendor other, \`--vfs-cache-mode writes --vfs-write-back 0s\`). keyfs's end to end is until \`keyfs wait MNT\` returns (every upload verified); rclone's until the server has every byte. Small files: $small x 4 KiB, \`cp -r\` until all are on the server (keyfs: \`keyfs wait\`). Peak RSS: VmHWM of the mount's process after the $(numfmt --to=iec "$bytes") copies, and at the end of the section."
+    echo "One keyftpd with \`--http\`, four mounts of it used in turn in each run (the order rotated by one each run): keyfs over \`ftp://\` and over \`http://\` (keyftpd's HTTP face: the seed's \`GET ?state\` (skipped for files up to 64 KiB, posted whole) + multipart POST with the key, verified by the state it answers), rclone mount over FTP and over WebDAV (\`:webdav:\` remote, vendor other, \`--vfs-cache-mode writes --vfs-write-back 0s\`). keyfs's end to end is until \`keyfs wait MNT\` returns (every upload verified); rclone's until the server has every byte. Small files: $small x 4 KiB, \`cp -r\` until all are on the server (keyfs: \`keyfs wait\`). Peak RSS: VmHWM of the mount's process after the $(numfmt --to=iec "$bytes") copies, and at the end of the section."
     echo
     echo "| row | keyfs ftp:// | keyfs http:// | rclone FTP | rclone WebDAV | http:// / ftp:// (target <= 1.10) | | keyfs/rclone, FTP | keyfs/rclone, HTTP (target <= FTP's) | |"
     echo "|---|---|---|---|---|---|---|---|---|---|"
