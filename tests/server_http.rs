@@ -7,7 +7,7 @@ mod support;
 use std::io::Write;
 use std::net::Shutdown;
 
-use support::http::{form, form_parts, parse_state, HttpKeyftpd};
+use support::http::{form, parse_state, HttpKeyftpd};
 use support::keyftpd::{key_of, pattern, temp_root, Ctrl, PASS, USER};
 
 /// Sends a seed POST of `data[offset..]` whose body is cut (FIN) after
@@ -21,21 +21,7 @@ fn cut_post(
     send: usize,
     ended: usize,
 ) {
-    let c = srv.client();
-    let (head, tail) = form_parts(Some(offset), Some(key));
-    let total = head.len() + rest.len() + tail.len();
-    let ct = format!("multipart/form-data; boundary={}", support::http::BOUNDARY);
-    let len = total.to_string();
-    let mut s = c.connect();
-    s.write_all(&c.head_bytes(
-        "POST",
-        path,
-        &[("Content-Type", &ct), ("Content-Length", &len)],
-    ))
-    .expect("head");
-    s.write_all(&head).expect("form head");
-    s.write_all(&rest[..send]).expect("part of the file");
-    s.flush().expect("flush");
+    let s = srv.client().post_partial(path, offset, key, rest, send);
     let _ = s.shutdown(Shutdown::Write);
     assert!(
         srv.wait_log_count("http: upload ", ended),

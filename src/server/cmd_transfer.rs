@@ -344,6 +344,7 @@ fn store(s: &mut Session, arg: &str, append: bool) -> io::Result<()> {
         },
         key: s.key,
         owner: s.user.clone().unwrap_or_default(),
+        claim: None,
     };
     let mut up = match store.begin_upload(&v, mode) {
         Ok(u) => u,

@@ -259,6 +259,33 @@ impl Client {
         let (ct, body) = form(Some(offset), key, data);
         self.request("POST", path, &[("Content-Type", &ct)], &body)
     }
+
+    /// Starts the seed's POST of `rest` (the file from `offset`) but sends
+    /// only `send` bytes of it, the connection left open: the caller cuts
+    /// it, or leaves it silent like a client whose link went away.
+    pub fn post_partial(
+        &self,
+        path: &str,
+        offset: u64,
+        key: &str,
+        rest: &[u8],
+        send: usize,
+    ) -> TcpStream {
+        let (head, tail) = form_parts(Some(offset), Some(key));
+        let ct = format!("multipart/form-data; boundary={BOUNDARY}");
+        let len = (head.len() + rest.len() + tail.len()).to_string();
+        let mut s = self.connect();
+        let req = self.head_bytes(
+            "POST",
+            path,
+            &[("Content-Type", &ct), ("Content-Length", &len)],
+        );
+        s.write_all(&req).expect("head");
+        s.write_all(&head).expect("form head");
+        s.write_all(&rest[..send]).expect("part of the file");
+        s.flush().expect("flush");
+        s
+    }
 }
 
 /// Parses the state JSON `{"size": N, "key": "0x.." | null, "complete": b}`.

@@ -12,6 +12,7 @@
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -356,6 +357,7 @@ impl Backend {
             start: Start::Replace,
             key: st.meta.and_then(|m| m.key),
             owner: owner.to_string(),
+            claim: None,
         };
         let mut up = self.store().begin_upload(to, mode)?;
         let mut buf = vec![0u8; 256 << 10];
@@ -400,22 +402,27 @@ impl Backend {
         if v.is_root() {
             return Err(BackendError::IsDir);
         }
-        let mode = |start, key| Mode {
+        let mode = |start, key, claim| Mode {
             start,
             key,
             owner: owner.to_string(),
+            claim,
         };
         let (offset, expect) = match begin {
             Begin::Replace(k) => {
                 return self
                     .store()
-                    .begin_upload(v, mode(Start::Replace, k))
+                    .begin_upload(v, mode(Start::Replace, k, None))
                     .map_err(|e| self.begin_error(v, e))
             }
             Begin::Resume { offset, expect } => (offset, expect),
         };
         // Under the upload's lock, the file is what it is: check it there.
-        let up = match self.store().begin_upload(v, mode(Start::At(offset), None)) {
+        let claim = expect.flatten();
+        let up = match self
+            .store()
+            .begin_upload(v, mode(Start::At(offset), None, claim))
+        {
             Ok(u) => u,
             Err(e) if e.kind == ErrorKind::Conflict => {
                 return Err(match self.state(v) {
@@ -467,6 +474,11 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
+    /// Set when a newer upload of the same account and key takes the file.
+    pub fn takeover_flag(&self) -> Arc<AtomicBool> {
+        self.up.takeover_flag()
+    }
+
     /// The file's state when the upload began.
     pub fn start_state(&self) -> UpState {
         UpState {

@@ -5,10 +5,16 @@
 //! so memory per upload is bounded whatever the size: when the disk is
 //! slower than the network, the body is simply not polled and TCP pushes
 //! back.
+//!
+//! A body that has gone silent (its client lost the link) is also watched
+//! for a takeover: a newer upload of the same file by the same account
+//! with the same key asks the store to stop this one, and the body ends
+//! within [`TICK`], not after the request timeout. Until then the newer
+//! upload would get 423 and the client would wait out its backoff.
 
 use std::io;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,10 +22,14 @@ use futures_util::Stream;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use super::backend::{BResult, Begin, UpEnd, UpOpts, UpState, Writer};
 use super::Ctx;
 use crate::server::paths::VPath;
+
+/// How often a silent body looks at its upload's takeover flag.
+const TICK: Duration = Duration::from_millis(200);
 
 /// Why a body stopped before its end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,25 +38,44 @@ pub(crate) enum Stop {
     Cut,
     /// Nothing arrived for the request timeout.
     Timeout,
+    /// A newer upload of the file by the same account and key took over.
+    TakenOver,
 }
 
-/// Where a body stream records why it stopped.
+/// Where a body stream records why it stopped, and the takeover flag of
+/// the upload it feeds (set once the upload has begun).
 #[derive(Clone, Default)]
-pub(crate) struct StopCell(Arc<Mutex<Option<Stop>>>);
+pub(crate) struct StopCell {
+    why: Arc<Mutex<Option<Stop>>>,
+    takeover: Arc<OnceLock<Arc<AtomicBool>>>,
+}
 
 impl StopCell {
     fn set(&self, s: Stop) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
+        *self.why.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
     }
 
     /// Why the body stopped early, if it did.
     pub fn get(&self) -> Option<Stop> {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+        *self.why.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Ends the body early once `up` is taken over.
+    pub fn watch(&self, up: &Upload) {
+        if let Some((w, _)) = &up.w {
+            let _ = self.takeover.set(w.takeover_flag());
+        }
+    }
+
+    fn taken_over(&self) -> bool {
+        self.takeover
+            .get()
+            .is_some_and(|f| f.load(Ordering::SeqCst))
     }
 }
 
-/// `body` as a stream of data chunks; an error item ends it (a cut, or no
-/// byte for `idle`), recorded in `why`.
+/// `body` as a stream of data chunks; an error item ends it (a cut, no
+/// byte for `idle`, or a takeover), recorded in `why`.
 pub(crate) fn stream(
     body: Incoming,
     idle: Duration,
@@ -56,13 +85,23 @@ pub(crate) fn stream(
         let why = why.clone();
         async move {
             let mut body = st?;
+            let deadline = Instant::now() + idle;
             loop {
-                match tokio::time::timeout(idle, body.frame()).await {
-                    Err(_) => {
+                // `frame()` is cancel-safe: a tick that fires first loses
+                // nothing of the body.
+                let wait = deadline.saturating_duration_since(Instant::now()).min(TICK);
+                match tokio::time::timeout(wait, body.frame()).await {
+                    Err(_) if why.taken_over() => {
+                        why.set(Stop::TakenOver);
+                        let e = io::Error::other("a newer upload of the file took over");
+                        return Some((Err(e), None));
+                    }
+                    Err(_) if Instant::now() >= deadline => {
                         why.set(Stop::Timeout);
                         let e = io::Error::new(io::ErrorKind::TimedOut, "request body timed out");
                         return Some((Err(e), None));
                     }
+                    Err(_) => {}
                     Ok(None) => return None,
                     Ok(Some(Ok(frame))) => match frame.into_data() {
                         Ok(d) if d.is_empty() => {}
@@ -163,6 +202,7 @@ impl Upload {
     pub async fn pump(mut self, body: Incoming, idle: Duration) -> (Option<UpEnd>, Option<Stop>) {
         use futures_util::StreamExt;
         let why = StopCell::default();
+        why.watch(&self);
         let s = stream(body, idle, why.clone());
         futures_util::pin_mut!(s);
         let mut clean = true;

@@ -213,6 +213,13 @@ pub(crate) async fn put(ctx: &Arc<Ctx>, v: &VPath, req: Request<Incoming>, who: 
             StatusCode::BAD_REQUEST,
             &format!("request body cut off; {} bytes kept", end.state.size),
         ),
+        Some(Stop::TakenOver) => reply::text(
+            StatusCode::CONFLICT,
+            &format!(
+                "a newer upload of the file took over; {} bytes kept",
+                end.state.size
+            ),
+        ),
         None if existed => reply::status(StatusCode::NO_CONTENT),
         None => reply::status(StatusCode::CREATED),
     }

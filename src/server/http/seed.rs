@@ -114,6 +114,10 @@ fn stopped(why: Option<Stop>, e: &FormError) -> Resp {
     match why {
         Some(Stop::Timeout) => reply::text(StatusCode::REQUEST_TIMEOUT, "request body timed out"),
         Some(Stop::Cut) => reply::text(StatusCode::BAD_REQUEST, "request body cut off"),
+        Some(Stop::TakenOver) => reply::text(
+            StatusCode::CONFLICT,
+            "a newer upload of the file with the same key took over",
+        ),
         None => reply::text(
             StatusCode::BAD_REQUEST,
             &format!("malformed multipart body: {e}"),
@@ -183,6 +187,7 @@ pub(crate) async fn post(ctx: &Arc<Ctx>, v: &VPath, req: Request<Incoming>, who:
         Ok(u) => u,
         Err(e) => return reply::backend_error("upload", e),
     };
+    why.watch(&up);
     let mut clean = false;
     let mut err = None;
     loop {

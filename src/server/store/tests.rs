@@ -15,6 +15,7 @@ fn mode(start: Start, key: Option<u32>, owner: &str) -> Mode {
         start,
         key: key.map(Key),
         owner: owner.into(),
+        claim: None,
     }
 }
 

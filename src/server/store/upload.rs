@@ -55,6 +55,10 @@ pub struct Mode {
     pub key: Option<Key>,
     /// The account uploading (a takeover needs the same one).
     pub owner: String,
+    /// A key that lets this upload take over a stalled one of the same
+    /// owner and key without binding it (an HTTP resume names the key it
+    /// expects stored, checked once the lock is held); else `key` does.
+    pub claim: Option<Key>,
 }
 
 /// The recorded end of an upload.
@@ -272,7 +276,7 @@ impl Store {
     /// The file `f` is locked: if by an upload of this process with the
     /// same owner and key as `mode`, stop that one and wait for its lock.
     fn take_over(&self, f: &File, id: (u64, u64), mode: &Mode) -> Result<bool, StoreError> {
-        let Some(key) = mode.key else {
+        let Some(key) = mode.key.or(mode.claim) else {
             return Ok(false);
         };
         {
@@ -322,6 +326,12 @@ impl Upload {
     /// stop receiving and [`Upload::finish`].
     pub fn taken_over(&self) -> bool {
         self.abort.load(Ordering::SeqCst)
+    }
+
+    /// The flag behind [`Upload::taken_over`], for a receiver that waits
+    /// elsewhere (an HTTP body) and must notice it while no byte arrives.
+    pub fn takeover_flag(&self) -> Arc<AtomicBool> {
+        self.abort.clone()
     }
 
     fn cut(&mut self) -> Result<(), StoreError> {
