@@ -79,6 +79,11 @@ pub struct Faults {
     /// connections get no answer; then everything continues. Once.
     pub hold_after: Option<u64>,
     pub hold_for: Duration,
+    /// The outage also loses every connection open when it began, as a
+    /// middlebox that lost its state does: after it, they carry nothing
+    /// more, not even a close, until the proxy exits. Each end learns of it
+    /// only by its own timeout.
+    pub hold_forget: bool,
 }
 
 /// Byte counts so far. `up` is client to server.

@@ -65,6 +65,11 @@ struct Args {
     /// How long the outage of --hold-after lasts.
     #[arg(long, value_name = "S")]
     hold_seconds: Option<f64>,
+    /// The outage also loses the connections open when it began (a
+    /// middlebox that lost its state): they carry nothing more, not even
+    /// a close, until the proxy exits.
+    #[arg(long, requires = "hold_after")]
+    hold_forget: bool,
     /// Exit by itself after this many seconds.
     #[arg(long, value_name = "S", default_value_t = 300)]
     max_seconds: u64,
@@ -107,6 +112,7 @@ fn main() -> ExitCode {
                 .unwrap_or(0.0)
                 .clamp(0.0, 3600.0),
         ),
+        hold_forget: args.hold_forget,
     };
     // SAFETY: the handler only stores to an atomic, which is signal-safe.
     unsafe {

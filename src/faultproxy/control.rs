@@ -37,6 +37,7 @@ fn session(client: TcpStream, shared: &Arc<Shared>) -> io::Result<()> {
         }
     };
     shared.counters.sessions.fetch_add(1, Ordering::SeqCst);
+    let epoch = shared.epoch();
     // Replies are relayed line by line: with Nagle, each line after the
     // first of a multi-line reply (FEAT, MLST) would wait for the peer's
     // delayed ACK, adding ~40 ms the real link does not have.
@@ -60,10 +61,14 @@ fn session(client: TcpStream, shared: &Arc<Shared>) -> io::Result<()> {
         let (sh, cw) = (Arc::clone(shared), Arc::clone(&client_w));
         thread::Builder::new()
             .name("ftpfault-ctrl-up".into())
-            .spawn(move || relay_commands(src, dst, &sh, &cw))?
+            .spawn(move || relay_commands(src, dst, epoch, &sh, &cw))?
     };
-    relay_replies(&server, &client_w, shared, local_ip, &sess);
-    // One direction ended: end the other one too.
+    relay_replies(&server, &client_w, epoch, shared, local_ip, &sess);
+    // One direction ended: end the other one too (unless an outage lost
+    // the connection: then nothing is said at all).
+    if !shared.pass(epoch) {
+        shared.park();
+    }
     let _ = client.shutdown(Shutdown::Both);
     let _ = server.shutdown(Shutdown::Both);
     let _ = up.join();
@@ -82,6 +87,7 @@ fn read_line<R: BufRead>(r: &mut R, line: &mut Vec<u8>) -> io::Result<usize> {
 fn relay_commands(
     src: TcpStream,
     mut dst: TcpStream,
+    epoch: u64,
     shared: &Shared,
     client_w: &Mutex<TcpStream>,
 ) {
@@ -103,7 +109,9 @@ fn relay_commands(
             }
             continue;
         }
-        shared.gate();
+        if !shared.pass(epoch) {
+            return shared.park();
+        }
         if shared.refuses(&verb) {
             let v = String::from_utf8_lossy(&verb);
             let reply = format!("550 {v}: Operation not permitted\r\n");
@@ -120,12 +128,16 @@ fn relay_commands(
             .up_ctrl
             .fetch_add(n as u64, Ordering::SeqCst);
     }
+    if !shared.pass(epoch) {
+        return shared.park();
+    }
     let _ = dst.shutdown(Shutdown::Write);
 }
 
 fn relay_replies(
     server: &TcpStream,
     client_w: &Mutex<TcpStream>,
+    epoch: u64,
     shared: &Arc<Shared>,
     local_ip: IpAddr,
     sess: &Arc<SessionSockets>,
@@ -146,7 +158,9 @@ fn relay_replies(
             .counters
             .down_ctrl
             .fetch_add(n as u64, Ordering::SeqCst);
-        shared.gate();
+        if !shared.pass(epoch) {
+            return shared.park();
+        }
         if line.starts_with(b"211-") {
             in_feat = true;
         } else if line.starts_with(b"211 ") {

@@ -103,6 +103,7 @@ fn forward(
         }
     };
     shared.counters.data_conns.fetch_add(1, Ordering::SeqCst);
+    let epoch = shared.epoch();
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
     let ids = [shared.register(&client), shared.register(&server)];
@@ -117,9 +118,9 @@ fn forward(
         );
         thread::Builder::new()
             .name("ftpfault-down".into())
-            .spawn(move || pump(src, dst, Dir::Down, &sh, &ab, &sess))?
+            .spawn(move || pump(src, dst, Dir::Down, epoch, &sh, &ab, &sess))?
     };
-    pump(client, server, Dir::Up, shared, &aborted, session);
+    pump(client, server, Dir::Up, epoch, shared, &aborted, session);
     let _ = down.join();
     for id in ids {
         shared.unregister(id);
@@ -128,11 +129,13 @@ fn forward(
 }
 
 /// Copies `src` to `dst` until EOF or an error, counting and pacing; in the
-/// upload direction, cuts the connection at the configured byte.
+/// upload direction, cuts the connection at the configured byte. `epoch`:
+/// when the connection was made (see [`Shared::pass`]).
 fn pump(
     mut src: TcpStream,
     mut dst: TcpStream,
     dir: Dir,
+    epoch: u64,
     shared: &Shared,
     aborted: &AtomicBool,
     session: &SessionSockets,
@@ -172,7 +175,9 @@ fn pump(
                 }
             }
         }
-        shared.gate();
+        if !shared.pass(epoch) {
+            return shared.park();
+        }
         if dst.write_all(&buf[..n]).is_err() {
             break;
         }
@@ -188,6 +193,10 @@ fn pump(
     }
     if aborted.load(Ordering::SeqCst) {
         return;
+    }
+    // An end of stream does not cross an outage either.
+    if !shared.pass(epoch) {
+        return shared.park();
     }
     // Pass the end of stream on; the other direction may still be running.
     let _ = dst.shutdown(std::net::Shutdown::Write);

@@ -221,6 +221,28 @@ impl Shared {
         }
     }
 
+    /// The outages begun so far: a connection notes it once connected, to
+    /// tell later whether an outage came during its life.
+    pub fn epoch(&self) -> u64 {
+        self.counters.holds.load(Ordering::SeqCst)
+    }
+
+    /// [`Shared::gate`] for a connection made at `epoch`: false if an
+    /// outage that forgets connections came since, and then the caller
+    /// must [`Shared::park`] instead of relaying anything (a close too).
+    pub fn pass(&self, epoch: u64) -> bool {
+        self.gate();
+        !(lock(&self.faults).hold_forget && self.epoch() > epoch)
+    }
+
+    /// Holds a forgotten connection's sockets open, silent, until the
+    /// proxy stops.
+    pub fn park(&self) {
+        while !self.stopped.load(Ordering::SeqCst) {
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Remembers a socket so that shutdown can close it. Returns its id.
     pub fn register(&self, s: &TcpStream) -> Option<u64> {
         let clone = s.try_clone().ok()?;
