@@ -23,6 +23,8 @@ const HEAD_MAX: usize = 64 << 10;
 /// The socket's read buffer for the head; a body read at least this large
 /// bypasses it.
 const BUF: usize = 64 << 10;
+/// How long a failed send waits for the server's early answer.
+const EARLY_WAIT: Duration = Duration::from_millis(500);
 /// The read buffer for a small answer (a state, an upload's verdict).
 const REPLY_BUF: usize = 4 << 10;
 
@@ -150,6 +152,16 @@ impl Sender {
     /// Counts bytes that went out by `sendfile`.
     pub(super) fn sent(&mut self, n: usize) {
         self.left = self.left.saturating_sub(n as u64);
+    }
+
+    /// After a failed send: the answer the server gave before it stopped
+    /// reading the body (a refusal such as 423 or 507 comes as soon as the
+    /// form's fields are read, then the server closes and our next write
+    /// fails). It is still in the socket's receive queue, a reset or not.
+    pub(super) fn early_answer(&self, max: u64) -> Option<Reply> {
+        let s = self.sock.try_clone().ok()?;
+        s.set_read_timeout(Some(EARLY_WAIT)).ok()?;
+        read_reply(s, max).ok()
     }
 
     /// Sends the tail and reads the answer (see [`Reply`]).

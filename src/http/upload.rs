@@ -198,16 +198,8 @@ impl HttpUpload {
         let r = s
             .finish(ANSWER_MAX)
             .map_err(|e| RemoteError::Io(io::Error::new(e.kind(), format!("{what}: {e}"))))?;
-        match r.status {
-            200..=299 => {}
-            409 if self.seed_path.is_some() => {
-                return Err(RemoteError::Status {
-                    errno: libc::EAGAIN,
-                    permanent: false,
-                    text: format!("HTTP 409 to {what}: the server's partial changed"),
-                })
-            }
-            code => return Err(super::status_error(code, &what)),
+        if let Some(e) = self.refused(r.status, &what) {
+            return Err(e);
         }
         let answer = String::from_utf8_lossy(&r.body);
         let answered = self
@@ -215,6 +207,37 @@ impl HttpUpload {
             .take()
             .and_then(|p| seed::parse_state(&answer).ok().map(|st| (p, st)));
         Ok((answered, r.keep))
+    }
+
+    /// The error an answer `status` to this upload means; None for 2xx.
+    fn refused(&self, status: u16, what: &str) -> Option<RemoteError> {
+        match status {
+            200..=299 => None,
+            409 if self.seed_path.is_some() => Some(RemoteError::Status {
+                errno: libc::EAGAIN,
+                permanent: false,
+                text: format!("HTTP 409 to {what}: the server's partial changed"),
+            }),
+            code => Some(super::status_error(code, what)),
+        }
+    }
+
+    /// After a failed send: the server's answer if it refused the upload
+    /// before taking the whole body (a file locked by another upload, a
+    /// full disk, a refused write), as the error it means, with its first
+    /// line of text; instead of the broken pipe it left behind.
+    pub fn refusal(&mut self) -> Option<RemoteError> {
+        let r = self.direct.as_ref()?.early_answer(ANSWER_MAX)?;
+        let why = match r.content_type.as_str() {
+            "text/plain" => String::from_utf8_lossy(&r.body).into_owned(),
+            _ => String::new(),
+        };
+        let line = why.lines().next().map(str::trim).unwrap_or_default();
+        let what = match line {
+            "" => self.what.clone(),
+            l => format!("{} ({l})", self.what),
+        };
+        self.refused(r.status, &what)
     }
 
     /// Gives up without waiting for the server.

@@ -57,6 +57,18 @@ pub enum Upload {
     Http(http::HttpUpload),
 }
 
+impl Upload {
+    /// After a failed send: what the server answered before it stopped
+    /// reading, if it did. HTTP only: an FTP server's refusal comes on the
+    /// control connection, read when the transfer is closed.
+    pub fn refusal(&mut self) -> Option<RemoteError> {
+        match self {
+            Upload::Http(u) => u.refusal(),
+            Upload::Ftp(_) => None,
+        }
+    }
+}
+
 /// What the server holds for a path before an upload.
 pub enum Holding {
     /// No file. `open`: the upload from byte 0, already started when

@@ -532,6 +532,9 @@ fn send_all(
                     stats
                         .sendfile_bytes
                         .fetch_add(pos - before, Ordering::Relaxed);
+                    if let Some(r) = up.refusal() {
+                        return Err(r.into());
+                    }
                     return Err(Fail::Transient(format!("upload: {e}")));
                 }
             }
@@ -583,6 +586,9 @@ fn copy_buffered(
             l.acquire(n);
         }
         if let Err(e) = up.write_all(&buf[..n]) {
+            if let Some(r) = up.refusal() {
+                return Err(r.into());
+            }
             return Err(Fail::Transient(format!("upload: {e}")));
         }
         pos += n as u64;
