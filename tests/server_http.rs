@@ -108,6 +108,53 @@ fn plain_form_without_offset_or_key_is_a_whole_upload() {
     assert_eq!(std::fs::read(root.join("plain")).expect("plain"), data);
 }
 
+/// A form whose one part is `file` with this Content-Disposition tail.
+fn file_form(disposition: &str, data: &[u8]) -> (String, Vec<u8>) {
+    let b = support::http::BOUNDARY;
+    let mut body =
+        format!("--{b}\r\nContent-Disposition: form-data; name=\"file\"{disposition}\r\n\r\n")
+            .into_bytes();
+    body.extend_from_slice(data);
+    body.extend_from_slice(format!("\r\n--{b}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={b}"), body)
+}
+
+/// A plain HTML form posted to a directory (`<form action="/dir/">` with
+/// a file input): the file part's filename names the file there.
+#[test]
+fn plain_form_posted_to_a_directory_names_the_file() {
+    let (_d, root) = temp_root();
+    let srv = HttpKeyftpd::start(&root, false, &[]);
+    let c = srv.client();
+    assert_eq!(c.request("MKCOL", "/dir", &[], b"").status, 201);
+    let data = pattern(50_000, 4);
+    let post = |path: &str, disposition: &str| {
+        let (ct, body) = file_form(disposition, &data);
+        c.request("POST", path, &[("Content-Type", &ct)], &body)
+    };
+    for (url, name) in [("/dir/", "a.txt"), ("/dir", "b.txt"), ("/", "c.txt")] {
+        let r = post(url, &format!("; filename=\"{name}\""));
+        assert_eq!(r.status, 200, "{url}: {}", r.text());
+        assert_eq!(parse_state(&r.text()), (data.len() as u64, None, true));
+        let at = root.join(url.trim_start_matches('/')).join(name);
+        assert_eq!(std::fs::read(at).expect("stored"), data, "{url}");
+    }
+    // No filename: no name to store under; a name that is a path: refused.
+    let r = post("/dir/", "");
+    assert_eq!(r.status, 409, "{}", r.text());
+    for bad in ["../x", "..", "a/b", ""] {
+        let r = post("/dir/", &format!("; filename=\"{bad}\""));
+        assert_eq!(r.status, 400, "{bad:?}: {}", r.text());
+    }
+    assert!(!root.join("x").exists());
+    let mut names: Vec<_> = std::fs::read_dir(root.join("dir"))
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a.txt", "b.txt"]);
+}
+
 /// An FTP STOR with KEY whose data connection closes early.
 fn ftp_cut_stor(ctrl: &mut Ctrl, name: &str, key: &str, part: &[u8]) {
     assert_eq!(ctrl.cmd(&format!("KEY {key}")).0, 230);

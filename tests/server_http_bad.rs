@@ -177,7 +177,9 @@ fn state_of_directories_and_missing_parents() {
     one_line_4xx(&c.get("/?state"), 409);
     one_line_4xx(&c.get("/nodir/f?state"), 404);
     one_line_4xx(&c.post_file("/nodir/f", 0, None, b"x"), 404);
-    one_line_4xx(&c.post_file("/dir", 0, None, b"x"), 409);
+    // To a directory, the file part's filename names the file there.
+    assert_eq!(c.post_file("/dir", 0, None, b"x").status, 200);
+    assert_eq!(c.state("/dir/f.bin"), (1, None, true));
     assert_eq!(c.state("/dir/new"), (0, None, false));
 }
 

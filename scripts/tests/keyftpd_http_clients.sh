@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # keyftpd's HTTP face against curl: the seed's flow with `curl -F` (a whole
-# upload, then a resume from the state's offset), a Range GET, a resumed
+# upload, one posted to a directory, then a resume from the state's offset), a Range GET, a resumed
 # download (`-C -`), PUT and a resumed PUT (`-C N -T`, Content-Range), the
 # WebDAV namespace methods (MKCOL, PROPFIND, MOVE, COPY, DELETE), and an
 # upload started over FTP (curl) and finished over HTTP (curl -F). Every
@@ -31,6 +31,13 @@ st=$("${C[@]}" "$URL/new.bin?state") || fail "state query"
 out=$("${C[@]}" -F offset=0 -F "key=$KEY" -F "file=@$WORK/local/big.bin" "$URL/big.bin") || fail "curl -F upload"
 [ "$(echo "$out" | json complete)" = True ] || fail "upload not complete: $out"
 same "$WORK/local/big.bin" "$WORK/root/big.bin" "curl -F upload"
+# A form posted to a directory, as an HTML form with a file input does:
+# the file takes the part's filename (curl sends the base name).
+"${C[@]}" -X MKCOL "$URL/drop" >/dev/null || fail "MKCOL drop"
+cp "$WORK/local/big.bin" "$WORK/local/form.bin"
+out=$("${C[@]}" -F "file=@$WORK/local/form.bin" "$URL/drop/") || fail "curl -F to a directory"
+[ "$(echo "$out" | json complete)" = True ] || fail "form upload not complete: $out"
+same "$WORK/local/big.bin" "$WORK/root/drop/form.bin" "curl -F to a directory"
 
 # A partial upload under the whole file's key, then the rest from the
 # state's offset (what a client does after a cut).

@@ -60,6 +60,8 @@ pub(crate) struct Form<S> {
     delim: Vec<u8>,
     finder: Finder<'static>,
     at: At,
+    /// The current part's `filename`, if its headers give one.
+    filename: Option<String>,
 }
 
 impl<S> Form<S>
@@ -75,6 +77,7 @@ where
             finder: Finder::new(&delim).into_owned(),
             delim,
             at: At::Preamble,
+            filename: None,
         }
     }
 
@@ -180,19 +183,23 @@ where
             return Err(FormError::Malformed("junk after a boundary"));
         }
         let headers = &head[line_end + 2..end + 2];
-        let name = headers
-            .split(|&b| b == b'\n')
-            .filter_map(|l| {
-                let l = l.strip_suffix(b"\r").unwrap_or(l);
-                let (k, v) = l.split_at(memchr::memchr(b':', l)?);
-                k.trim_ascii()
-                    .eq_ignore_ascii_case(b"content-disposition")
-                    .then(|| param(&v[1..], b"name"))
-            })
-            .next()
-            .flatten();
+        let disposition = headers.split(|&b| b == b'\n').find_map(|l| {
+            let l = l.strip_suffix(b"\r").unwrap_or(l);
+            let (k, v) = l.split_at(memchr::memchr(b':', l)?);
+            k.trim_ascii()
+                .eq_ignore_ascii_case(b"content-disposition")
+                .then(|| &v[1..])
+        });
+        let name = disposition.and_then(|d| param(d, b"name"));
+        self.filename = disposition.and_then(|d| param(d, b"filename"));
         self.at = At::Data;
         Ok(Some(name))
+    }
+
+    /// The current part's `filename` parameter (a browser's file input
+    /// sends the file's base name).
+    pub fn filename(&self) -> Option<&str> {
+        self.filename.as_deref()
     }
 
     /// The current part's next data; `Ok(None)` at its end. Handed out as

@@ -18,7 +18,9 @@ use crate::server::paths::VPath;
 
 const TEMPLATE: &str = include_str!("page.html");
 const SCRIPT: &str = include_str!("page.js");
-const UPLOAD: &str = "<div id=\"drop\"><input type=\"file\" id=\"pick\" multiple> or drop files here</div>\n<div id=\"uploads\"></div>";
+/// Without JavaScript, a plain form posts one file to the directory's URL
+/// (the seed's POST with offset 0; the part's filename names the file).
+const UPLOAD: &str = "<div id=\"drop\"><input type=\"file\" id=\"pick\" multiple> or drop files here</div>\n<div id=\"uploads\"></div>\n<noscript><form method=\"post\" enctype=\"multipart/form-data\"><input type=\"file\" name=\"file\"> <button>Upload</button></form></noscript>";
 const READ_ONLY: &str = "<p class=\"ro\">Read-only: log in to upload.</p>";
 
 /// Fills `{{NAME}}` placeholders in one pass (values are not searched).
@@ -146,6 +148,7 @@ mod tests {
         assert!(page.contains("&lt;b&gt;{{SCRIPT}}&amp;&quot;x"), "{page}");
         assert_eq!(page.matches("crcUpdate(crc, buf)").count(), 1);
         assert!(page.contains("id=\"pick\""));
+        assert!(page.contains("<noscript><form method=\"post\" enctype=\"multipart/form-data\">"));
         let ro = html(&v, &list, &Who::Anonymous);
         assert!(!ro.contains("id=\"pick\"") && ro.contains("Read-only"));
     }

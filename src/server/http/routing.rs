@@ -133,7 +133,7 @@ async fn dispatch(ctx: &Arc<Ctx>, v: &VPath, req: Request<Incoming>, who: &Who) 
             }
         }
         "POST" if tus => tus::create(ctx, v, dir_url, req, who).await,
-        "POST" => seed::post(ctx, v, req, who).await,
+        "POST" => seed::post(ctx, v, dir_url, req, who).await,
         "PATCH" => tus::patch(ctx, v, req, who).await,
         "PUT" => files::put(ctx, v, req, who).await,
         "DELETE" => webdav::delete(ctx, v, tus).await,

@@ -125,8 +125,25 @@ fn stopped(why: Option<Stop>, e: &FormError) -> Resp {
     }
 }
 
-/// `POST /PATH` with `multipart/form-data`.
-pub(crate) async fn post(ctx: &Arc<Ctx>, v: &VPath, req: Request<Incoming>, who: &Who) -> Resp {
+/// A client-given file name (tus's `filename`, a form's file part) that
+/// names a file in a directory: no path, no `.` or `..`.
+pub(crate) fn plain_name(name: &str) -> Result<&str, &'static str> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err("filename must be a plain name");
+    }
+    Ok(name)
+}
+
+/// `POST /PATH` with `multipart/form-data`. To a directory (as a plain
+/// HTML form with a file input would post), the file part's `filename`
+/// names the file in it.
+pub(crate) async fn post(
+    ctx: &Arc<Ctx>,
+    v: &VPath,
+    dir_url: bool,
+    req: Request<Incoming>,
+    who: &Who,
+) -> Resp {
     let ct = req
         .headers()
         .get(CONTENT_TYPE)
@@ -175,6 +192,25 @@ pub(crate) async fn post(ctx: &Arc<Ctx>, v: &VPath, req: Request<Incoming>, who:
             }
         }
     }
+    let into_dir = dir_url || matches!(super::webdav::stat(ctx, v).await, Ok(e) if e.dir);
+    let target = if into_dir {
+        let Some(name) = form.filename() else {
+            return reply::text(
+                StatusCode::CONFLICT,
+                "a directory: POST to a file's URL, or give the file part a filename",
+            );
+        };
+        match plain_name(name)
+            .map_err(|e| e.to_string())
+            .and_then(|n| v.resolve(n).map_err(|e| e.to_string()))
+        {
+            Ok(t) => t,
+            Err(why) => return reply::text(StatusCode::BAD_REQUEST, &why),
+        }
+    } else {
+        v.clone()
+    };
+    let v = &target;
     let how = if offset == 0 {
         Begin::Replace(key)
     } else {

@@ -226,8 +226,8 @@ pub(crate) async fn create(
     let Some(name) = meta.get("filename").map(|n| n.as_str()) else {
         return reply::text(StatusCode::BAD_REQUEST, "Upload-Metadata needs a filename");
     };
-    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-        return reply::text(StatusCode::BAD_REQUEST, "filename must be a plain name");
+    if let Err(why) = super::seed::plain_name(name) {
+        return reply::text(StatusCode::BAD_REQUEST, why);
     }
     let key = match meta.get("key").map(|k| super::seed::parse_key(k)) {
         None => None,
