@@ -44,6 +44,30 @@ http_xfer() {
     [[ $check == - ]] || check_same "$check" "$SHA" "curl ($row)"
 }
 
+# http_tus SERVER_PID CHECK_FILE BASE_URL NAME KEY: a tus upload of SRC,
+# timed as a tus client does it: the creation POST (with the key in the
+# metadata, as keyftpd takes it), then one PATCH of the whole file. Adds
+# http_up_tus and httpcpu_up_tus.
+http_tus() {
+    local spid=$1 check=$2 dir=$3 name=$4 key=$5 c0 t0 t1 loc meta
+    meta="filename $(printf %s "$name" | base64),key $(printf %s "$key" | base64)"
+    c0=$(proc_cpu "$spid")
+    t0=$(now)
+    loc=$(timeout "$LIMIT" curl -sS --fail -u "$FTP_USER:$KEYFS_PASSWORD" -X POST \
+        -H "Tus-Resumable: 1.0.0" -H "Upload-Length: $bytes" -H "Upload-Metadata: $meta" \
+        -D - -o /dev/null "$dir/" | tr -d '\r' | awk 'tolower($1) == "location:" { print $2 }')
+    [[ $loc == /* ]] || kf_fail "tus creation gave no Location path: '$loc'"
+    # -T streams the file (a --data-binary @file would load it whole).
+    timeout "$LIMIT" curl -sS --fail -u "$FTP_USER:$KEYFS_PASSWORD" -X PATCH -T "$SRC" \
+        -H "Tus-Resumable: 1.0.0" -H "Upload-Offset: 0" \
+        -H "Content-Type: application/offset+octet-stream" "$dir$loc" >/dev/null ||
+        kf_fail "tus PATCH failed"
+    t1=$(now)
+    add http_up_tus "$(secs "$t0" "$t1")"
+    add httpcpu_up_tus "$(fsub "$(proc_cpu "$spid")" "$c0")"
+    check_same "$check" "$SHA" "tus upload"
+}
+
 # http_conc N PUT|POST: N concurrent uploads of CSRC to a fresh keyftpd;
 # NOTE[httprss_METHOD_N] = "idle_kib peak_kib seconds".
 http_conc() {
@@ -94,14 +118,15 @@ http_run() {
         echo "-- run $r/$runs"
         # The uploads in an order rotated each run, each after a sync: the
         # disk's writeback of the last 1 GiB would slow whoever comes next.
-        for ((i = 0; i < 4; i++)); do
+        for ((i = 0; i < 5; i++)); do
             sync
-            case $(((i + r) % 4)) in
+            case $(((i + r) % 5)) in
                 0) http_xfer up_ftp "$kpid" "$hroot/f.bin" -T "$SRC" "$F/f.bin" ;;
                 1) http_xfer up_put "$kpid" "$hroot/h.bin" -T "$SRC" "$H/h.bin" ;;
                 2) http_xfer up_post "$kpid" "$hroot/p.bin" -F offset=0 -F "key=$key" \
                     -F "file=@$SRC;type=application/octet-stream" "$H/p.bin" ;;
                 3) http_xfer up_rclone "$rpid" "$rroot/r.bin" -T "$SRC" "$D/r.bin" ;;
+                4) http_tus "$kpid" "$hroot/t.bin" "$H" t.bin "$key" ;;
             esac
         done
         sync
@@ -134,7 +159,7 @@ http_report() {
     r_down=$(pratio http_down_ftp http_down_http)
     echo "### keyftpd's HTTP face next to its FTP face and rclone serve webdav (issue 10)"
     echo
-    echo "curl on 127.0.0.1 uploads one $(numfmt --to=iec "$bytes") file and downloads it, to and from one keyftpd process with \`--http\` (FTP: \`curl -T\` / RETR; HTTP: \`curl -T\` = PUT, the seed's multipart POST with \`offset=0\` and the file's \`key\`, and GET) and to \`rclone serve webdav\` (PUT, GET), interleaved in each run (uploads in an order rotated each run, each after a sync). A ratio is the median over the runs of FTP time / HTTP time in the same run (*speed*, higher is better). Server CPU: user+system seconds of the server process per GiB."
+    echo "curl on 127.0.0.1 uploads one $(numfmt --to=iec "$bytes") file and downloads it, to and from one keyftpd process with \`--http\` (FTP: \`curl -T\` / RETR; HTTP: \`curl -T\` = PUT, the seed's multipart POST with \`offset=0\` and the file's \`key\`, tus (the creation POST with the key in its metadata, then one PATCH streamed by \`curl -T\`), and GET) and to \`rclone serve webdav\` (PUT, GET), interleaved in each run (uploads in an order rotated each run, each after a sync). A ratio is the median over the runs of FTP time / HTTP time in the same run (*speed*, higher is better). Server CPU: user+system seconds of the server process per GiB."
     echo
     echo "| transfer | time (s) | MiB/s | server CPU s/GiB | speed vs keyftpd's FTP | target | |"
     echo "|---|---|---|---|---|---|---|"
@@ -145,6 +170,7 @@ http_report() {
     row up_ftp "upload, keyftpd FTP (STOR)" 1 -
     row up_put "upload, keyftpd HTTP PUT" "$r_put" ">= 0.9"
     row up_post "upload, keyftpd HTTP POST (seed, multipart)" "$r_post" ">= 0.9"
+    row up_tus "upload, keyftpd HTTP tus (creation POST + one PATCH)" "$(pratio http_up_ftp http_up_tus)" -
     row up_rclone "upload, rclone serve webdav PUT" "$(pratio http_up_ftp http_up_rclone)" -
     row down_ftp "download, keyftpd FTP (RETR)" 1 -
     row down_http "download, keyftpd HTTP GET" "$r_down" ">= 0.9"
