@@ -651,7 +651,7 @@ mod model {
         #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
         #[test]
         fn fs_random_ops_match_the_model_over_http(ops in proptest::collection::vec(op(), 1..14)) {
-            crate::core_rig::set_transport(keyfs::remote::Scheme::Http);
+            crate::core_rig::set_transport(keyfs::transport::Scheme::Http);
             check(&ops)?;
         }
     }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use keyfs::faultproxy::{FaultProxy, Faults};
 use keyfs::fs::{inode::ROOT, Core};
-use keyfs::remote::Scheme;
+use keyfs::transport::Scheme;
 
 #[path = "support/core_rig.rs"]
 #[macro_use]

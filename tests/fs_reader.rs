@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use keyfs::faultproxy::{FaultProxy, Faults};
 use keyfs::fs::reader::live_producers;
 use keyfs::fs::{inode::ROOT, Core};
-use keyfs::remote::Scheme;
+use keyfs::transport::Scheme;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 const MIB: usize = 1 << 20;

@@ -7,7 +7,8 @@ use std::net::{TcpListener, TcpStream};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use keyfs::remote::{Endpoint, RemoteError, Session, StoreStart};
+use keyfs::remote::{Session, StoreStart};
+use keyfs::transport::{Endpoint, RemoteError};
 
 /// What the script answers to one command line: raw bytes to send (CRLFs
 /// included), or None to close the connection. It gets the PASV listener

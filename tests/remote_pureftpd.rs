@@ -130,7 +130,7 @@ fn login_and_connect_errors() {
     let mut ep = srv.endpoint();
     ep.port = port;
     let e = Session::connect(&ep, T).err().expect("refused");
-    assert!(matches!(e, keyfs::remote::RemoteError::Io(_)));
+    assert!(matches!(e, keyfs::transport::RemoteError::Io(_)));
     assert!(!e.is_permanent());
 }
 

@@ -6,7 +6,8 @@ mod support;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use keyfs::remote::{Endpoint, Session};
+use keyfs::remote::Session;
+use keyfs::transport::Endpoint;
 use keyfs::upload::resume::Policy;
 use keyfs::upload::Tuning;
 use support::jobs::{data, eventually, sent_more_than, start_tuned, Spool, PATIENCE};

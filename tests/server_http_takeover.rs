@@ -15,6 +15,9 @@ use support::keyftpd::{key_of, pattern, temp_root, Ctrl, PASS, USER};
 
 /// Far below the server's 60 s request timeout.
 const PROMPT: Duration = Duration::from_secs(20);
+/// Longer than the server waits for silence before it stops an upload
+/// (1 s): the old upload is stalled, not merely between two chunks.
+const SILENT: Duration = Duration::from_millis(1300);
 
 /// Waits (bounded) until `path` is `len` bytes long.
 fn wait_len(path: &std::path::Path, len: u64) {
@@ -27,12 +30,13 @@ fn wait_len(path: &std::path::Path, len: u64) {
 
 /// Starts a seed POST of the whole of `data` from 0 with its key, sends
 /// `send` bytes of it and goes silent, the connection left open (a client
-/// whose link went away). Returns the connection.
+/// whose link went away), for [`SILENT`]. Returns the connection.
 fn stalled_post(srv: &HttpKeyftpd, path: &str, data: &[u8], send: usize) -> TcpStream {
     let s = srv
         .client()
         .post_partial(path, 0, &key_of(data), data, send);
     wait_len(&srv.root.join(path.trim_start_matches('/')), send as u64);
+    std::thread::sleep(SILENT);
     s
 }
 
@@ -116,6 +120,7 @@ fn stalled_ftp_stor_taken_over_by_a_post() {
     assert_eq!(ctrl.cmd("STOR v.bin").0, 150);
     d.write_all(&data[..n]).expect("data");
     wait_len(&root.join("v.bin"), n as u64);
+    std::thread::sleep(SILENT);
 
     let t0 = Instant::now();
     let r = srv
@@ -129,4 +134,48 @@ fn stalled_ftp_stor_taken_over_by_a_post() {
     assert!(text.contains("took over"), "{text}");
     drop(d);
     assert_eq!(std::fs::read(root.join("v.bin")).expect("file"), data);
+}
+
+/// An upload still receiving is not stopped for a newcomer with the same
+/// key (its client may be draining what was in flight): the newcomer gets
+/// 423 at once, and the old upload finishes.
+#[test]
+fn a_live_upload_is_not_taken_over() {
+    let (_d, root) = temp_root();
+    let srv = HttpKeyftpd::start(&root, false, &["--http-timeout", "60"]);
+    let c = srv.client();
+    let data = pattern(600_000, 34);
+    let key = key_of(&data);
+    let mut old = c.post_partial("/w.bin", 0, &key, &data, 0);
+    let sent = 200_000;
+    old.write_all(&data[..sent]).expect("first part");
+    wait_len(&root.join("w.bin"), sent as u64);
+    // Keep the old upload alive, a little at a time, while a newcomer asks.
+    let feeder = {
+        let mut s = old.try_clone().expect("clone");
+        let rest = data[sent..].to_vec();
+        std::thread::spawn(move || {
+            for piece in rest.chunks(20_000) {
+                s.write_all(piece).expect("keep sending");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let at = std::fs::metadata(root.join("w.bin")).expect("file").len() as usize;
+    let t0 = Instant::now();
+    let r = c.post_file("/w.bin", at as u64, Some(&key), &data[at..]);
+    assert_eq!(r.status, 423, "{}", r.text());
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "waited {:?}",
+        t0.elapsed()
+    );
+    feeder.join().expect("feeder");
+    let (_, tail) = support::http::form_parts(Some(0), Some(&key));
+    old.write_all(&tail).expect("form tail");
+    let r = read_response(&mut old, false).expect("old request's answer");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(parse_state(&r.text()), (data.len() as u64, Some(key), true));
+    assert_eq!(std::fs::read(root.join("w.bin")).expect("file"), data);
 }

@@ -202,8 +202,10 @@ fn stalled_upload_taken_over_by_same_account_and_key() {
     let _d = keyless.data();
     assert_eq!(keyless.cmd("STOR t.bin").0, 450);
 
-    // The same account and key takes over at once, not after the 60 s
-    // data timeout (the old upload says it was taken over, not stalled).
+    // The same account and key takes over at once once the old upload
+    // has been silent for a second, not after the 60 s data timeout (the
+    // old upload says it was taken over, not stalled).
+    std::thread::sleep(Duration::from_millis(1300));
     let mut c2 = login_as(&srv, "a");
     let t0 = Instant::now();
     let (code, text) = resume(&mut c2, "t.bin", &data);

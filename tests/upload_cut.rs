@@ -9,7 +9,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use keyfs::faultproxy::{FaultProxy, Faults};
-use keyfs::remote::Scheme;
+use keyfs::transport::Scheme;
 use keyfs::upload::resume::Policy;
 use keyfs::upload::Tuning;
 use support::core_rig::{self, Rig};

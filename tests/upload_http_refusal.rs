@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use keyfs::remote::Scheme;
+use keyfs::transport::Scheme;
 use keyfs::upload::resume::Policy;
 use support::http::HttpKeyftpd;
 use support::jobs::{data, endpoint, eventually, start, Spool, PATIENCE};

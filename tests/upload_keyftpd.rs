@@ -12,8 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use keyfs::key::Key;
-use keyfs::remote::{Endpoint, Session, StoreStart};
+use keyfs::remote::{Session, StoreStart};
 use keyfs::server::{Server, ServerConfig, ServerHandle};
+use keyfs::transport::Endpoint;
 use keyfs::transport::{Conn, Holding};
 use keyfs::upload::resume::Policy;
 use support::core_rig::{self, Rig};
@@ -236,8 +237,8 @@ over_both! {
         s.up.wait("s.bin", WAIT).expect("s");
         assert_eq!(rig.server_file("s.bin").unwrap(), d);
         let sent = match core_rig::transport() {
-            keyfs::remote::Scheme::Ftp => 30_000,
-            keyfs::remote::Scheme::Http => 50_000,
+            keyfs::transport::Scheme::Ftp => 30_000,
+            keyfs::transport::Scheme::Http => 50_000,
         };
         assert_eq!(s.up.bytes_sent(), 1000 + sent);
         s.up.shutdown();

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use keyfs::fs::{FsConfig, FsError};
-use keyfs::remote::tls::{parse_pin, Tls, TlsClient};
+use keyfs::transport::tls::{parse_pin, Tls, TlsClient};
 use keyfs::transport::{Endpoint, RemoteError, Scheme};
 use keyfs::upload::resume::Policy;
 

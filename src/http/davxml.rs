@@ -2,9 +2,9 @@
 
 use std::time::SystemTime;
 
-use crate::remote::RemoteError;
 use crate::spool::record::percent_decode;
 use crate::transport::RemoteEntry;
+use crate::transport::RemoteError;
 
 const DAV: &str = "DAV:";
 

@@ -11,7 +11,7 @@
 //! reconnects by itself inside a session, so every request's failure is
 //! looked at: a certificate that is not trusted, on the first connection
 //! or on any later one (a server whose certificate was replaced), is the
-//! permanent error of [`crate::remote::tls::untrusted`], as over FTPS.
+//! permanent error of `crate::transport::tls::untrusted`, as over FTPS.
 //!
 //! Over plain `http://` the bulk bodies (GET of a file, the upload's PUT
 //! or POST) go on a connection of their own, read and written straight
@@ -36,8 +36,7 @@ use std::time::{Duration, SystemTime};
 use base64::Engine;
 
 use crate::key::Key;
-use crate::remote::session::join_root;
-use crate::remote::tls;
+use crate::transport::{join_root, tls};
 use crate::transport::{CrcMethod, Endpoint, RemoteError};
 
 pub use upload::HttpUpload;

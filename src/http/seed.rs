@@ -8,7 +8,7 @@
 use serde::Deserialize;
 
 use crate::key::Key;
-use crate::remote::RemoteError;
+use crate::transport::RemoteError;
 
 /// The state JSON.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]

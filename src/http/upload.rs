@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use super::direct::Sender;
 use super::seed::{self, State};
-use crate::remote::{RemoteError, Sent};
+use crate::transport::{RemoteError, Sent};
 
 /// Chunks in flight between the worker and the request thread.
 const IN_FLIGHT: usize = 2;
@@ -164,7 +164,7 @@ impl HttpUpload {
         let Some(s) = self.direct.as_mut() else {
             return Ok(None);
         };
-        let sent = crate::remote::send_file_to(s.fd(), file, offset, count, budget)?;
+        let sent = crate::transport::send_file_to(s.fd(), file, offset, count, budget)?;
         if let Some(n) = &sent {
             s.sent(n.bytes);
         }

@@ -13,8 +13,10 @@ use suppaftp::types::FileType;
 use suppaftp::{FtpError, Mode, Status};
 
 use super::errno::from_reply_body;
+use super::ftps::{Connector, TlsData};
+use super::join_root;
 use super::listing::{parse_list_line, parse_mlsx_line};
-use super::tls::{Connector, Tls, TlsClient, TlsData};
+use super::tls::{Tls, TlsClient};
 use super::{Endpoint, Features, RemoteEntry, RemoteError, Session};
 
 type FtpStream = suppaftp::ImplFtpStream<TlsData>;
@@ -103,32 +105,6 @@ fn set_timeouts(s: &TcpStream, t: Duration) -> std::io::Result<()> {
     s.set_read_timeout(Some(t))?;
     s.set_write_timeout(Some(t))?;
     s.set_nodelay(true)
-}
-
-/// Turns a path relative to the mount root into the absolute server path.
-/// Refuses `.`/`..` components, NUL, CR and LF.
-pub fn join_root(root: &str, rel: &str) -> Result<String, RemoteError> {
-    if rel.bytes().any(|b| b == 0 || b == b'\r' || b == b'\n') {
-        return Err(RemoteError::Io(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "control character in path",
-        )));
-    }
-    let mut out = root.to_string();
-    for comp in rel.split('/').filter(|c| !c.is_empty()) {
-        if comp == "." || comp == ".." {
-            return Err(RemoteError::Io(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("path component {comp:?} not allowed"),
-            )));
-        }
-        out.push('/');
-        out.push_str(comp);
-    }
-    if out.is_empty() {
-        out.push('/');
-    }
-    Ok(out)
 }
 
 impl Session {

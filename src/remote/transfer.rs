@@ -5,14 +5,16 @@
 //! socket broke, the server may still have seen a clean EOF. The uploader
 //! therefore always verifies size and CRC afterwards.
 
-use std::io::{Read, Write};
+use std::fs::File;
+use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 
 use suppaftp::{DataStream, FtpError, TransferStream};
 
-use super::tls::TlsData;
+use super::ftps::TlsData;
 
-use super::{Download, RemoteError, Session};
+use super::{send_file_to, Download, RemoteError, Sent, Session};
+use std::time::Duration;
 
 /// An open data connection that completes its transfer on `finish`.
 pub(crate) trait DataConn: Read + Write + Send {
@@ -163,5 +165,40 @@ impl Session {
     /// (with the longer timeout: the server may checksum the file first).
     pub fn finish_store(&mut self, upload: Upload) -> Result<(), RemoteError> {
         self.with_slow_replies(|_| upload.stream.finish().map_err(RemoteError::from))
+    }
+}
+
+impl Upload {
+    /// Sends up to `count` bytes of `file` from `*offset` to the data socket,
+    /// advancing `*offset` by what was sent (the file position is not used),
+    /// for at most about `budget`. Returns `None` when `sendfile` cannot be
+    /// used on this connection (TLS, or the kernel refused with
+    /// EINVAL/ENOSYS before any byte went out): copy instead.
+    pub fn send_file(
+        &mut self,
+        file: &File,
+        offset: &mut u64,
+        count: usize,
+        budget: Duration,
+    ) -> io::Result<Option<Sent>> {
+        if self.no_sendfile {
+            return Ok(None);
+        }
+        let Some(sock) = self.stream.plain_socket() else {
+            self.no_sendfile = true;
+            return Ok(None);
+        };
+        let sent = send_file_to(sock, file, offset, count, budget)?;
+        match sent {
+            Some(s) => self.sendfile_bytes += s.bytes as u64,
+            None => self.no_sendfile = true,
+        }
+        Ok(sent)
+    }
+
+    /// Payload bytes this upload sent by `sendfile` (the rest, if any, was
+    /// copied through a buffer).
+    pub fn sendfile_bytes(&self) -> u64 {
+        self.sendfile_bytes
     }
 }

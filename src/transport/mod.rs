@@ -21,10 +21,17 @@ use std::time::{Duration, SystemTime};
 use crate::key::Key;
 use crate::{http, remote};
 
+mod endpoint;
+mod error;
+mod sendfile;
+pub mod tls;
+
 pub use crate::remote::attrs::Applied;
 pub use crate::remote::checksum::CrcMethod;
-pub use crate::remote::{ChunkSizer, Endpoint, RemoteEntry, RemoteError, Scheme, Sent};
 pub use crate::upload::resume::StoredKey;
+pub use endpoint::{join_root, Endpoint, Scheme};
+pub use error::RemoteError;
+pub use sendfile::{send_file_to, ChunkSizer, Sent};
 
 /// The longest command line assumed to pass, CRLF included: FTP servers
 /// bound it (keyftpd, vsftpd's `VSFTP_MAX_COMMAND_LINE` and IIS's
@@ -35,6 +42,18 @@ pub const MAX_COMMAND_LINE: usize = 4096;
 /// with offsets of up to 20 digits (an HTTP request line, of 8 KiB on
 /// common servers, has room for it percent-encoded only up to about this).
 pub const MAX_REMOTE_PATH: usize = MAX_COMMAND_LINE - "XCRC   \r\n".len() - 2 * 20;
+
+/// One entry of a directory listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteEntry {
+    pub name: String,
+    pub is_dir: bool,
+    pub size: u64,
+    pub mtime: Option<SystemTime>,
+    /// Permission bits, where the listing shows them (MLSD `UNIX.mode`,
+    /// LIST `-rw-r--r--`).
+    pub mode: Option<u32>,
+}
 
 /// One logged-in connection.
 pub enum Conn {

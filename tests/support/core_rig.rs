@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keyfs::fs::{Core, FsConfig};
-use keyfs::remote::{Endpoint, Scheme};
 use keyfs::server::http::{HttpConfig, HttpHandle, HttpServer};
 use keyfs::server::{Server, ServerConfig, ServerHandle};
+use keyfs::transport::{Endpoint, Scheme};
 use keyfs::upload::resume::Policy;
 
 thread_local! {
@@ -53,11 +53,11 @@ macro_rules! over_both {
             fn scenario() $body
             #[test]
             fn ftp() {
-                $crate::core_rig::with_transport(keyfs::remote::Scheme::Ftp, scenario)
+                $crate::core_rig::with_transport(keyfs::transport::Scheme::Ftp, scenario)
             }
             #[test]
             fn http() {
-                $crate::core_rig::with_transport(keyfs::remote::Scheme::Http, scenario)
+                $crate::core_rig::with_transport(keyfs::transport::Scheme::Http, scenario)
             }
         }
     )* };

@@ -5,8 +5,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use keyfs::remote::Endpoint;
 use keyfs::spool::journal::{JobRecord, JobState, Journal};
+use keyfs::transport::Endpoint;
 use keyfs::upload::resume::Policy;
 use keyfs::upload::{Tuning, UploadConfig, Uploader};
 

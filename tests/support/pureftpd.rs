@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use keyfs::remote::Endpoint;
+use keyfs::transport::Endpoint;
 
 pub const USER: &str = "tuser";
 pub const PASSWORD: &str = "secret";

@@ -120,6 +120,8 @@ struct Active {
     owner: String,
     key: Option<crate::key::Key>,
     abort: Arc<std::sync::atomic::AtomicBool>,
+    /// When it last received a byte (see `upload::now_ms`).
+    last: Arc<std::sync::atomic::AtomicU64>,
 }
 
 struct Inner {

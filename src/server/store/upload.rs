@@ -21,7 +21,7 @@
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,18 @@ use crate::server::paths::VPath;
 
 /// How long a takeover waits for the old upload to let go.
 const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
+/// How long the old upload must have received nothing to be stopped. One
+/// still receiving is left alone (the newcomer is told the file is busy):
+/// its client may be draining what was in flight (a browser's request
+/// abandoned by a reload), and the newcomer's own body would be sent for
+/// nothing while it waited.
+const TAKEOVER_QUIET: Duration = Duration::from_secs(1);
+
+/// Milliseconds on a clock of this process, for "last received".
+fn now_ms() -> u64 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
 
 /// Where an upload starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,6 +106,8 @@ pub struct Upload {
     len: u64,
     key: Option<Key>,
     abort: Arc<AtomicBool>,
+    /// When the last byte was received ([`now_ms`]).
+    last: Arc<AtomicU64>,
     finished: bool,
     /// The file is cut to `offset` at the first byte (or at the finish),
     /// so an upload abandoned before its data starts changes nothing.
@@ -187,12 +201,14 @@ impl Store {
             recorded_ctime,
         } = r?;
         let abort = Arc::new(AtomicBool::new(false));
+        let last = Arc::new(AtomicU64::new(now_ms()));
         lock(&self.inner.active).insert(
             id,
             Active {
                 owner: mode.owner.clone(),
                 key,
                 abort: abort.clone(),
+                last: last.clone(),
             },
         );
         Ok(Upload {
@@ -204,6 +220,7 @@ impl Store {
             len: offset,
             key,
             abort,
+            last,
             finished: false,
             pending_cut: true,
             before,
@@ -274,7 +291,8 @@ impl Store {
     }
 
     /// The file `f` is locked: if by an upload of this process with the
-    /// same owner and key as `mode`, stop that one and wait for its lock.
+    /// same owner and key as `mode` that has received nothing for
+    /// [`TAKEOVER_QUIET`] (stalled), stop it and wait for its lock.
     fn take_over(&self, f: &File, id: (u64, u64), mode: &Mode) -> Result<bool, StoreError> {
         let Some(key) = mode.key.or(mode.claim) else {
             return Ok(false);
@@ -287,13 +305,18 @@ impl Store {
             if a.owner != mode.owner || a.key != Some(key) {
                 return Ok(false);
             }
+            let quiet = now_ms().saturating_sub(a.last.load(Ordering::Relaxed));
+            if quiet < TAKEOVER_QUIET.as_millis() as u64 {
+                return Ok(false);
+            }
+            log::info!("upload takeover: stopping an upload silent for {quiet} ms");
             a.abort.store(true, Ordering::SeqCst);
         }
         let t0 = Instant::now();
         while t0.elapsed() < TAKEOVER_WAIT {
             std::thread::sleep(Duration::from_millis(20));
             if locked(f)? {
-                log::info!("upload takeover: a stalled upload of the same key gave way");
+                log::info!("upload takeover: the stalled upload of the same key gave way");
                 return Ok(true);
             }
         }
@@ -366,6 +389,7 @@ impl Upload {
     pub fn hashed(&mut self, buf: &[u8]) {
         self.hasher.update(buf);
         self.len += buf.len() as u64;
+        self.last.store(now_ms(), Ordering::Relaxed);
     }
 
     /// Gives the upload up before any byte was sent (say, the data

@@ -16,7 +16,7 @@
 //! - HTTPS has no data connections to resume: it speaks TLS 1.3 or 1.2
 //!   ([`TlsClient::for_https`]), with the same trust.
 //! - A certificate that is not trusted is a permanent error naming the
-//!   host and the reason ([`untrusted`]), on the first connection and on
+//!   host and the reason (`untrusted`), on the first connection and on
 //!   every reconnect alike: never retried, never downgraded.
 
 use std::fmt;
@@ -237,111 +237,6 @@ impl ServerCertVerifier for PinVerifier {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pins_parse_with_or_without_colons() {
-        let hexs = "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF";
-        let p = parse_pin(hexs).ok();
-        assert_eq!(p.map(|p| p[1]), Some(0x11));
-        assert_eq!(p.map(|p| p[31]), Some(0xff));
-        let colons: Vec<String> = (0..32)
-            .map(|i| hexs[2 * i..2 * i + 2].to_string())
-            .collect();
-        assert_eq!(parse_pin(&colons.join(":")).ok(), p);
-        assert!(parse_pin("abc").is_err());
-        assert!(parse_pin(&"zz".repeat(32)).is_err());
-    }
-}
-
-/// Connects TLS for suppaftp, control and data alike: sets the socket
-/// timeouts first and runs the handshake at once, so a certificate that is
-/// not trusted is reported as such (a permanent error), not as a broken
-/// connection.
-#[derive(Debug)]
-pub(crate) struct Connector {
-    pub client: TlsClient,
-    pub timeout: std::time::Duration,
-}
-
-/// A TLS stream of a control or data connection. Dropping it sends no
-/// close_notify: only [`TlsData::close_notify`] does, so a transfer
-/// abandoned by a reset cannot look complete to the server.
-#[derive(Debug)]
-pub struct TlsData {
-    stream: rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>,
-}
-
-impl TlsData {
-    /// Tells the server the data is complete (after the last byte of an upload).
-    pub fn close_notify(&mut self) -> std::io::Result<()> {
-        use std::io::Write;
-        self.stream.flush()?;
-        self.stream.conn.send_close_notify();
-        while self.stream.conn.wants_write() {
-            self.stream.conn.write_tls(&mut self.stream.sock)?;
-        }
-        Ok(())
-    }
-}
-
-impl suppaftp::TlsStream for TlsData {
-    type InnerStream = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
-
-    fn tcp_stream(self) -> suppaftp::FtpResult<std::net::TcpStream> {
-        self.stream
-            .sock
-            .try_clone()
-            .map_err(suppaftp::FtpError::ConnectionError)
-    }
-
-    fn get_ref(&self) -> &std::net::TcpStream {
-        &self.stream.sock
-    }
-
-    fn mut_ref(&mut self) -> &mut Self::InnerStream {
-        &mut self.stream
-    }
-}
-
-impl suppaftp::TlsConnector for Connector {
-    type Stream = TlsData;
-
-    fn connect(&self, domain: &str, mut tcp: std::net::TcpStream) -> suppaftp::FtpResult<TlsData> {
-        use suppaftp::FtpError;
-        let cio = FtpError::ConnectionError;
-        tcp.set_read_timeout(Some(self.timeout)).map_err(cio)?;
-        tcp.set_write_timeout(Some(self.timeout)).map_err(cio)?;
-        let name = ServerName::try_from(domain.to_string())
-            .map_err(|e| FtpError::SecureError(format!("bad TLS server name {domain:?}: {e}")))?;
-        let mut conn = rustls::ClientConnection::new(self.client.config.clone(), name)
-            .map_err(|e| FtpError::SecureError(e.to_string()))?;
-        while conn.is_handshaking() {
-            if let Err(e) = conn.complete_io(&mut tcp) {
-                return Err(handshake_error(domain, &self.client, e));
-            }
-        }
-        Ok(TlsData {
-            stream: rustls::StreamOwned::new(conn, tcp),
-        })
-    }
-}
-
-/// A certificate the client does not trust is a [`suppaftp::FtpError::SecureError`]
-/// (permanent, naming the host and the reason); anything else stays a
-/// connection error (a retry may work).
-fn handshake_error(host: &str, client: &TlsClient, e: std::io::Error) -> suppaftp::FtpError {
-    let tls = e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
-    match tls.and_then(|t| untrusted(host, &client.trust, t)) {
-        Some(msg) => suppaftp::FtpError::SecureError(msg),
-        None => suppaftp::FtpError::ConnectionError(e),
-    }
-}
-
 /// The one-line message for a handshake that failed because the server's
 /// certificate is not trusted (`trust`: what the client trusts), or None
 /// for any other TLS error (a retry may work).
@@ -359,8 +254,8 @@ pub(crate) fn untrusted(host: &str, trust: &str, e: &rustls::Error) -> Option<St
 
 /// An untrusted certificate as the transports' one error: permanent
 /// (`InvalidInput`), so no reconnect loop retries it.
-pub(crate) fn untrusted_error(msg: String) -> crate::remote::RemoteError {
-    crate::remote::RemoteError::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, msg))
+pub(crate) fn untrusted_error(msg: String) -> super::RemoteError {
+    super::RemoteError::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, msg))
 }
 
 fn cert_reason(c: &rustls::CertificateError) -> String {
@@ -375,5 +270,24 @@ fn cert_reason(c: &rustls::CertificateError) -> String {
         C::NotValidYet | C::NotValidYetContext { .. } => "the certificate is not valid yet".into(),
         C::Revoked => "the certificate is revoked".into(),
         other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_parse_with_or_without_colons() {
+        let hexs = "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF";
+        let p = parse_pin(hexs).ok();
+        assert_eq!(p.map(|p| p[1]), Some(0x11));
+        assert_eq!(p.map(|p| p[31]), Some(0xff));
+        let colons: Vec<String> = (0..32)
+            .map(|i| hexs[2 * i..2 * i + 2].to_string())
+            .collect();
+        assert_eq!(parse_pin(&colons.join(":")).ok(), p);
+        assert!(parse_pin("abc").is_err());
+        assert!(parse_pin(&"zz".repeat(32)).is_err());
     }
 }

@@ -16,8 +16,6 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
-use super::Upload;
-
 /// Longest single wait for the socket to drain.
 const POLL_MS: u128 = 100;
 
@@ -27,7 +25,7 @@ pub const SENDFILE_MIN: usize = 64 << 10;
 pub const SENDFILE_MAX: usize = 4 << 20;
 
 /// The `sendfile` chunk: starts at `Tuning::chunk_size` and follows the
-/// measured throughput so that one chunk is about [`SENDFILE_TARGET`] of
+/// measured throughput so that one chunk is about `SENDFILE_TARGET` of
 /// sending, within `[SENDFILE_MIN, SENDFILE_MAX]`. It at most doubles per
 /// step (the first calls only fill the socket buffer and look fast) and
 /// shrinks at once. The caller's time budget bounds a call whatever its size.
@@ -55,7 +53,7 @@ impl ChunkSizer {
     }
 }
 
-/// What one [`Upload::send_file`] call did.
+/// What one `send_file` call did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sent {
     /// Bytes that went into the socket (possibly 0 when the budget ran out
@@ -92,43 +90,8 @@ impl Drop for NonBlocking {
     }
 }
 
-impl Upload {
-    /// Sends up to `count` bytes of `file` from `*offset` to the data socket,
-    /// advancing `*offset` by what was sent (the file position is not used),
-    /// for at most about `budget`. Returns `None` when `sendfile` cannot be
-    /// used on this connection (TLS, or the kernel refused with
-    /// EINVAL/ENOSYS before any byte went out): copy instead.
-    pub fn send_file(
-        &mut self,
-        file: &File,
-        offset: &mut u64,
-        count: usize,
-        budget: Duration,
-    ) -> io::Result<Option<Sent>> {
-        if self.no_sendfile {
-            return Ok(None);
-        }
-        let Some(sock) = self.stream.plain_socket() else {
-            self.no_sendfile = true;
-            return Ok(None);
-        };
-        let sent = send_file_to(sock, file, offset, count, budget)?;
-        match sent {
-            Some(s) => self.sendfile_bytes += s.bytes as u64,
-            None => self.no_sendfile = true,
-        }
-        Ok(sent)
-    }
-
-    /// Payload bytes this upload sent by `sendfile` (the rest, if any, was
-    /// copied through a buffer).
-    pub fn sendfile_bytes(&self) -> u64 {
-        self.sendfile_bytes
-    }
-}
-
-/// [`Upload::send_file`] on any plain TCP socket `sock` (also the HTTP
-/// transport's): `None` when the kernel refuses `sendfile` before any byte
+/// Sends from `file` into any plain TCP socket `sock` (an FTP data
+/// connection, an HTTP request body): `None` when the kernel refuses `sendfile` before any byte
 /// went out.
 pub fn send_file_to(
     sock: RawFd,
