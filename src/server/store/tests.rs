@@ -115,6 +115,14 @@ fn same_owner_and_key_takes_over() -> Result<(), StoreError> {
     let (_dir, s) = store();
     let mut old = s.begin_upload(&v("t"), mode(Start::Replace, Some(9), "u"))?;
     old.write(b"abc")?;
+    // Still receiving: the newcomer is told the file is busy, at once.
+    let t0 = std::time::Instant::now();
+    let busy = s.begin_upload(&v("t"), mode(Start::At(2), Some(9), "u"));
+    assert_eq!(busy.map(|_| ()).map_err(|e| e.kind), Err(ErrorKind::Busy));
+    assert!(t0.elapsed() < std::time::Duration::from_secs(1));
+    assert!(!old.taken_over());
+    // Silent for over a second (stalled): the newcomer takes it over.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
     let s2 = s.clone();
     let taker = std::thread::spawn(move || {
         s2.begin_upload(&v("t"), mode(Start::At(2), Some(9), "u"))
