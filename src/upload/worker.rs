@@ -155,6 +155,7 @@ pub(crate) fn run(shared: Arc<Shared>, stats: Arc<WireStats>) {
             }
             let mut started = false;
             shared.attempt_started(p.rec.id);
+            let t_attempt = Instant::now();
             let res = attempt(&shared, &stats, &mut conn, &p, &mut started, &mut restart);
             if let Some((s, _)) = conn.as_mut() {
                 shared.checksums.learn(s);
@@ -201,7 +202,7 @@ pub(crate) fn run(shared: Arc<Shared>, stats: Arc<WireStats>) {
                 Err(Fail::Transient(msg) | Fail::Unverified(_, msg) | Fail::BadPartial(msg)) => {
                     log::warn!("upload of {}: {msg}; retrying", p.rec.remote_path);
                     conn = None;
-                    let delay = backoff.next_delay();
+                    let delay = retry_delay(backoff.next_delay(), t_attempt.elapsed());
                     shared.set_error(p.rec.id, &msg, delay);
                     if shared.sleep_unless_aborted(delay, &p.abort) {
                         shared.aborted(&p);
@@ -214,6 +215,16 @@ pub(crate) fn run(shared: Arc<Shared>, stats: Arc<WireStats>) {
     if let Some((s, _)) = conn {
         s.quit();
     }
+}
+
+/// The wait before the next attempt. The backoff counts from the failed
+/// attempt's start: after an attempt that itself took seconds (a connect
+/// timing out on a dead link, an upload declared stalled) the next starts
+/// at once, so a link that comes back is found by that attempt's SYNs, not
+/// after a backoff on top of the timeout. A tenth of the (jittered) backoff
+/// is always kept, so clients cut at the same moment do not return in step.
+fn retry_delay(backoff: Duration, took: Duration) -> Duration {
+    backoff.saturating_sub(took).max(backoff / 10)
 }
 
 /// Sets the mtime and mode the program gave the file,
@@ -601,6 +612,19 @@ fn copy_buffered(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_delay_counts_from_the_attempts_start() {
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        // A quick failure (refused at once) waits the whole backoff.
+        assert_eq!(retry_delay(s(4), ms(10)), ms(3990));
+        // A connect that timed out after 3 s: only the rest.
+        assert_eq!(retry_delay(s(4), s(3)), s(1));
+        // Longer than the backoff (a stall): a tenth of it.
+        assert_eq!(retry_delay(s(4), s(15)), ms(400));
+        assert_eq!(retry_delay(Duration::ZERO, s(1)), Duration::ZERO);
+    }
 
     #[test]
     fn the_same_verification_failure_twice_is_permanent() {
