@@ -87,7 +87,10 @@ pub fn status_error(status: u16, what: &str) -> RemoteError {
         409 => (libc::ENOENT, true),
         412 => (libc::EEXIST, true),
         414 => (libc::ENAMETOOLONG, true),
-        413 | 507 => (libc::ENOSPC, true),
+        413 => (libc::ENOSPC, true),
+        // The server's disk is full (keyftpd's 452 over FTP): room can be
+        // made, and an upload then goes on by itself.
+        507 => (libc::ENOSPC, false),
         416 => (libc::EINVAL, true),
         423 => (libc::EBUSY, false),
         501 => (libc::ENOSYS, true),
@@ -310,7 +313,8 @@ mod tests {
             (404, libc::ENOENT, true),
             (401, libc::EACCES, true),
             (423, libc::EBUSY, false),
-            (507, libc::ENOSPC, true),
+            (507, libc::ENOSPC, false),
+            (413, libc::ENOSPC, true),
             (503, libc::EIO, false),
         ] {
             let e = status_error(code, "x");

@@ -16,6 +16,9 @@ use super::ftps::TlsData;
 use super::{send_file_to, Download, RemoteError, Sent, Session};
 use std::time::Duration;
 
+/// How long a failed upload waits for the server to say why.
+const REFUSAL_WAIT: Duration = Duration::from_secs(1);
+
 /// An open data connection that completes its transfer on `finish`.
 pub(crate) trait DataConn: Read + Write + Send {
     fn finish(self: Box<Self>) -> Result<(), FtpError>;
@@ -159,6 +162,24 @@ impl Session {
         };
         let _ = self.ftp.get_ref().shutdown(std::net::Shutdown::Both);
         drop(upload);
+    }
+
+    /// After a send into an upload failed: the server's reply to the
+    /// transfer if it refused it (a full disk, a quota, a name it will not
+    /// take), read by a NOOP whose own answer comes after that reply, for
+    /// at most [`REFUSAL_WAIT`]. None when the first reply is the NOOP's
+    /// (the link broke, not the server) or none comes. The data connection
+    /// is left as it is: the caller abandons it and the session.
+    pub fn store_refusal(&mut self) -> Option<RemoteError> {
+        let _ = self.ftp.get_ref().set_read_timeout(Some(REFUSAL_WAIT));
+        let r = self.raw("NOOP");
+        let _ = self.ftp.get_ref().set_read_timeout(Some(self.timeout));
+        match r {
+            Ok(reply) if reply.code >= 400 => {
+                Some(super::errno::from_reply_body(reply.text.as_bytes()))
+            }
+            _ => None,
+        }
     }
 
     /// Closes the upload's data connection and reads the server's reply

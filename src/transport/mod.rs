@@ -76,18 +76,6 @@ pub enum Upload {
     Http(http::HttpUpload),
 }
 
-impl Upload {
-    /// After a failed send: what the server answered before it stopped
-    /// reading, if it did. HTTP only: an FTP server's refusal comes on the
-    /// control connection, read when the transfer is closed.
-    pub fn refusal(&mut self) -> Option<RemoteError> {
-        match self {
-            Upload::Http(u) => u.refusal(),
-            Upload::Ftp(_) => None,
-        }
-    }
-}
-
 /// What the server holds for a path before an upload.
 pub enum Holding {
     /// No file. `open`: the upload from byte 0, already started when
@@ -306,6 +294,18 @@ impl Conn {
 
     /// Gives up on an upload without waiting; the connection is unusable
     /// afterwards: drop it.
+    /// After a send into `up` failed: the server's refusal of the upload,
+    /// if it gave one (over HTTP an answer before the whole body, over FTP
+    /// the transfer's reply on the control connection), instead of the
+    /// broken pipe it left.
+    pub fn refusal(&mut self, up: &mut Upload) -> Option<RemoteError> {
+        match (self, up) {
+            (_, Upload::Http(u)) => u.refusal(),
+            (Conn::Ftp(s), Upload::Ftp(_)) => s.store_refusal(),
+            _ => None,
+        }
+    }
+
     pub fn abandon_send(&mut self, up: Upload) {
         match (self, up) {
             (Conn::Ftp(s), Upload::Ftp(up)) => s.abandon_store(up),

@@ -486,7 +486,7 @@ fn stream(
     mut up: Upload,
     offset: u64,
 ) -> Result<(), Fail> {
-    match send_all(shared, stats, p, file, &mut up, offset) {
+    match send_all(shared, stats, s, p, file, &mut up, offset) {
         Ok(()) => {
             s.finish_send(up)?;
             Ok(())
@@ -504,6 +504,7 @@ fn stream(
 fn send_all(
     shared: &Shared,
     stats: &WireStats,
+    s: &mut Conn,
     p: &Picked,
     file: &mut File,
     up: &mut Upload,
@@ -543,7 +544,7 @@ fn send_all(
                     stats
                         .sendfile_bytes
                         .fetch_add(pos - before, Ordering::Relaxed);
-                    if let Some(r) = up.refusal() {
+                    if let Some(r) = s.refusal(up) {
                         return Err(r.into());
                     }
                     return Err(Fail::Transient(format!("upload: {e}")));
@@ -552,7 +553,7 @@ fn send_all(
         }
     }
     if pos < size {
-        pos = copy_buffered(shared, p, file, up, pos)?;
+        pos = copy_buffered(shared, s, p, file, up, pos)?;
     }
     if pos != size {
         return Err(Fail::Permanent(format!(
@@ -567,6 +568,7 @@ fn send_all(
 /// bandwidth cap. Returns where it stopped.
 fn copy_buffered(
     shared: &Shared,
+    s: &mut Conn,
     p: &Picked,
     file: &mut File,
     up: &mut Upload,
@@ -597,7 +599,7 @@ fn copy_buffered(
             l.acquire(n);
         }
         if let Err(e) = up.write_all(&buf[..n]) {
-            if let Some(r) = up.refusal() {
+            if let Some(r) = s.refusal(up) {
                 return Err(r.into());
             }
             return Err(Fail::Transient(format!("upload: {e}")));
