@@ -165,8 +165,8 @@ impl Session {
     }
 
     /// After a send into an upload failed: the server's reply to the
-    /// transfer if it refused it (a full disk, a quota, a name it will not
-    /// take), read by a NOOP whose own answer comes after that reply, for
+    /// transfer if it stopped it (a local error, a full disk, a quota),
+    /// read by a NOOP whose own answer comes after that reply, for
     /// at most [`REFUSAL_WAIT`]. None when the first reply is the NOOP's
     /// (the link broke, not the server) or none comes. The data connection
     /// is left as it is: the caller abandons it and the session.
@@ -175,7 +175,11 @@ impl Session {
         let r = self.raw("NOOP");
         let _ = self.ftp.get_ref().set_read_timeout(Some(self.timeout));
         match r {
-            Ok(reply) if reply.code >= 400 => {
+            // Only the replies that say why a transfer was stopped on the
+            // server's side (RFC 959): a local error, no room, a quota.
+            // Anything else may be about the NOOP itself (pure-ftpd answers
+            // 500 to a command during a transfer) or the cut (426).
+            Ok(reply) if matches!(reply.code, 451 | 452 | 552) => {
                 Some(super::errno::from_reply_body(reply.text.as_bytes()))
             }
             _ => None,
