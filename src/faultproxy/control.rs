@@ -65,10 +65,8 @@ fn session(client: TcpStream, shared: &Arc<Shared>) -> io::Result<()> {
     };
     relay_replies(&server, &client_w, epoch, shared, local_ip, &sess);
     // One direction ended: end the other one too (unless an outage lost
-    // the connection: then nothing is said at all).
-    if !shared.pass(epoch) {
-        shared.park();
-    }
+    // the connection: then nothing is said until the proxy stops).
+    let _ = shared.pass(epoch);
     let _ = client.shutdown(Shutdown::Both);
     let _ = server.shutdown(Shutdown::Both);
     let _ = up.join();
@@ -110,7 +108,7 @@ fn relay_commands(
             continue;
         }
         if !shared.pass(epoch) {
-            return shared.park();
+            return;
         }
         if shared.refuses(&verb) {
             let v = String::from_utf8_lossy(&verb);
@@ -129,7 +127,7 @@ fn relay_commands(
             .fetch_add(n as u64, Ordering::SeqCst);
     }
     if !shared.pass(epoch) {
-        return shared.park();
+        return;
     }
     let _ = dst.shutdown(Shutdown::Write);
 }
@@ -159,7 +157,7 @@ fn relay_replies(
             .down_ctrl
             .fetch_add(n as u64, Ordering::SeqCst);
         if !shared.pass(epoch) {
-            return shared.park();
+            return;
         }
         if line.starts_with(b"211-") {
             in_feat = true;

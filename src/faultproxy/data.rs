@@ -176,7 +176,7 @@ fn pump(
             }
         }
         if !shared.pass(epoch) {
-            return shared.park();
+            return;
         }
         if dst.write_all(&buf[..n]).is_err() {
             break;
@@ -196,7 +196,7 @@ fn pump(
     }
     // An end of stream does not cross an outage either.
     if !shared.pass(epoch) {
-        return shared.park();
+        return;
     }
     // Pass the end of stream on; the other direction may still be running.
     let _ = dst.shutdown(std::net::Shutdown::Write);

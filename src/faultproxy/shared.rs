@@ -227,20 +227,19 @@ impl Shared {
         self.counters.holds.load(Ordering::SeqCst)
     }
 
-    /// [`Shared::gate`] for a connection made at `epoch`: false if an
-    /// outage that forgets connections came since, and then the caller
-    /// must [`Shared::park`] instead of relaying anything (a close too).
+    /// [`Shared::gate`] for a connection made at `epoch`. False when an
+    /// outage that forgets connections came since: then it returns only
+    /// once the proxy stops, the connection's sockets held open and silent
+    /// meanwhile, and the caller relays nothing more (a close neither).
     pub fn pass(&self, epoch: u64) -> bool {
         self.gate();
-        !(lock(&self.faults).hold_forget && self.epoch() > epoch)
-    }
-
-    /// Holds a forgotten connection's sockets open, silent, until the
-    /// proxy stops.
-    pub fn park(&self) {
+        if !(lock(&self.faults).hold_forget && self.epoch() > epoch) {
+            return true;
+        }
         while !self.stopped.load(Ordering::SeqCst) {
             thread::sleep(Duration::from_millis(100));
         }
+        false
     }
 
     /// Remembers a socket so that shutdown can close it. Returns its id.

@@ -31,6 +31,9 @@ use crate::server::paths::VPath;
 /// How often a silent body looks at its upload's takeover flag.
 const TICK: Duration = Duration::from_millis(200);
 
+/// What a request whose upload was taken over is told (409).
+pub(crate) const TAKEN_OVER: &str = "a newer upload of the file with the same key took over";
+
 /// Why a body stopped before its end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Stop {
@@ -93,7 +96,7 @@ pub(crate) fn stream(
                 match tokio::time::timeout(wait, body.frame()).await {
                     Err(_) if why.taken_over() => {
                         why.set(Stop::TakenOver);
-                        let e = io::Error::other("a newer upload of the file took over");
+                        let e = io::Error::other(TAKEN_OVER);
                         return Some((Err(e), None));
                     }
                     Err(_) if Instant::now() >= deadline => {

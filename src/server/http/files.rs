@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use super::auth::Who;
 use super::backend::{self, BackendError, Begin, Entry};
-use super::body::Stop;
+use super::body::{Stop, TAKEN_OVER};
 use super::reply::{self, Resp};
 use super::Ctx;
 use crate::server::listing::utc;
@@ -215,10 +215,7 @@ pub(crate) async fn put(ctx: &Arc<Ctx>, v: &VPath, req: Request<Incoming>, who: 
         ),
         Some(Stop::TakenOver) => reply::text(
             StatusCode::CONFLICT,
-            &format!(
-                "a newer upload of the file took over; {} bytes kept",
-                end.state.size
-            ),
+            &format!("{}; {} bytes kept", TAKEN_OVER, end.state.size),
         ),
         None if existed => reply::status(StatusCode::NO_CONTENT),
         None => reply::status(StatusCode::CREATED),

@@ -114,10 +114,7 @@ fn stopped(why: Option<Stop>, e: &FormError) -> Resp {
     match why {
         Some(Stop::Timeout) => reply::text(StatusCode::REQUEST_TIMEOUT, "request body timed out"),
         Some(Stop::Cut) => reply::text(StatusCode::BAD_REQUEST, "request body cut off"),
-        Some(Stop::TakenOver) => reply::text(
-            StatusCode::CONFLICT,
-            "a newer upload of the file with the same key took over",
-        ),
+        Some(Stop::TakenOver) => reply::text(StatusCode::CONFLICT, body::TAKEN_OVER),
         None => reply::text(
             StatusCode::BAD_REQUEST,
             &format!("malformed multipart body: {e}"),
@@ -127,11 +124,25 @@ fn stopped(why: Option<Stop>, e: &FormError) -> Resp {
 
 /// A client-given file name (tus's `filename`, a form's file part) that
 /// names a file in a directory: no path, no `.` or `..`.
-pub(crate) fn plain_name(name: &str) -> Result<&str, &'static str> {
+pub(crate) fn plain_name(name: &str) -> Result<(), &'static str> {
     if name.is_empty() || name.contains('/') || name == "." || name == ".." {
         return Err("filename must be a plain name");
     }
-    Ok(name)
+    Ok(())
+}
+
+/// The file a form posted to directory `dir` goes to: the one its file
+/// part's `filename` names there.
+fn file_in(dir: &VPath, filename: Option<&str>) -> Result<VPath, Resp> {
+    let Some(name) = filename else {
+        return Err(reply::text(
+            StatusCode::CONFLICT,
+            "a directory: POST to a file's URL, or give the file part a filename",
+        ));
+    };
+    plain_name(name).map_err(|why| reply::text(StatusCode::BAD_REQUEST, why))?;
+    dir.resolve(name)
+        .map_err(|e| reply::text(StatusCode::BAD_REQUEST, &e.to_string()))
 }
 
 /// `POST /PATH` with `multipart/form-data`. To a directory (as a plain
@@ -192,25 +203,6 @@ pub(crate) async fn post(
             }
         }
     }
-    let into_dir = dir_url || matches!(super::webdav::stat(ctx, v).await, Ok(e) if e.dir);
-    let target = if into_dir {
-        let Some(name) = form.filename() else {
-            return reply::text(
-                StatusCode::CONFLICT,
-                "a directory: POST to a file's URL, or give the file part a filename",
-            );
-        };
-        match plain_name(name)
-            .map_err(|e| e.to_string())
-            .and_then(|n| v.resolve(n).map_err(|e| e.to_string()))
-        {
-            Ok(t) => t,
-            Err(why) => return reply::text(StatusCode::BAD_REQUEST, &why),
-        }
-    } else {
-        v.clone()
-    };
-    let v = &target;
     let how = if offset == 0 {
         Begin::Replace(key)
     } else {
@@ -219,7 +211,24 @@ pub(crate) async fn post(
             expect: Some(key),
         }
     };
-    let mut up = match body::begin(ctx, v, how, who.name()).await {
+    // A URL ending in `/` names a directory; one without it may too, and
+    // the store says so (no lookup added to every POST).
+    let in_dir = if dir_url {
+        match file_in(v, form.filename()) {
+            Ok(t) => Some(t),
+            Err(r) => return r,
+        }
+    } else {
+        None
+    };
+    let up = match body::begin(ctx, in_dir.as_ref().unwrap_or(v), how, who.name()).await {
+        Err(BackendError::IsDir) if in_dir.is_none() => match file_in(v, form.filename()) {
+            Ok(t) => body::begin(ctx, &t, how, who.name()).await,
+            Err(r) => return r,
+        },
+        r => r,
+    };
+    let mut up = match up {
         Ok(u) => u,
         Err(e) => return reply::backend_error("upload", e),
     };

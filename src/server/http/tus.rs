@@ -383,10 +383,7 @@ pub(crate) async fn patch(ctx: &Arc<Ctx>, v: &VPath, req: Request<Incoming>, who
     } else if stop == Some(super::body::Stop::Timeout) {
         reply::text(StatusCode::REQUEST_TIMEOUT, "request body timed out")
     } else if stop == Some(super::body::Stop::TakenOver) {
-        reply::text(
-            StatusCode::CONFLICT,
-            "a newer upload of the file with the same key took over",
-        )
+        reply::text(StatusCode::CONFLICT, super::body::TAKEN_OVER)
     } else {
         reply::status(StatusCode::NO_CONTENT)
     };
