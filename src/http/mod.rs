@@ -106,9 +106,14 @@ pub fn status_error(status: u16, what: &str) -> RemoteError {
 
 /// A refused login (401, 403) with the one-line reason of its text body.
 fn refusal(code: u16, why: &str, what: &str) -> RemoteError {
+    status_error(code, &with_reason(what, why))
+}
+
+/// `what`, followed by the first line of a text answer `why` if it has one.
+fn with_reason(what: &str, why: &str) -> String {
     match why.lines().next().map(str::trim).filter(|l| !l.is_empty()) {
-        Some(line) => status_error(code, &format!("{what} ({line})")),
-        None => status_error(code, what),
+        Some(line) => format!("{what} ({line})"),
+        None => what.to_string(),
     }
 }
 

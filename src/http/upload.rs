@@ -228,14 +228,9 @@ impl HttpUpload {
     /// line of text; instead of the broken pipe it left behind.
     pub fn refusal(&mut self) -> Option<RemoteError> {
         let r = self.direct.as_ref()?.early_answer(ANSWER_MAX)?;
-        let why = match r.content_type.as_str() {
-            "text/plain" => String::from_utf8_lossy(&r.body).into_owned(),
-            _ => String::new(),
-        };
-        let line = why.lines().next().map(str::trim).unwrap_or_default();
-        let what = match line {
-            "" => self.what.clone(),
-            l => format!("{} ({l})", self.what),
+        let what = match r.content_type.as_str() {
+            "text/plain" => super::with_reason(&self.what, &String::from_utf8_lossy(&r.body)),
+            _ => self.what.clone(),
         };
         self.refused(r.status, &what)
     }

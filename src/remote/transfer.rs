@@ -8,13 +8,13 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
 
 use suppaftp::{DataStream, FtpError, TransferStream};
 
 use super::ftps::TlsData;
 
 use super::{send_file_to, Download, RemoteError, Sent, Session};
-use std::time::Duration;
 
 /// How long a failed upload waits for the server to say why.
 const REFUSAL_WAIT: Duration = Duration::from_secs(1);

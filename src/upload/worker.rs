@@ -544,10 +544,7 @@ fn send_all(
                     stats
                         .sendfile_bytes
                         .fetch_add(pos - before, Ordering::Relaxed);
-                    if let Some(r) = s.refusal(up) {
-                        return Err(r.into());
-                    }
-                    return Err(Fail::Transient(format!("upload: {e}")));
+                    return Err(send_failed(s, up, e));
                 }
             }
         }
@@ -561,6 +558,15 @@ fn send_all(
         )));
     }
     Ok(())
+}
+
+/// A send into `up` failed with `e`: the server's refusal if it gave one
+/// (a locked file, a full disk), else the network error.
+fn send_failed(s: &mut Conn, up: &mut Upload, e: std::io::Error) -> Fail {
+    match s.refusal(up) {
+        Some(r) => r.into(),
+        None => Fail::Transient(format!("upload: {e}")),
+    }
 }
 
 /// Copies `[pos, size)` through one buffer (at most `chunk_size`, at most
@@ -599,10 +605,7 @@ fn copy_buffered(
             l.acquire(n);
         }
         if let Err(e) = up.write_all(&buf[..n]) {
-            if let Some(r) = s.refusal(up) {
-                return Err(r.into());
-            }
-            return Err(Fail::Transient(format!("upload: {e}")));
+            return Err(send_failed(s, up, e));
         }
         pos += n as u64;
         shared.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
